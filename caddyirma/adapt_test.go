@@ -1,0 +1,54 @@
+package caddyirma
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/caddytest"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files of the adapt tests")
+
+// TestCaddyfileAdapt keeps `caddy adapt` output stable: each file under
+// testdata/caddyfile_adapt holds a Caddyfile, a line of dashes, and the
+// JSON it adapts to.
+func TestCaddyfileAdapt(t *testing.T) {
+	files, err := filepath.Glob("testdata/caddyfile_adapt/*.caddyfiletest")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no adapt tests found: %v", err)
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			raw, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			caddyfile, want, ok := strings.Cut(string(raw), "\n----------\n")
+			if !ok {
+				t.Fatalf("%s: no line of ten dashes between Caddyfile and JSON", file)
+			}
+			got, err := caddytest.Adapt(caddyfile)
+			if err != nil {
+				t.Fatalf("adapting: %v", err)
+			}
+			var pretty bytes.Buffer
+			if err := json.Indent(&pretty, got, "", "\t"); err != nil {
+				t.Fatal(err)
+			}
+			if *update {
+				if err := os.WriteFile(file, []byte(caddyfile+"\n----------\n"+pretty.String()+"\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if strings.TrimSpace(pretty.String()) != strings.TrimSpace(want) {
+				t.Errorf("adapted JSON differs (run go test -run TestCaddyfileAdapt -update to accept):\n%s", pretty.String())
+			}
+		})
+	}
+}

@@ -1,0 +1,464 @@
+// Package caddyirma is the Caddy face of caddy-irma: the irma app, which runs
+// an embedded IRMA server (irmago's irmaserver), and the HTTP handlers that
+// expose it on a site.
+package caddyirma
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	irma "github.com/privacybydesign/irmago/irma"
+	"github.com/privacybydesign/irmago/irma/server"
+	"github.com/privacybydesign/irmago/irma/server/irmaserver"
+	"go.uber.org/zap"
+
+	"github.com/caddy-irma/caddy-irma/caddyirma/timestamp"
+)
+
+func init() {
+	caddy.RegisterModule(new(App))
+}
+
+// Defaults of the irma app.
+const (
+	DefaultPathPrefix            = "/irma/"
+	DefaultMaxSessionLifetime    = 15 * time.Minute
+	DefaultSessionResultLifetime = 5 * time.Minute
+	DefaultSchemesUpdateInterval = time.Hour
+)
+
+// App is the irma app: one embedded IRMA server per Caddy process, the server
+// that the Yivi app on a visitor's phone talks to. Handlers (irma_endpoints
+// and the authentication, issuance and signing handlers) use it by name.
+//
+// The server survives config reloads that do not change its settings (or the
+// schemes and keys it loaded), so sessions under way are not lost; otherwise
+// the new server starts and the old one is stopped.
+type App struct {
+	// URL is the public URL of the IRMA endpoints: what the Yivi app on a
+	// phone connects to, and what session QR codes point at. Its path is the
+	// prefix under which the irma_endpoints handler serves them; a URL without
+	// a path gets "/irma/". Required. It must be http or https; production
+	// mode requires https.
+	URL string `json:"url,omitempty"`
+
+	// SchemesPath is the directory of IRMA schemes (one folder per scheme,
+	// such as pbdf or the local demo scheme) that the server trusts.
+	// Required: the server never downloads schemes on its own at start.
+	SchemesPath string `json:"schemes_path,omitempty"`
+
+	// IssuerPrivateKeysPath is the directory of Idemix issuer private keys,
+	// files named <scheme>.<issuer>.<counter>.xml. Optional; without it the
+	// server can disclose and sign, but not issue. Keep it outside the schemes
+	// directory: a schemes directory is what wallets copy.
+	IssuerPrivateKeysPath string `json:"issuer_private_keys_path,omitempty"`
+
+	// DisableSchemesUpdate turns off the periodic download of updates of the
+	// schemes from their URLs. Updates are on by default, as in irma server;
+	// turn them off for local schemes and offline sites.
+	DisableSchemesUpdate bool `json:"disable_schemes_update,omitempty"`
+
+	// SchemesUpdateInterval is how often the schemes are updated. Whole
+	// minutes, at least one. Default: 1h.
+	SchemesUpdateInterval caddy.Duration `json:"schemes_update_interval,omitempty"`
+
+	// MaxSessionLifetime is how long an IRMA session may take from its start
+	// until the app has answered. Whole minutes, at least one. Default: 15m.
+	MaxSessionLifetime caddy.Duration `json:"max_session_lifetime,omitempty"`
+
+	// SessionResultLifetime is how long the result of a finished session is
+	// kept for the requestor to fetch. Whole minutes, at least one.
+	// Default: 5m.
+	SessionResultLifetime caddy.Duration `json:"session_result_lifetime,omitempty"`
+
+	// Production turns on irmago's production mode: sessions are not marked
+	// as development sessions (the Yivi app refuses development sessions
+	// unless it is in developer mode), and the URL must be https. Default:
+	// off.
+	Production bool `json:"production,omitempty"`
+
+	// Redis keeps IRMA sessions in Redis instead of in memory, so that
+	// several Caddy instances can serve the same sessions. Default: in memory.
+	Redis *RedisConfig `json:"redis,omitempty"`
+
+	// TimestampKeyFile is a PEM file with the Ed25519 key of a timestamp
+	// (atum) service that the gateway hosts at the "timestamp" path under the
+	// URL. Attribute-based signature sessions need the timestamp server that
+	// the scheme names; set this for a local scheme whose timestamp server is
+	// this gateway. Default: no timestamp service.
+	TimestampKeyFile string `json:"timestamp_key_file,omitempty"`
+
+	prefix       string
+	serverURL    string
+	irmaConf     *irma.Configuration
+	serverConf   *server.Configuration
+	poolKey      string
+	timestamps   http.Handler
+	timestampKey ed25519.PrivateKey
+	ownsConf     bool // irmaConf is this app's to close, not a running server's
+	srv          atomic.Pointer[runningServer]
+	logger       *zap.Logger
+}
+
+// RedisConfig says how to reach Redis. Sessions are polled, never pushed,
+// so nothing in caddy-irma depends on what irmago cannot do with Redis
+// (session handlers, status channels and server-sent events).
+type RedisConfig struct {
+	// Address is host:port of the Redis server. Required.
+	Address string `json:"address,omitempty"`
+	// Username for Redis ACL authentication. Optional.
+	Username string `json:"username,omitempty"`
+	// Password for Redis authentication. Optional; placeholders such as
+	// {env.REDIS_PASSWORD} are replaced when the config loads.
+	Password string `json:"password,omitempty"`
+	// DB is the Redis database number. Default: 0.
+	DB int `json:"db,omitempty"`
+	// TLS is on by default: plain connections need DisableTLS.
+	DisableTLS bool `json:"disable_tls,omitempty"`
+	// TLSCACertFile is a PEM file with the CA certificate that the Redis
+	// server's certificate must chain to. Default: the system roots.
+	TLSCACertFile string `json:"tls_ca_cert_file,omitempty"`
+	// TLSClientCertFile and TLSClientKeyFile are a PEM client certificate
+	// and key for mutual TLS. Optional.
+	TLSClientCertFile string `json:"tls_client_cert_file,omitempty"`
+	TLSClientKeyFile  string `json:"tls_client_key_file,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (*App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "irma",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision checks the settings and parses the schemes and keys. It works
+// offline and starts nothing that outlives Cleanup.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	repl := caddy.NewReplacer()
+
+	if a.URL == "" {
+		return errors.New("irma: url is required: the public URL of the IRMA endpoints, such as https://example.com/irma/")
+	}
+	u, err := url.Parse(repl.ReplaceAll(a.URL, ""))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("irma: url %q: want an absolute http or https URL without query, fragment or user info", a.URL)
+	}
+	if a.Production && u.Scheme != "https" {
+		return fmt.Errorf("irma: url %q: production mode requires https", a.URL)
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = DefaultPathPrefix
+	}
+	if !strings.HasSuffix(u.Path, "/") {
+		u.Path += "/"
+	}
+	a.prefix = u.Path
+	a.serverURL = u.String()
+
+	for _, d := range []struct {
+		name string
+		val  *caddy.Duration
+		def  time.Duration
+	}{
+		{"max_session_lifetime", &a.MaxSessionLifetime, DefaultMaxSessionLifetime},
+		{"session_result_lifetime", &a.SessionResultLifetime, DefaultSessionResultLifetime},
+		{"schemes_update_interval", &a.SchemesUpdateInterval, DefaultSchemesUpdateInterval},
+	} {
+		if *d.val == 0 {
+			*d.val = caddy.Duration(d.def)
+		}
+		if v := time.Duration(*d.val); v < time.Minute || v%time.Minute != 0 {
+			return fmt.Errorf("irma: %s %s: want whole minutes, at least 1m", d.name, v)
+		}
+	}
+
+	if a.SchemesPath == "" {
+		return errors.New("irma: schemes_path is required: the directory of IRMA schemes to trust")
+	}
+	a.SchemesPath = repl.ReplaceAll(a.SchemesPath, "")
+	a.IssuerPrivateKeysPath = repl.ReplaceAll(a.IssuerPrivateKeysPath, "")
+	if a.irmaConf, err = loadSchemes(a.SchemesPath, a.IssuerPrivateKeysPath); err != nil {
+		return err
+	}
+	a.ownsConf = true
+
+	if a.TimestampKeyFile != "" {
+		a.TimestampKeyFile = repl.ReplaceAll(a.TimestampKeyFile, "")
+		key, err := timestamp.LoadKey(a.TimestampKeyFile)
+		if err != nil {
+			return fmt.Errorf("irma: timestamp_key_file %q: %w", a.TimestampKeyFile, err)
+		}
+		a.timestampKey = key
+		a.timestamps = timestamp.NewHandler(key, timestamp.WithURL(a.serverURL+"timestamp"))
+	}
+
+	a.serverConf = &server.Configuration{
+		IrmaConfiguration:     a.irmaConf,
+		SchemesPath:           a.SchemesPath,
+		IssuerPrivateKeysPath: a.IssuerPrivateKeysPath,
+		DisableSchemesUpdate:  a.DisableSchemesUpdate,
+		SchemesUpdateInterval: int(time.Duration(a.SchemesUpdateInterval) / time.Minute),
+		URL:                   a.serverURL,
+		MaxSessionLifetime:    int(time.Duration(a.MaxSessionLifetime) / time.Minute),
+		SessionResultLifetime: int(time.Duration(a.SessionResultLifetime) / time.Minute),
+		Production:            a.Production,
+		Logger:                irmaLogs.logger,
+		StoreType:             "memory",
+	}
+	if r := a.Redis; r != nil {
+		if r.Address == "" {
+			return errors.New("irma: redis: address is required")
+		}
+		if !r.DisableTLS && r.TLSCACertFile == "" && (r.TLSClientCertFile != "" || r.TLSClientKeyFile != "") {
+			// irmago reads client certificates only together with a CA file.
+			return errors.New("irma: redis: tls_client_cert_file and tls_client_key_file need tls_ca_cert_file")
+		}
+		if (r.TLSClientCertFile == "") != (r.TLSClientKeyFile == "") {
+			return errors.New("irma: redis: tls_client_cert_file and tls_client_key_file go together")
+		}
+		if r.DisableTLS && (r.TLSCACertFile != "" || r.TLSClientCertFile != "") {
+			return errors.New("irma: redis: disable_tls cannot be combined with TLS certificate files")
+		}
+		a.serverConf.StoreType = "redis"
+		a.serverConf.RedisSettings = &server.RedisSettings{
+			Addr:                     repl.ReplaceAll(r.Address, ""),
+			Username:                 repl.ReplaceAll(r.Username, ""),
+			Password:                 repl.ReplaceAll(r.Password, ""),
+			DB:                       r.DB,
+			DisableTLS:               r.DisableTLS,
+			TLSCertificateFile:       repl.ReplaceAll(r.TLSCACertFile, ""),
+			TLSClientCertificateFile: repl.ReplaceAll(r.TLSClientCertFile, ""),
+			TLSClientKeyFile:         repl.ReplaceAll(r.TLSClientKeyFile, ""),
+		}
+	}
+
+	a.poolKey, err = a.serverKey()
+	if err != nil {
+		return fmt.Errorf("irma: %w", err)
+	}
+	return nil
+}
+
+// loadSchemes parses the schemes, and the issuer private keys if a path is
+// given, checking every signature, offline.
+func loadSchemes(schemesPath, keysPath string) (*irma.Configuration, error) {
+	fi, err := os.Stat(schemesPath)
+	if err != nil {
+		return nil, fmt.Errorf("irma: schemes_path %q: %w", schemesPath, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("irma: schemes_path %q: not a directory", schemesPath)
+	}
+	// Not read-only: irmaserver refuses to start sessions on a read-only
+	// configuration, even when it has everything the session needs.
+	conf, err := irma.NewConfiguration(schemesPath, irma.ConfigurationOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("irma: schemes_path %q: %w", schemesPath, err)
+	}
+	if err := conf.ParseFolder(); err != nil {
+		closeSchemes(conf)
+		return nil, fmt.Errorf("irma: schemes_path %q: %w", schemesPath, err)
+	}
+	// irmago skips a scheme that fails to parse or whose signature does not
+	// verify, with only a log line; a gateway must not run without it.
+	for id, serr := range conf.DisabledSchemeManagers {
+		closeSchemes(conf)
+		return nil, fmt.Errorf("irma: schemes_path %q: scheme %s is invalid: %w", schemesPath, id, serr)
+	}
+	// A scheme whose signature does not verify is skipped without a word.
+	dirs, _ := os.ReadDir(schemesPath)
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(schemesPath, d.Name(), "description.xml")); err != nil {
+			continue
+		}
+		if _, ok := conf.SchemeManagers[irma.NewSchemeManagerIdentifier(d.Name())]; !ok {
+			closeSchemes(conf)
+			return nil, fmt.Errorf("irma: schemes_path %q: scheme %s did not load: its signature (index.sig, pk.pem) or its files are invalid", schemesPath, d.Name())
+		}
+	}
+	if len(conf.SchemeManagers) == 0 {
+		closeSchemes(conf)
+		return nil, fmt.Errorf("irma: schemes_path %q: no schemes found (create the demo scheme with 'caddy irma demo-scheme')", schemesPath)
+	}
+	if keysPath != "" {
+		ring, err := irma.NewPrivateKeyRingFolder(keysPath, conf)
+		if err == nil {
+			err = conf.AddPrivateKeyRing(ring)
+		}
+		if err != nil {
+			closeSchemes(conf)
+			return nil, fmt.Errorf("irma: issuer_private_keys_path %q: %w", keysPath, err)
+		}
+	}
+	return conf, nil
+}
+
+// closeSchemes stops what irma.Configuration.ParseFolder started.
+func closeSchemes(conf *irma.Configuration) {
+	if conf.Scheduler != nil {
+		conf.Scheduler.Stop()
+	}
+	if conf.Revocation != nil {
+		_ = conf.Revocation.Close()
+	}
+}
+
+// serverKey identifies a server by everything that would make a new one
+// differ from a running one: the settings and the schemes and keys on disk.
+func (a *App) serverKey() (string, error) {
+	h := sha256.New()
+	settings, err := json.Marshal(a.serverConf)
+	if err != nil {
+		return "", err
+	}
+	h.Write(settings)
+	ids := make([]string, 0, len(a.irmaConf.SchemeManagers))
+	for id := range a.irmaConf.SchemeManagers {
+		ids = append(ids, id.String())
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		// The signed index holds the hash of every file of the scheme.
+		index, err := os.ReadFile(filepath.Join(a.SchemesPath, id, "index"))
+		if err != nil {
+			return "", fmt.Errorf("schemes_path %q: scheme %s: %w", a.SchemesPath, id, err)
+		}
+		fmt.Fprintf(h, "\x00scheme %s %x\n", id, sha256.Sum256(index))
+	}
+	if a.IssuerPrivateKeysPath != "" {
+		entries, err := os.ReadDir(a.IssuerPrivateKeysPath)
+		if err != nil {
+			return "", fmt.Errorf("issuer_private_keys_path %q: %w", a.IssuerPrivateKeysPath, err)
+		}
+		for _, e := range entries {
+			b, err := os.ReadFile(filepath.Join(a.IssuerPrivateKeysPath, e.Name()))
+			if err != nil {
+				continue // not a key file irmago reads either
+			}
+			fmt.Fprintf(h, "\x00key %s %x\n", e.Name(), sha256.Sum256(b))
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// servers holds the running IRMA servers of this process, shared across
+// config reloads by key.
+var servers = caddy.NewUsagePool()
+
+// runningServer is an irmaserver with what it was built from; it is
+// destructed when the last app using it is cleaned up.
+type runningServer struct {
+	*irmaserver.Server
+	conf    *irma.Configuration
+	handler http.Handler
+}
+
+// Destruct implements caddy.Destructor.
+func (s *runningServer) Destruct() error {
+	s.Stop()
+	closeSchemes(s.conf)
+	return nil
+}
+
+// Start starts the IRMA server, or takes over the one that an earlier config
+// with the same settings started.
+func (a *App) Start() error {
+	irmaLogs.setTarget(a.logger.Named("irmago"))
+	v, loaded, err := servers.LoadOrNew(a.poolKey, func() (caddy.Destructor, error) {
+		conf := *a.serverConf
+		srv, err := irmaserver.New(&conf)
+		if err != nil {
+			return nil, err
+		}
+		return &runningServer{Server: srv, conf: a.irmaConf, handler: srv.HandlerFunc()}, nil
+	})
+	if err != nil {
+		if a.Redis != nil {
+			return fmt.Errorf("irma: starting the IRMA server with redis at %q: %w", a.Redis.Address, err)
+		}
+		return fmt.Errorf("irma: starting the IRMA server: %w", err)
+	}
+	if a.timestampKey != nil {
+		// Verifying a signature asks the timestamp server whether it trusts
+		// the key in the timestamp; the server is this gateway, whose public
+		// URL need not route back to itself, so it knows the answer already.
+		// Stamps signed with a key of an earlier config stay trusted.
+		timestamp.TrustOwnKey(a.serverURL+"timestamp", a.timestampKey.Public().(ed25519.PublicKey), time.Now().AddDate(100, 0, 0))
+	}
+	rs := v.(*runningServer)
+	if loaded {
+		// The running server keeps its own parse of the same schemes.
+		closeSchemes(a.irmaConf)
+		a.irmaConf = rs.conf
+	}
+	a.ownsConf = false
+	a.srv.Store(rs)
+	a.logger.Info("irma server ready",
+		zap.String("url", a.serverURL),
+		zap.Bool("reused", loaded),
+		zap.String("store", a.serverConf.StoreType))
+	return nil
+}
+
+// Stop releases this app's use of the IRMA server.
+func (a *App) Stop() error {
+	if a.srv.Swap(nil) == nil {
+		return nil
+	}
+	_, err := servers.Delete(a.poolKey)
+	return err
+}
+
+// Cleanup frees what Provision loaded if the app never started.
+func (a *App) Cleanup() error {
+	if a.ownsConf {
+		closeSchemes(a.irmaConf)
+		a.ownsConf = false
+	}
+	return nil
+}
+
+// Server returns the running IRMA server, or an error if the app has not
+// started or has stopped.
+func (a *App) Server() (*irmaserver.Server, error) {
+	rs := a.srv.Load()
+	if rs == nil {
+		return nil, errors.New("irma: the IRMA server is not running")
+	}
+	return rs.Server, nil
+}
+
+// Configuration returns the parsed schemes the server trusts. Valid from
+// Provision on.
+func (a *App) Configuration() *irma.Configuration { return a.irmaConf }
+
+// PathPrefix returns the path under which the IRMA endpoints live, with a
+// trailing slash, such as "/irma/".
+func (a *App) PathPrefix() string { return a.prefix }
+
+// ServerURL returns the public URL of the IRMA endpoints, with a trailing
+// slash.
+func (a *App) ServerURL() string { return a.serverURL }
+
+// Interface guards
+var (
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+	_ caddy.Destructor   = (*runningServer)(nil)
+)

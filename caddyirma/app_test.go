@@ -1,0 +1,352 @@
+package caddyirma
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	irma "github.com/privacybydesign/irmago/irma"
+
+	"github.com/caddy-irma/caddy-irma/caddyirma/demoscheme"
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/caddytest"
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testscheme"
+	"github.com/caddy-irma/caddy-irma/caddyirma/sessionpage"
+)
+
+// gateway is a test site: a port, the scheme it trusts, and its Caddyfile.
+type gateway struct {
+	port   int
+	scheme *demoscheme.Scheme
+}
+
+func newGateway(t *testing.T) *gateway {
+	t.Helper()
+	port := caddytest.FreePort(t)
+	g := &gateway{port: port}
+	g.scheme = testscheme.New(t, g.url()+"timestamp")
+	return g
+}
+
+func (g *gateway) url() string { return fmt.Sprintf("http://127.0.0.1:%d/irma/", g.port) }
+
+func (g *gateway) base() string { return fmt.Sprintf("http://127.0.0.1:%d", g.port) }
+
+// caddyfile returns the site with the given lines added to the irma option.
+func (g *gateway) caddyfile(irmaExtra string) string {
+	return fmt.Sprintf(`{
+	admin off
+	storage file_system %[5]s
+	irma {
+		url %[2]s
+		schemes_path %[3]s
+		issuer_private_keys_path %[4]s
+		timestamp_key_file %[6]s
+		schemes_update off
+		%[7]s
+	}
+}
+
+http://127.0.0.1:%[1]d {
+	irma_endpoints
+	handle /issue {
+		irma_issue {
+			credential caddy-demo.gateway.person {
+				fullname {http.request.uri.query.name}
+				email alice@example.com
+				over18 yes
+			}
+		}
+	}
+	respond "next handler"
+}
+`, g.port, g.url(), g.scheme.SchemesPath, g.scheme.PrivateKeysPath, filepath.Join(g.scheme.Dir, "caddy"), g.scheme.TimestampKeyFile, irmaExtra)
+}
+
+func (g *gateway) start(t *testing.T, irmaExtra string) *App {
+	t.Helper()
+	caddytest.Start(t, g.caddyfile(irmaExtra))
+	return caddytest.App[*App](t, "irma")
+}
+
+func get(t *testing.T, url string, header map[string]string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestEndpointsAndIssuePage(t *testing.T) {
+	g := newGateway(t)
+	g.start(t, "")
+
+	// Paths outside the prefix go on to the next handler.
+	for _, p := range []string{"/", "/irma", "/irmax/session/x", "/other"} {
+		if code, body := get(t, g.base()+p, nil); code != 200 || body != "next handler" {
+			t.Errorf("GET %s = %d %q, want the next handler", p, code, body)
+		}
+	}
+	// Inside it, irmaserver answers.
+	code, body := get(t, g.url()+"session/AAAAAAAAAAAAAAAAAAAA/frontend/status", nil)
+	if code != http.StatusBadRequest || !strings.Contains(body, "SESSION_UNKNOWN") {
+		t.Errorf("unknown session: %d %s", code, body)
+	}
+	// The timestamp service.
+	code, body = get(t, g.url()+"timestamp", nil)
+	if code != 200 || !strings.Contains(body, "ed25519") {
+		t.Errorf("timestamp server info: %d %s", code, body)
+	}
+
+	// The issuance endpoint answers JSON to a client that runs the session.
+	code, body = get(t, g.base()+"/issue?name=Alice", map[string]string{"Accept": "application/json"})
+	if code != 200 {
+		t.Fatalf("issue JSON: %d %s", code, body)
+	}
+	var info sessionpage.Info
+	if err := json.Unmarshal([]byte(body), &info); err != nil {
+		t.Fatalf("issue JSON: %v: %s", err, body)
+	}
+	if info.SessionPtr == nil || info.SessionPtr.Type != irma.ActionIssuing || !strings.HasPrefix(info.SessionPtr.URL, g.url()+"session/") {
+		t.Fatalf("session pointer %+v", info.SessionPtr)
+	}
+	// The frontend status endpoint follows it, with the frontend authorization only.
+	code, body = get(t, g.base()+info.Frontend.StatusURL, map[string]string{"Authorization": string(info.Frontend.Authorization)})
+	if code != 200 || !strings.Contains(body, `"INITIALIZED"`) {
+		t.Errorf("frontend status: %d %s", code, body)
+	}
+	if code, _ = get(t, g.base()+info.Frontend.StatusURL, map[string]string{"Authorization": "wrong"}); code < 400 || code > 499 {
+		t.Errorf("frontend status with a wrong authorization: %d", code)
+	}
+
+	// A browser gets the page.
+	code, body = get(t, g.base()+"/issue?name=Alice", map[string]string{"Accept": "text/html", "Sec-Fetch-Mode": "navigate", "Accept-Language": "nl"})
+	if code != 200 || !strings.Contains(body, "<svg") || !strings.Contains(body, "Ontvang uw kaartjes") {
+		t.Errorf("issue page: %d %.200s", code, body)
+	}
+
+	// A placeholder that comes out empty is never issued empty.
+	code, body = get(t, g.base()+"/issue", map[string]string{"Accept": "application/json"})
+	if code != http.StatusBadRequest {
+		t.Errorf("issue without a name: %d %s", code, body)
+	}
+	code, _ = get(t, g.base()+"/issue?name=%20", map[string]string{"Accept": "application/json"})
+	if code != http.StatusBadRequest {
+		t.Errorf("issue with a blank name: %d", code)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	g := newGateway(t)
+	good := g.caddyfile("")
+
+	emptyDir := t.TempDir()
+	tampered := t.TempDir()
+	copyDir(t, g.scheme.SchemesPath, tampered)
+	desc := filepath.Join(tampered, g.scheme.ID, "gateway", "Issues", "person", "description.xml")
+	b, err := os.ReadFile(desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(desc, bytes.Replace(b, []byte("fullname"), []byte("fulname"), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	badSig := t.TempDir()
+	copyDir(t, g.scheme.SchemesPath, badSig)
+	sig := filepath.Join(badSig, g.scheme.ID, "index.sig")
+	if b, err = os.ReadFile(sig); err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 1
+	if err := os.WriteFile(sig, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	badKeys := t.TempDir()
+	if err := os.WriteFile(filepath.Join(badKeys, "caddy-demo.gateway.0.xml"), []byte("<PrivateKey>nonsense</PrivateKey>"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	noKeys := t.TempDir()
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	busyPort := busy.Addr().(*net.TCPAddr).Port
+	deadPort := caddytest.FreePort(t)
+
+	replace := func(old, new string) string {
+		if !strings.Contains(good, old) {
+			t.Fatalf("test config lacks %q", old)
+		}
+		return strings.Replace(good, old, new, 1)
+	}
+	for _, tc := range []struct {
+		name, config string
+		want         []string
+	}{
+		{"no url", replace("url "+g.url(), ""), []string{"url is required"}},
+		{"url not http", replace("url "+g.url(), "url ftp://example.com/irma/"), []string{`url "ftp://example.com/irma/"`}},
+		{"url relative", replace("url "+g.url(), "url /irma/"), []string{`url "/irma/"`}},
+		{"production without https", replace("schemes_update off", "schemes_update off\n\t\tproduction"), []string{"production", "https"}},
+		{"no schemes_path", replace("schemes_path "+g.scheme.SchemesPath, ""), []string{"schemes_path is required"}},
+		{"missing schemes_path", replace("schemes_path "+g.scheme.SchemesPath, "schemes_path /nonexistent/schemes"), []string{`schemes_path "/nonexistent/schemes"`}},
+		{"empty schemes_path", replace("schemes_path "+g.scheme.SchemesPath, "schemes_path "+emptyDir), []string{emptyDir, "no schemes found"}},
+		{"tampered scheme", replace("schemes_path "+g.scheme.SchemesPath, "schemes_path "+tampered), []string{tampered, "caddy-demo", "does not match"}},
+		{"bad scheme signature", replace("schemes_path "+g.scheme.SchemesPath, "schemes_path "+badSig), []string{badSig, "caddy-demo"}},
+		{"unreadable keys", replace("issuer_private_keys_path "+g.scheme.PrivateKeysPath, "issuer_private_keys_path "+badKeys), []string{`issuer_private_keys_path "` + badKeys + `"`}},
+		{"missing keys dir", replace("issuer_private_keys_path "+g.scheme.PrivateKeysPath, "issuer_private_keys_path /nonexistent/keys"), []string{`issuer_private_keys_path "/nonexistent/keys"`}},
+		{"issue without keys", replace("issuer_private_keys_path "+g.scheme.PrivateKeysPath, "issuer_private_keys_path "+noKeys), []string{"irma_issue", "caddy-demo.gateway.person", "no private key"}},
+		{"unknown credential", replace("credential caddy-demo.gateway.person", "credential caddy-demo.gateway.passport"), []string{"irma_issue", `"caddy-demo.gateway.passport"`, "unknown credential type"}},
+		{"unknown attribute", replace("over18 yes", "over18 yes\n\t\t\t\tshoesize 42"), []string{`unknown attribute "shoesize"`}},
+		{"missing attribute", replace("over18 yes", ""), []string{`attribute "over18" is required`}},
+		{"missing timestamp key", replace("timestamp_key_file "+g.scheme.TimestampKeyFile, "timestamp_key_file /nonexistent/ts.key"), []string{`timestamp_key_file "/nonexistent/ts.key"`}},
+		{"lifetime not whole minutes", replace("schemes_update off", "schemes_update off\n\t\tmax_session_lifetime 90s"), []string{"max_session_lifetime", "whole minutes"}},
+		{"unreachable redis", replace("schemes_update off", fmt.Sprintf("schemes_update off\n\t\tredis 127.0.0.1:%d {\n\t\t\tdisable_tls\n\t\t}", deadPort)), []string{fmt.Sprintf(`redis at "127.0.0.1:%d"`, deadPort)}},
+		{"port in use", strings.ReplaceAll(good, fmt.Sprintf("127.0.0.1:%d {", g.port), fmt.Sprintf("127.0.0.1:%d {", busyPort)), []string{fmt.Sprint(busyPort), "address already in use"}},
+		{"unknown setting", replace("schemes_update off", "schemes_update off\n\t\tshemes_path /x"), []string{`unknown setting "shemes_path"`}},
+		{"repeated setting", replace("schemes_update off", "schemes_update off\n\t\tschemes_update 1h"), []string{"schemes_update given twice"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := caddytest.Load(tc.config)
+			if err == nil {
+				_ = caddy.Stop()
+				t.Fatalf("config loaded; want an error with %q", tc.want)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not name %q", err, w)
+				}
+			}
+			assertNoServers(t)
+		})
+	}
+}
+
+func TestReload(t *testing.T) {
+	g := newGateway(t)
+	app := g.start(t, "")
+	srv, err := app.Server()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, token, _, err := srv.StartSession(irma.NewDisclosureRequest(g.scheme.Attribute(demoscheme.CredentialPerson, demoscheme.AttributeEmail)), nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Same settings: the running server stays, and with it the session.
+	if err := caddytest.Load(g.caddyfile("")); err != nil {
+		t.Fatal(err)
+	}
+	app2 := caddytest.App[*App](t, "irma")
+	srv2, err := app2.Server()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srv2 != srv {
+		t.Error("a reload with the same settings replaced the IRMA server")
+	}
+	if res, err := srv2.GetSessionResult(token); err != nil || res.Status != irma.ServerStatusInitialized {
+		t.Errorf("session after reload: %+v, %v", res, err)
+	}
+	if _, err := app.Server(); err == nil {
+		t.Error("the old app still hands out the server after it stopped")
+	}
+
+	// Other settings: a new server, the old one stopped.
+	if err := caddytest.Load(g.caddyfile("max_session_lifetime 10m")); err != nil {
+		t.Fatal(err)
+	}
+	app3 := caddytest.App[*App](t, "irma")
+	srv3, err := app3.Server()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srv3 == srv {
+		t.Error("a reload with other settings kept the old server")
+	}
+	if n := countServers(); n != 1 {
+		t.Errorf("%d IRMA servers running, want 1", n)
+	}
+
+	if err := caddy.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	assertNoServers(t)
+	assertNoIRMAGoroutines(t)
+}
+
+func countServers() int {
+	n := 0
+	servers.Range(func(_, _ any) bool { n++; return true })
+	return n
+}
+
+func assertNoServers(t *testing.T) {
+	t.Helper()
+	if n := countServers(); n != 0 {
+		t.Errorf("%d IRMA servers left running", n)
+	}
+}
+
+// assertNoIRMAGoroutines fails if goroutines of irmago or its schedulers
+// outlive the servers.
+func assertNoIRMAGoroutines(t *testing.T) {
+	t.Helper()
+	var stacks string
+	for i := 0; i < 100; i++ {
+		buf := make([]byte, 1<<20)
+		stacks = string(buf[:runtime.Stack(buf, true)])
+		if !strings.Contains(stacks, "gocron") && !strings.Contains(stacks, "privacybydesign/irmago") {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var leaked []string
+	for _, g := range strings.Split(stacks, "\n\n") {
+		if strings.Contains(g, "gocron") || strings.Contains(g, "privacybydesign/irmago") {
+			leaked = append(leaked, g)
+		}
+	}
+	t.Errorf("%d irmago goroutines outlived their server:\n%s", len(leaked), strings.Join(leaked, "\n\n"))
+}
+
+func copyDir(t *testing.T, from, to string) {
+	t.Helper()
+	err := filepath.Walk(from, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(from, p)
+		if fi.IsDir() {
+			return os.MkdirAll(filepath.Join(to, rel), 0o755)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(to, rel), b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,100 @@
+package caddyirma
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	caddy.RegisterModule(Endpoints{})
+	httpcaddyfile.RegisterHandlerDirective("irma_endpoints", parseEndpoints)
+	// Before any authentication: the phone that answers a session is not
+	// logged in to the site it unlocks.
+	httpcaddyfile.RegisterDirectiveOrder("irma_endpoints", httpcaddyfile.Before, "basic_auth")
+}
+
+// Endpoints serves the IRMA endpoints of the irma app on a site: the protocol
+// that the Yivi app speaks (under session/), the frontend status and pairing
+// endpoints that a login page uses (under session/{token}/frontend/), and,
+// when the app has a timestamp key, the timestamp service (under timestamp).
+// It answers requests whose path starts with the path of the app's URL (by
+// default /irma/) and passes every other request on, so it can stand at the
+// top of a site that it shares with the content it protects.
+type Endpoints struct {
+	app *App
+}
+
+// CaddyModule returns the Caddy module information.
+func (Endpoints) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.irma_endpoints",
+		New: func() caddy.Module { return new(Endpoints) },
+	}
+}
+
+// Provision finds the irma app.
+func (e *Endpoints) Provision(ctx caddy.Context) error {
+	app, err := ctx.App("irma")
+	if err != nil {
+		return fmt.Errorf("irma_endpoints: loading the irma app: %w", err)
+	}
+	e.app = app.(*App)
+	return nil
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (e *Endpoints) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	prefix := e.app.PathPrefix()
+	if !strings.HasPrefix(r.URL.Path, prefix) {
+		return next.ServeHTTP(w, r)
+	}
+	rest := r.URL.Path[len(prefix)-1:] // keeps the leading slash
+	if e.app.timestamps != nil && (rest == "/timestamp" || strings.HasPrefix(rest, "/timestamp/")) {
+		http.StripPrefix(prefix+"timestamp", e.app.timestamps).ServeHTTP(w, r)
+		return nil
+	}
+	rs := e.app.srv.Load()
+	if rs == nil {
+		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma: the IRMA server is not running"))
+	}
+	http.StripPrefix(strings.TrimSuffix(prefix, "/"), rs.handler).ServeHTTP(w, r)
+	return nil
+}
+
+// parseEndpoints sets up the handler from Caddyfile tokens. Syntax:
+//
+//	irma_endpoints
+//
+// It takes no arguments: the path prefix is the path of the irma app's url.
+func parseEndpoints(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	e := new(Endpoints)
+	if err := e.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// UnmarshalCaddyfile implements caddyfile.Unmarshaler.
+func (e *Endpoints) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.Errf("irma_endpoints takes no arguments; the path prefix comes from the url of the irma global option, got %q", d.Val())
+	}
+	if d.NextBlock(0) {
+		return d.Errf("irma_endpoints takes no block, got %q", d.Val())
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Endpoints)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Endpoints)(nil)
+	_ caddyfile.Unmarshaler       = (*Endpoints)(nil)
+)

@@ -1,0 +1,265 @@
+package caddyirma
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	irma "github.com/privacybydesign/irmago/irma"
+	"go.uber.org/zap"
+
+	"github.com/caddy-irma/caddy-irma/caddyirma/sessionpage"
+)
+
+func init() {
+	caddy.RegisterModule(Issue{})
+	httpcaddyfile.RegisterHandlerDirective("irma_issue", parseIssue)
+	httpcaddyfile.RegisterDirectiveOrder("irma_issue", httpcaddyfile.Before, "respond")
+}
+
+// Issue runs an IRMA issuance session for the visitor: it gives the Yivi app
+// the configured credentials, with attribute values from constants or Caddy
+// placeholders (such as {http.auth.user.id} after basic_auth, or
+// {http.request.uri.query.name}). A browser's page navigation gets a page
+// with a QR code and an app link that follows the session; any other client
+// gets the session as JSON (see sessionpage.Info).
+type Issue struct {
+	// Credentials are the credentials to issue, at least one. Each type must
+	// be in the irma app's schemes, with the issuer's private key present.
+	Credentials []CredentialSpec `json:"credentials,omitempty"`
+
+	// Redirect is a same-site path that the browser goes to when the session
+	// is done. Default: the page says that it is done.
+	Redirect string `json:"redirect,omitempty"`
+
+	app    *App
+	logger *zap.Logger
+}
+
+// CredentialSpec is one credential to issue.
+type CredentialSpec struct {
+	// Type is the credential type identifier, scheme.issuer.credential,
+	// such as "caddy-demo.gateway.person".
+	Type string `json:"type,omitempty"`
+
+	// Attributes maps attribute names (the last part of the attribute
+	// identifier, such as "email") to their values. Values may hold
+	// placeholders, replaced per request. Every attribute of the type that is
+	// not optional must be given, and must not be empty once replaced.
+	Attributes map[string]string `json:"attributes,omitempty"`
+
+	// Validity is how long the credential is valid from issuance. IRMA
+	// rounds expiry to whole weeks. Default: the IRMA server's default of
+	// six months.
+	Validity caddy.Duration `json:"validity,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (Issue) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.irma_issue",
+		New: func() caddy.Module { return new(Issue) },
+	}
+}
+
+// Provision checks the credentials against the irma app's schemes and keys.
+func (h *Issue) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	app, err := ctx.App("irma")
+	if err != nil {
+		return fmt.Errorf("irma_issue: loading the irma app: %w", err)
+	}
+	h.app = app.(*App)
+	if len(h.Credentials) == 0 {
+		return fmt.Errorf("irma_issue: no credentials configured")
+	}
+	if h.Redirect != "" && (!strings.HasPrefix(h.Redirect, "/") || strings.HasPrefix(h.Redirect, "//") || strings.ContainsAny(h.Redirect, "\\\r\n")) {
+		return fmt.Errorf("irma_issue: redirect %q: want a same-site path such as /done", h.Redirect)
+	}
+	conf := h.app.Configuration()
+	for _, c := range h.Credentials {
+		if err := checkCredentialSpec(conf, c); err != nil {
+			return fmt.Errorf("irma_issue: %w", err)
+		}
+	}
+	return nil
+}
+
+// checkCredentialSpec checks that c can be issued with conf.
+func checkCredentialSpec(conf *irma.Configuration, c CredentialSpec) error {
+	id := irma.NewCredentialTypeIdentifier(c.Type)
+	ct, ok := conf.CredentialTypes[id]
+	if !ok || strings.Count(c.Type, ".") != 2 {
+		return fmt.Errorf("credential %q: unknown credential type", c.Type)
+	}
+	if _, err := conf.PrivateKeys.Latest(id.IssuerIdentifier()); err != nil {
+		return fmt.Errorf("credential %q: no private key for issuer %s: %w", c.Type, id.IssuerIdentifier(), err)
+	}
+	known := map[string]bool{}
+	for _, at := range ct.AttributeTypes {
+		if at.RandomBlind || at.ID == "" {
+			continue
+		}
+		known[at.ID] = true
+		if _, given := c.Attributes[at.ID]; !given && !at.IsOptional() {
+			return fmt.Errorf("credential %q: attribute %q is required", c.Type, at.ID)
+		}
+	}
+	for name := range c.Attributes {
+		if !known[name] {
+			return fmt.Errorf("credential %q: unknown attribute %q", c.Type, name)
+		}
+	}
+	if c.Validity < 0 {
+		return fmt.Errorf("credential %q: negative validity", c.Type)
+	}
+	return nil
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (h *Issue) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		w.Header().Set("Allow", "GET, POST")
+		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("irma_issue: method %s", r.Method))
+	}
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	req, err := h.request(repl)
+	if err != nil {
+		return caddyhttp.Error(http.StatusBadRequest, err)
+	}
+	srv, err := h.app.Server()
+	if err != nil {
+		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+	}
+	ptr, _, frontend, err := srv.StartSession(req, nil, "")
+	if err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma_issue: starting session: %w", err))
+	}
+	s := sessionpage.Session{Pointer: ptr, FrontendAuth: frontend.Authorization, PathPrefix: h.app.PathPrefix()}
+	if !sessionpage.WantsPage(r) {
+		info, err := sessionpage.NewInfo(s)
+		if err != nil {
+			return caddyhttp.Error(http.StatusInternalServerError, err)
+		}
+		sessionpage.WriteJSON(w, http.StatusOK, info)
+		return nil
+	}
+	return sessionpage.Render(w, sessionpage.Page{
+		Kind:    sessionpage.KindIssue,
+		Lang:    sessionpage.Language(r),
+		Session: s,
+		DoneURL: h.Redirect,
+	})
+}
+
+// request builds the issuance request for one visitor.
+func (h *Issue) request(repl *caddy.Replacer) (*irma.IssuanceRequest, error) {
+	creds := make([]*irma.CredentialRequest, 0, len(h.Credentials))
+	for _, c := range h.Credentials {
+		attrs := make(map[string]string, len(c.Attributes))
+		for name, tmpl := range c.Attributes {
+			v := strings.TrimSpace(repl.ReplaceAll(tmpl, ""))
+			if v == "" {
+				return nil, fmt.Errorf("irma_issue: credential %q: attribute %q has no value for this request", c.Type, name)
+			}
+			attrs[name] = v
+		}
+		cr := &irma.CredentialRequest{
+			CredentialTypeID: irma.NewCredentialTypeIdentifier(c.Type),
+			Attributes:       attrs,
+		}
+		if c.Validity > 0 {
+			t := irma.Timestamp(time.Now().Add(time.Duration(c.Validity)))
+			cr.Validity = &t
+		}
+		creds = append(creds, cr)
+	}
+	return irma.NewIssuanceRequest(creds), nil
+}
+
+// parseIssue sets up the handler from Caddyfile tokens. Syntax:
+//
+//	irma_issue [<matcher>] {
+//		credential <scheme.issuer.credential> {
+//			<attribute> <value>
+//			...
+//			validity <duration>
+//		}
+//		redirect <path>
+//	}
+//
+// Values may hold placeholders. "validity" is the credential's lifetime; an
+// attribute that is itself called validity cannot be set this way.
+func parseIssue(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	iss := new(Issue)
+	if err := iss.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	return iss, nil
+}
+
+// UnmarshalCaddyfile implements caddyfile.Unmarshaler.
+func (h *Issue) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.Errf("irma_issue: unexpected argument %q", d.Val())
+	}
+	seenRedirect := false
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "credential":
+			var c CredentialSpec
+			if err := oneArg(d, &c.Type); err != nil {
+				return err
+			}
+			c.Attributes = map[string]string{}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				name := d.Val()
+				var v string
+				if err := oneArg(d, &v); err != nil {
+					return err
+				}
+				if name == "validity" {
+					if c.Validity != 0 {
+						return d.Errf("irma_issue: credential %q: validity given twice", c.Type)
+					}
+					if err := durationArg(d, "validity", v, &c.Validity); err != nil {
+						return err
+					}
+					continue
+				}
+				if _, dup := c.Attributes[name]; dup {
+					return d.Errf("irma_issue: credential %q: attribute %q given twice", c.Type, name)
+				}
+				c.Attributes[name] = v
+			}
+			h.Credentials = append(h.Credentials, c)
+		case "redirect":
+			if seenRedirect {
+				return d.Err("irma_issue: redirect given twice")
+			}
+			seenRedirect = true
+			if err := oneArg(d, &h.Redirect); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("irma_issue: unknown setting %q", d.Val())
+		}
+	}
+	if len(h.Credentials) == 0 {
+		return d.Err("irma_issue: at least one credential is required")
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Issue)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Issue)(nil)
+	_ caddyfile.Unmarshaler       = (*Issue)(nil)
+)

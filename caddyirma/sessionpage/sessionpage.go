@@ -1,0 +1,250 @@
+// Package sessionpage renders the pages and JSON answers through which a
+// browser, or a client that runs sessions itself, follows one IRMA session:
+// a QR code for the Yivi app on another device, a link that opens the app on
+// the same device, and the session status until it is done.
+//
+// It knows nothing of Caddy: handlers start the session and hand it here.
+package sessionpage
+
+import (
+	"crypto/rand"
+	"embed"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+
+	irma "github.com/privacybydesign/irmago/irma"
+)
+
+// Session is what a browser needs to follow one IRMA session. None of it is
+// secret from the visitor: the requestor token, which is, never appears here.
+type Session struct {
+	// Pointer is the session pointer that the Yivi app scans or opens.
+	Pointer *irma.Qr
+	// FrontendAuth authorizes the browser at the frontend endpoints.
+	FrontendAuth irma.FrontendAuthorization
+	// PathPrefix is where the IRMA endpoints live on this site ("/irma/").
+	PathPrefix string
+}
+
+// clientToken is the last path element of the pointer URL.
+func (s Session) clientToken() (string, error) {
+	if s.Pointer == nil {
+		return "", errors.New("no session pointer")
+	}
+	u, err := url.Parse(s.Pointer.URL)
+	if err != nil {
+		return "", fmt.Errorf("session pointer url: %w", err)
+	}
+	tok := path.Base(u.Path)
+	if tok == "" || tok == "/" || tok == "." {
+		return "", fmt.Errorf("session pointer url %q has no client token", s.Pointer.URL)
+	}
+	return tok, nil
+}
+
+// StatusURL returns the site-relative URL of the session's frontend status
+// endpoint.
+func (s Session) StatusURL() (string, error) {
+	tok, err := s.clientToken()
+	if err != nil {
+		return "", err
+	}
+	return s.PathPrefix + "session/" + url.PathEscape(tok) + "/frontend/status", nil
+}
+
+// UniversalLink returns the link that opens the session in the Yivi app on
+// the same device.
+func UniversalLink(ptr *irma.Qr) (string, error) {
+	b, err := json.Marshal(ptr)
+	if err != nil {
+		return "", fmt.Errorf("encoding session pointer: %w", err)
+	}
+	return "https://open.yivi.app/-/session#" + url.QueryEscape(string(b)), nil
+}
+
+// Info is the JSON answer for clients that run the session themselves
+// (scripts, the development wallet, a Yivi frontend): the session pointer to
+// hand to the app, and where and how to follow its status.
+type Info struct {
+	// SessionPtr is the session pointer, as irma server answers it.
+	SessionPtr *irma.Qr `json:"sessionPtr"`
+	// Frontend tells how to follow the session from a browser.
+	Frontend FrontendInfo `json:"frontend"`
+	// Link is the universal link that opens the session in the Yivi app.
+	Link string `json:"link"`
+}
+
+// FrontendInfo is how a browser follows a session.
+type FrontendInfo struct {
+	// Authorization goes in the Authorization header of every request to the
+	// frontend endpoints.
+	Authorization irma.FrontendAuthorization `json:"authorization"`
+	// StatusURL answers GET with {"status": "..."}; the status is one of
+	// INITIALIZED, PAIRING, CONNECTED, DONE, CANCELLED and TIMEOUT.
+	StatusURL string `json:"statusUrl"`
+}
+
+// NewInfo builds the JSON answer for s.
+func NewInfo(s Session) (*Info, error) {
+	status, err := s.StatusURL()
+	if err != nil {
+		return nil, err
+	}
+	link, err := UniversalLink(s.Pointer)
+	if err != nil {
+		return nil, err
+	}
+	return &Info{
+		SessionPtr: s.Pointer,
+		Frontend:   FrontendInfo{Authorization: s.FrontendAuth, StatusURL: status},
+		Link:       link,
+	}, nil
+}
+
+// WriteJSON writes v as a JSON answer with the given status code.
+func WriteJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// WantsPage says whether r is a browser's page navigation, which gets an
+// HTML page; anything else (fetch, XHR, scripts, the wallet) gets JSON.
+func WantsPage(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodPost {
+		return false
+	}
+	if mode := r.Header.Get("Sec-Fetch-Mode"); mode != "" {
+		return mode == "navigate"
+	}
+	if r.Header.Get("X-Requested-With") != "" {
+		return false
+	}
+	accept := r.Header.Get("Accept")
+	return strings.Contains(accept, "text/html")
+}
+
+// Kind is the kind of session a page is for; it decides the wording.
+type Kind string
+
+// The kinds of page.
+const (
+	KindIssue Kind = "issue"
+	KindLogin Kind = "login"
+	KindSign  Kind = "sign"
+)
+
+// Page is one session page.
+type Page struct {
+	Kind    Kind
+	Lang    string // "en" or "nl"; see Language
+	Session Session
+	// DoneURL, if set, is where the browser goes when the session is done
+	// (a same-site path). Without it the page says that it is done.
+	DoneURL string
+	// RetryURL is where "try again" leads. Default: the current page.
+	RetryURL string
+}
+
+// Language picks the page language from Accept-Language: Dutch or English.
+func Language(r *http.Request) string {
+	for _, part := range strings.Split(r.Header.Get("Accept-Language"), ",") {
+		tag := strings.ToLower(strings.TrimSpace(strings.SplitN(part, ";", 2)[0]))
+		switch {
+		case tag == "nl" || strings.HasPrefix(tag, "nl-"):
+			return "nl"
+		case tag == "en" || strings.HasPrefix(tag, "en-"):
+			return "en"
+		}
+	}
+	return "en"
+}
+
+//go:embed page.html
+var templates embed.FS
+
+var pageTemplate = template.Must(template.New("page.html").ParseFS(templates, "page.html"))
+
+// pageData is what page.html renders.
+type pageData struct {
+	Lang   string
+	Nonce  string
+	Text   map[string]string
+	QR     template.HTML
+	Link   string
+	Config map[string]string
+}
+
+// Render writes the HTML page for p, with a strict Content-Security-Policy.
+func Render(w http.ResponseWriter, p Page) error {
+	info, err := NewInfo(p.Session)
+	if err != nil {
+		return err
+	}
+	ptrJSON, err := json.Marshal(p.Session.Pointer)
+	if err != nil {
+		return fmt.Errorf("encoding session pointer: %w", err)
+	}
+	qr, err := QRSVG(string(ptrJSON))
+	if err != nil {
+		return err
+	}
+	lang := p.Lang
+	if _, ok := texts[lang]; !ok {
+		lang = "en"
+	}
+	text := map[string]string{}
+	for k, v := range texts[lang]["common"] {
+		text[k] = v
+	}
+	for k, v := range texts[lang][string(p.Kind)] {
+		text[k] = v
+	}
+	nonce, err := newNonce()
+	if err != nil {
+		return err
+	}
+	data := pageData{
+		Lang:  lang,
+		Nonce: nonce,
+		Text:  text,
+		QR:    qr,
+		Link:  info.Link,
+		Config: map[string]string{
+			"statusUrl":     info.Frontend.StatusURL,
+			"authorization": string(info.Frontend.Authorization),
+			"doneUrl":       p.DoneURL,
+			"retryUrl":      p.RetryURL,
+		},
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'nonce-"+nonce+"'; style-src 'nonce-"+nonce+"'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+	return pageTemplate.Execute(w, data)
+}
+
+func newNonce() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generating nonce: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}

@@ -1,0 +1,72 @@
+package sessionpage
+
+// texts holds the page wording per language, per kind of page; "common"
+// holds what every kind shares.
+var texts = map[string]map[string]map[string]string{
+	"en": {
+		"common": {
+			"scan":        "Scan this QR code with the Yivi app.",
+			"or":          "On this phone?",
+			"open":        "Open the Yivi app",
+			"getapp":      "No Yivi app yet? It is free in the App Store and Google Play.",
+			"waiting":     "Waiting for the Yivi app…",
+			"pairing":     "Enter this pairing code in the Yivi app:",
+			"connected":   "Follow the instructions in the Yivi app.",
+			"cancelled":   "The session was cancelled in the Yivi app.",
+			"timeout":     "The session took too long and has expired.",
+			"failed":      "Something went wrong; the session could not be completed.",
+			"retry":       "Try again",
+			"noscript":    "This page needs JavaScript to follow the session. Reload the page when you are done in the app.",
+			"qrlabel":     "QR code to scan with the Yivi app",
+			"redirecting": "Done. Taking you onwards…",
+		},
+		"issue": {
+			"title": "Receive your cards",
+			"intro": "Add these cards to your Yivi app.",
+			"done":  "Done: the cards are in your Yivi app.",
+		},
+		"login": {
+			"title": "Log in with Yivi",
+			"intro": "This page asks you to show some of your data with the Yivi app.",
+			"done":  "Done: you are logged in.",
+		},
+		"sign": {
+			"title": "Sign with Yivi",
+			"intro": "Sign the statement with your data in the Yivi app.",
+			"done":  "Done: the statement is signed.",
+		},
+	},
+	"nl": {
+		"common": {
+			"scan":        "Scan deze QR-code met de Yivi-app.",
+			"or":          "Op deze telefoon?",
+			"open":        "Open de Yivi-app",
+			"getapp":      "Nog geen Yivi-app? Die is gratis in de App Store en Google Play.",
+			"waiting":     "Wachten op de Yivi-app…",
+			"pairing":     "Voer deze koppelcode in de Yivi-app in:",
+			"connected":   "Volg de instructies in de Yivi-app.",
+			"cancelled":   "De sessie is in de Yivi-app geannuleerd.",
+			"timeout":     "De sessie duurde te lang en is verlopen.",
+			"failed":      "Er ging iets mis; de sessie kon niet worden afgerond.",
+			"retry":       "Opnieuw proberen",
+			"noscript":    "Deze pagina heeft JavaScript nodig om de sessie te volgen. Herlaad de pagina als u klaar bent in de app.",
+			"qrlabel":     "QR-code om te scannen met de Yivi-app",
+			"redirecting": "Klaar. U wordt doorgestuurd…",
+		},
+		"issue": {
+			"title": "Ontvang uw kaartjes",
+			"intro": "Voeg deze kaartjes toe aan uw Yivi-app.",
+			"done":  "Klaar: de kaartjes staan in uw Yivi-app.",
+		},
+		"login": {
+			"title": "Inloggen met Yivi",
+			"intro": "Deze pagina vraagt u om enkele gegevens te tonen met de Yivi-app.",
+			"done":  "Klaar: u bent ingelogd.",
+		},
+		"sign": {
+			"title": "Ondertekenen met Yivi",
+			"intro": "Onderteken de verklaring met uw gegevens in de Yivi-app.",
+			"done":  "Klaar: de verklaring is ondertekend.",
+		},
+	},
+}
