@@ -5,6 +5,7 @@
 package caddytest
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -48,10 +49,26 @@ func Adapt(caddyfile string) ([]byte, error) {
 }
 
 // Load adapts the Caddyfile and runs it as the process's Caddy config,
-// replacing any config that runs. The config should say "admin off".
+// replacing any config that runs. The config should say "admin off". It is
+// never autosaved: tests leave nothing in the user's config directory.
 func Load(caddyfile string) error {
 	cfg, err := Adapt(caddyfile)
 	if err != nil {
+		return err
+	}
+	var c caddy.Config
+	if err := json.Unmarshal(cfg, &c); err != nil {
+		return err
+	}
+	if c.Admin == nil {
+		c.Admin = new(caddy.AdminConfig)
+	}
+	if c.Admin.Config == nil {
+		c.Admin.Config = new(caddy.ConfigSettings)
+	}
+	persist := false
+	c.Admin.Config.Persist = &persist
+	if cfg, err = json.Marshal(c); err != nil {
 		return err
 	}
 	return caddy.Load(cfg, true)

@@ -1,0 +1,60 @@
+package caddyirma
+
+import (
+	"errors"
+	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+func TestLogBridge(t *testing.T) {
+	b := newLogrusBridge()
+	core, logs := observer.New(zapcore.DebugLevel)
+	b.setTarget(zap.New(core))
+
+	b.logger.WithField("session", "tok").Info("session started")
+	b.logger.WithError(errors.New("boom")).Warn("careful")
+	b.logger.Error("failed")
+	// Debug and trace carry attribute values in irmago: never forwarded,
+	// even though the zap logger would take them.
+	b.logger.Debug("Session request: {\"attributes\": \"secret\"}")
+	b.logger.Trace("body secret")
+	// Fatal must not end the process that serves other sites.
+	b.logger.Fatal("fatal")
+
+	entries := logs.AllUntimed()
+	want := []struct {
+		level zapcore.Level
+		msg   string
+	}{
+		{zapcore.InfoLevel, "session started"},
+		{zapcore.WarnLevel, "careful"},
+		{zapcore.ErrorLevel, "failed"},
+		{zapcore.ErrorLevel, "fatal"},
+	}
+	if len(entries) != len(want) {
+		t.Fatalf("got %d entries, want %d: %+v", len(entries), len(want), entries)
+	}
+	for i, w := range want {
+		if entries[i].Level != w.level || entries[i].Message != w.msg {
+			t.Errorf("entry %d: %s %q, want %s %q", i, entries[i].Level, entries[i].Message, w.level, w.msg)
+		}
+	}
+	// Session tokens are secrets: the log gets a fingerprint.
+	if got := entries[0].ContextMap()["session"]; got != fingerprint("tok") || got == "tok" {
+		t.Errorf("field session = %v", got)
+	}
+	if got := entries[1].ContextMap()["error"]; got != "boom" {
+		t.Errorf("field error = %v", got)
+	}
+
+	// A new target takes over; the old one hears nothing more.
+	core2, logs2 := observer.New(zapcore.InfoLevel)
+	b.setTarget(zap.New(core2))
+	b.logger.Info("to the new logger")
+	if logs.Len() != len(want) || logs2.Len() != 1 {
+		t.Errorf("after setTarget: old %d, new %d entries", logs.Len(), logs2.Len())
+	}
+}
