@@ -25,6 +25,7 @@ import (
 	"github.com/privacybydesign/irmago/irma/server/irmaserver"
 	"go.uber.org/zap"
 
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/logbridge"
 	"github.com/caddy-irma/caddy-irma/caddyirma/timestamp"
 )
 
@@ -217,7 +218,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		MaxSessionLifetime:    int(time.Duration(a.MaxSessionLifetime) / time.Minute),
 		SessionResultLifetime: int(time.Duration(a.SessionResultLifetime) / time.Minute),
 		Production:            a.Production,
-		Logger:                irmaLogs.logger,
+		Logger:                irmaLogs.Logger(),
 		StoreType:             "memory",
 	}
 	if r := a.Redis; r != nil {
@@ -356,6 +357,10 @@ func (a *App) serverKey() (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
+// irmaLogs is where irmago's log output goes: to the logger of the irma app
+// that started last.
+var irmaLogs = logbridge.New(false)
+
 // servers holds the running IRMA servers of this process, shared across
 // config reloads by key.
 var servers = caddy.NewUsagePool()
@@ -378,7 +383,7 @@ func (s *runningServer) Destruct() error {
 // Start starts the IRMA server, or takes over the one that an earlier config
 // with the same settings started.
 func (a *App) Start() error {
-	irmaLogs.setTarget(a.logger.Named("irmago"))
+	irmaLogs.SetTarget(a.logger.Named("irmago"))
 	v, loaded, err := servers.LoadOrNew(a.poolKey, func() (caddy.Destructor, error) {
 		conf := *a.serverConf
 		srv, err := irmaserver.New(&conf)

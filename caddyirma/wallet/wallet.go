@@ -131,10 +131,10 @@ func open(dir, schemes string, logger *zap.Logger, lock *os.File, onPairingCode 
 	}
 	w.log.Store(logger)
 	w.runSlot <- struct{}{}
-	irmagoLogs.install(w.irmagoLogger)
+	installLogger(w.irmagoLogger)
 	c, err := client.New(storage, schemes, filepath.Join(dir, "eudi"), clientHandler{w}, sessionHandler{w}, signer, aesKey, "en")
 	if err != nil {
-		irmagoLogs.release(w.irmagoLogger)
+		irmagoLogs.Release(w.irmagoLogger)
 		return nil, fmt.Errorf("opening wallet %s: %w", dir, err)
 	}
 	w.client = c
@@ -203,7 +203,7 @@ func (w *Wallet) Close() error {
 	w.mu.Unlock()
 	err := w.client.Close()
 	w.log.Store(zap.NewNop())
-	irmagoLogs.release(w.irmagoLogger)
+	irmagoLogs.Release(w.irmagoLogger)
 	if lerr := w.lock.Close(); err == nil {
 		err = lerr
 	}

@@ -1,4 +1,4 @@
-package caddyirma
+package logbridge
 
 import (
 	"errors"
@@ -10,9 +10,9 @@ import (
 )
 
 func TestLogBridge(t *testing.T) {
-	b := newLogrusBridge()
+	b := New(false)
 	core, logs := observer.New(zapcore.DebugLevel)
-	b.setTarget(zap.New(core))
+	b.SetTarget(zap.New(core))
 
 	b.logger.WithField("session", "tok").Info("session started")
 	b.logger.WithError(errors.New("boom")).Warn("careful")
@@ -43,7 +43,7 @@ func TestLogBridge(t *testing.T) {
 		}
 	}
 	// Session tokens are secrets: the log gets a fingerprint.
-	if got := entries[0].ContextMap()["session"]; got != fingerprint("tok") || got == "tok" {
+	if got := entries[0].ContextMap()["session"]; got != Fingerprint("tok") || got == "tok" {
 		t.Errorf("field session = %v", got)
 	}
 	if got := entries[1].ContextMap()["error"]; got != "boom" {
@@ -52,9 +52,29 @@ func TestLogBridge(t *testing.T) {
 
 	// A new target takes over; the old one hears nothing more.
 	core2, logs2 := observer.New(zapcore.InfoLevel)
-	b.setTarget(zap.New(core2))
+	b.SetTarget(zap.New(core2))
 	b.logger.Info("to the new logger")
 	if logs.Len() != len(want) || logs2.Len() != 1 {
 		t.Errorf("after setTarget: old %d, new %d entries", logs.Len(), logs2.Len())
+	}
+}
+
+func TestDemoteInfo(t *testing.T) {
+	b := New(true)
+	core, logs := observer.New(zapcore.DebugLevel)
+	l := zap.New(core)
+	b.SetTarget(l)
+	b.logger.Info("value alice@example.com")
+	b.logger.Warn("careful")
+	entries := logs.AllUntimed()
+	if len(entries) != 2 || entries[0].Level != zapcore.DebugLevel || entries[1].Level != zapcore.WarnLevel {
+		t.Fatalf("entries %+v", entries)
+	}
+	b.Release(zap.NewNop()) // not the target: no effect
+	b.logger.Warn("still here")
+	b.Release(l)
+	b.logger.Warn("after release")
+	if logs.Len() != 3 {
+		t.Errorf("got %d entries, want 3: release of another logger must not silence, release of the target must", logs.Len())
 	}
 }

@@ -1,0 +1,110 @@
+// Package logbridge sends what irmago logs through logrus to a zap logger.
+//
+// irmago keeps its loggers in package-wide variables (irma.Logger,
+// server.Logger), so a process has one irmago log whatever it runs: the
+// gateway points it at its bridge, the development wallet at its own.
+package logbridge
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"strings"
+	"sync/atomic"
+
+	"github.com/sirupsen/logrus"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// Bridge forwards the entries of its logrus logger to a zap logger that can
+// be swapped at any time (a config reload brings a new one).
+type Bridge struct {
+	logger     *logrus.Logger
+	target     atomic.Pointer[zap.Logger]
+	demoteInfo bool
+}
+
+// New returns a bridge whose logrus logger writes to the bridge's zap logger,
+// and nowhere else, until SetTarget a no-op logger.
+//
+// It never forwards Debug and Trace: at those levels irmago logs session
+// requests and results with attribute values, request bodies and tokens.
+// With demoteInfo, Info becomes Debug: irmago's wallet code logs attribute
+// values at Info.
+func New(demoteInfo bool) *Bridge {
+	b := &Bridge{demoteInfo: demoteInfo}
+	b.target.Store(zap.NewNop())
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	l.SetLevel(logrus.InfoLevel)
+	l.AddHook(b)
+	// A library must not end the process: a Caddy process serves other sites.
+	l.ExitFunc = func(int) {}
+	b.logger = l
+	return b
+}
+
+// Logger returns the logrus logger to hand to irmago.
+func (b *Bridge) Logger() *logrus.Logger { return b.logger }
+
+// SetTarget sends the bridge's output to l from now on.
+func (b *Bridge) SetTarget(l *zap.Logger) { b.target.Store(l) }
+
+// Release stops sending to l if it is the current target.
+func (b *Bridge) Release(l *zap.Logger) { b.target.CompareAndSwap(l, zap.NewNop()) }
+
+// Levels implements logrus.Hook.
+func (b *Bridge) Levels() []logrus.Level { return logrus.AllLevels }
+
+// Fire implements logrus.Hook.
+func (b *Bridge) Fire(e *logrus.Entry) error {
+	ce := b.target.Load().Check(b.zapLevel(e.Level), e.Message)
+	if ce == nil {
+		return nil
+	}
+	fields := make([]zap.Field, 0, len(e.Data))
+	for k, v := range e.Data {
+		if tokenFields[strings.ToLower(k)] {
+			fields = append(fields, zap.String(k, Fingerprint(fmt.Sprint(v))))
+			continue
+		}
+		if err, ok := v.(error); ok {
+			fields = append(fields, zap.NamedError(k, err))
+			continue
+		}
+		fields = append(fields, zap.Any(k, v))
+	}
+	ce.Write(fields...)
+	return nil
+}
+
+// tokenFields are the fields in which irmago logs session tokens. A
+// requestor token is the key to a session's result, so the log gets a
+// fingerprint that still ties the lines of one session together.
+var tokenFields = map[string]bool{"session": true, "clienttoken": true, "token": true, "requestortoken": true}
+
+// Fingerprint returns a short, one-way stand-in for a secret, for logs.
+func Fingerprint(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return "sha256:" + hex.EncodeToString(sum[:6])
+}
+
+// zapLevel maps logrus levels onto zap's. Panic and Fatal become Error:
+// zap's own Panic and Fatal levels would end the process.
+func (b *Bridge) zapLevel(l logrus.Level) zapcore.Level {
+	switch l {
+	case logrus.TraceLevel, logrus.DebugLevel:
+		return zapcore.DebugLevel
+	case logrus.InfoLevel:
+		if b.demoteInfo {
+			return zapcore.DebugLevel
+		}
+		return zapcore.InfoLevel
+	case logrus.WarnLevel:
+		return zapcore.WarnLevel
+	default:
+		return zapcore.ErrorLevel
+	}
+}
