@@ -34,6 +34,26 @@ func TestSessions(t *testing.T) {
 			t.Error("the sessions left nothing in Redis: was it used?")
 		}
 	})
+	t.Run("redis with TLS and ACL", func(t *testing.T) {
+		// Only a TLS port, mutual TLS, and a user with a password: the
+		// sessions work only if every setting reaches the Redis client.
+		pki := newTestPKI(t)
+		port := caddytest.FreePort(t)
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		runRedis(t, addr, nil,
+			"--port", "0", "--tls-port", fmt.Sprint(port),
+			"--tls-cert-file", pki.serverCert, "--tls-key-file", pki.serverKey,
+			"--tls-ca-cert-file", pki.caCert, "--tls-auth-clients", "yes",
+			"--user", "default", "off", "--user", "gateway", "on", ">s3cret", "~*", "&*", "+@all")
+		t.Setenv("CADDY_IRMA_TEST_REDIS_PASSWORD", "s3cret")
+		runSessions(t, fmt.Sprintf(`redis %s {
+			username gateway
+			password {env.CADDY_IRMA_TEST_REDIS_PASSWORD}
+			tls_ca_cert_file %s
+			tls_client_cert_file %s
+			tls_client_key_file %s
+		}`, addr, pki.caCert, pki.clientCert, pki.clientKey))
+	})
 }
 
 func runSessions(t *testing.T, store string) {
@@ -240,16 +260,27 @@ func assertDisclosed(t *testing.T, disclosed [][]*irma.DisclosedAttribute, want 
 	}
 }
 
-// startRedis runs a redis-server on a free loopback port for the test.
+// startRedis runs a plain redis-server on a free loopback port for the test.
 func startRedis(t *testing.T) string {
+	t.Helper()
+	port := caddytest.FreePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	runRedis(t, addr, redisPing, "--port", fmt.Sprint(port))
+	return addr
+}
+
+// runRedis runs redis-server with args until the test ends, and waits until
+// it listens on addr (and, if ready is given, until ready says so).
+func runRedis(t *testing.T, addr string, ready func(addr string) bool, args ...string) {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Fatalf("redis-server is needed for the Redis tests (apt-get install redis-server; .ci/run does): %v", err)
 	}
-	port := caddytest.FreePort(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cmd := exec.Command(bin, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
+	args = append([]string{"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir()}, args...)
+	cmd := exec.Command(bin, args...)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting redis-server: %v", err)
 	}
@@ -257,13 +288,19 @@ func startRedis(t *testing.T) string {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if redisPing(addr) {
-			return addr
+	if ready == nil {
+		ready = func(addr string) bool {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err == nil {
+				c.Close()
+			}
+			return err == nil
 		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !ready(addr) {
 		if time.Now().After(deadline) {
-			t.Fatalf("redis-server on %s did not answer", addr)
+			t.Fatalf("redis-server on %s did not answer:\n%s", addr, out.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
