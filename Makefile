@@ -4,9 +4,10 @@ GO       ?= go
 BIN      ?= bin
 DEMO_DIR ?= .demo
 DEMO_URL ?= http://localhost:8080/irma/
-# 2048-bit issuer keys, as in production; the first `make run` generates them
-# once (up to a minute or two), later runs reuse them.
-DEMO_KEY_BITS ?= 2048
+# The size of the demo issuer key, generated once by the first `make run`:
+# 1024 bits take seconds, 2048 bits (production size) a minute or more.
+# Later runs reuse the key, whatever its size.
+DEMO_KEY_BITS ?= 1024
 
 .PHONY: all build wallet demo-scheme run test vet fmt-check clean
 
@@ -22,7 +23,8 @@ wallet:
 
 ## demo-scheme: the local demo scheme and its keys in $(DEMO_DIR) (once)
 demo-scheme: build
-	$(BIN)/caddy irma demo-scheme --dir $(DEMO_DIR) --url $(DEMO_URL) --bits $(DEMO_KEY_BITS)
+	$(BIN)/caddy irma demo-scheme --dir $(DEMO_DIR) --url $(DEMO_URL) \
+		$(if $(wildcard $(DEMO_DIR)/privkeys/*.xml),,--bits $(DEMO_KEY_BITS))
 
 ## run: the demo on http://localhost:8080 (Ctrl-C stops it)
 run: build demo-scheme

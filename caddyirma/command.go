@@ -15,7 +15,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "irma",
-		Usage: "demo-scheme [--dir <dir>] [--url <irma url>] [--bits 1024|2048]",
+		Usage: "demo-scheme [--dir <dir>] [--url <irma url>] [--bits 1024|2048] [--id <scheme id>]",
 		Short: "Tools for the irma app (caddy-irma)",
 		Long: `
 Tools for the irma app of caddy-irma.
@@ -23,8 +23,8 @@ Tools for the irma app of caddy-irma.
 demo-scheme creates a local, signed IRMA scheme for development and demos,
 with one issuer ("gateway") and the credential types person (fullname, email,
 over18) and membership (club, level). Its issuer keys are generated once and
-reused; key generation takes seconds (1024 bits) to a minute or two (2048
-bits). Running it again is quick: it only re-signs the scheme when the URL
+reused; key generation takes seconds (1024 bits) to a minute or more (2048
+bits, the default). Running it again is quick: it only re-signs the scheme when the URL
 changed. The scheme names this gateway's timestamp service (<url>timestamp),
 which attribute-based signature sessions need.
 
@@ -42,7 +42,7 @@ and keys the scheme is signed with. Wallets trust the folder schemes/<id>.`,
 			}
 			demo.Flags().String("dir", ".demo", "Directory for the scheme, its keys and the issuer private keys")
 			demo.Flags().String("url", "http://localhost:8080/irma/", "Public URL of the IRMA endpoints (the url of the irma global option)")
-			demo.Flags().Int("bits", 2048, "Size of the issuer key: 1024 or 2048")
+			demo.Flags().Int("bits", 0, "Size of new issuer keys, 1024 or 2048 (default 2048); existing keys are reused, and must have this size if it is given")
 			demo.Flags().String("id", demoscheme.DefaultSchemeID, "Identifier of the scheme")
 			cmd.AddCommand(demo)
 		},
