@@ -6,10 +6,13 @@ package caddyirma
 import (
 	"crypto/ed25519"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -102,16 +105,18 @@ type App struct {
 	// this gateway. Default: no timestamp service.
 	TimestampKeyFile string `json:"timestamp_key_file,omitempty"`
 
-	prefix       string
-	serverURL    string
-	irmaConf     *irma.Configuration
-	serverConf   *server.Configuration
-	poolKey      string
-	timestamps   http.Handler
-	timestampKey ed25519.PrivateKey
-	ownsConf     bool // irmaConf is this app's to close, not a running server's
-	srv          atomic.Pointer[runningServer]
-	logger       *zap.Logger
+	prefix          string
+	serverURL       string
+	irmaConf        *irma.Configuration
+	serverConf      *server.Configuration
+	poolKey         string
+	timestamps      http.Handler
+	timestampKey    ed25519.PrivateKey
+	ownTimestampKey *timestamp.OwnKey
+	irmagoLogger    *zap.Logger
+	ownsConf        bool // irmaConf is this app's to close, not a running server's
+	srv             atomic.Pointer[runningServer]
+	logger          *zap.Logger
 }
 
 // RedisConfig says how to reach Redis. Sessions are polled, never pushed,
@@ -235,6 +240,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 		if r.DisableTLS && (r.TLSCACertFile != "" || r.TLSClientCertFile != "") {
 			return errors.New("irma: redis: disable_tls cannot be combined with TLS certificate files")
 		}
+		if r.DB < 0 {
+			return fmt.Errorf("irma: redis: db %d: want a database number, 0 or more", r.DB)
+		}
+		if err := checkRedisTLSFiles(repl, r); err != nil {
+			return err
+		}
 		a.serverConf.StoreType = "redis"
 		a.serverConf.RedisSettings = &server.RedisSettings{
 			Addr:                     repl.ReplaceAll(r.Address, ""),
@@ -255,6 +266,26 @@ func (a *App) Provision(ctx caddy.Context) error {
 	return nil
 }
 
+// checkRedisTLSFiles reads the TLS files now, so that a bad one is a config
+// error naming it (irmago would ignore a CA file without certificates).
+func checkRedisTLSFiles(repl *caddy.Replacer, r *RedisConfig) error {
+	if f := repl.ReplaceAll(r.TLSCACertFile, ""); f != "" {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("irma: redis: tls_ca_cert_file %q: %w", f, err)
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			return fmt.Errorf("irma: redis: tls_ca_cert_file %q: no PEM certificates in it", f)
+		}
+	}
+	if cert, key := repl.ReplaceAll(r.TLSClientCertFile, ""), repl.ReplaceAll(r.TLSClientKeyFile, ""); cert != "" {
+		if _, err := tls.LoadX509KeyPair(cert, key); err != nil {
+			return fmt.Errorf("irma: redis: tls_client_cert_file %q and tls_client_key_file %q: %w", cert, key, err)
+		}
+	}
+	return nil
+}
+
 // loadSchemes parses the schemes, and the issuer private keys if a path is
 // given, checking every signature, offline.
 func loadSchemes(schemesPath, keysPath string) (*irma.Configuration, error) {
@@ -267,7 +298,9 @@ func loadSchemes(schemesPath, keysPath string) (*irma.Configuration, error) {
 	}
 	// Not read-only: irmaserver refuses to start sessions on a read-only
 	// configuration, even when it has everything the session needs.
-	conf, err := irma.NewConfiguration(schemesPath, irma.ConfigurationOptions{})
+	// Issuer private keys come from issuer_private_keys_path only, never from
+	// the scheme folders, which wallets copy.
+	conf, err := irma.NewConfiguration(schemesPath, irma.ConfigurationOptions{IgnorePrivateKeys: true})
 	if err != nil {
 		return nil, fmt.Errorf("irma: schemes_path %q: %w", schemesPath, err)
 	}
@@ -297,6 +330,10 @@ func loadSchemes(schemesPath, keysPath string) (*irma.Configuration, error) {
 		return nil, fmt.Errorf("irma: schemes_path %q: no schemes found (create the demo scheme with 'caddy irma demo-scheme')", schemesPath)
 	}
 	if keysPath != "" {
+		if rel, err := filepath.Rel(schemesPath, keysPath); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			closeSchemes(conf)
+			return nil, fmt.Errorf("irma: issuer_private_keys_path %q: inside schemes_path %q, which wallets copy: keep private keys outside it", keysPath, schemesPath)
+		}
 		ring, err := irma.NewPrivateKeyRingFolder(keysPath, conf)
 		if err == nil {
 			err = conf.AddPrivateKeyRing(ring)
@@ -369,8 +406,9 @@ var servers = caddy.NewUsagePool()
 // destructed when the last app using it is cleaned up.
 type runningServer struct {
 	*irmaserver.Server
-	conf    *irma.Configuration
-	handler http.Handler
+	conf     *irma.Configuration
+	handler  http.Handler
+	expiries expiryStore
 }
 
 // Destruct implements caddy.Destructor.
@@ -383,16 +421,42 @@ func (s *runningServer) Destruct() error {
 // Start starts the IRMA server, or takes over the one that an earlier config
 // with the same settings started.
 func (a *App) Start() error {
-	irmaLogs.SetTarget(a.logger.Named("irmago"))
+	// irmago logs while it starts to the new config's logger; if the start
+	// fails, the server that keeps running logs where it did before.
+	a.irmagoLogger = a.logger.Named("irmago")
+	prevLogger := irmaLogs.Swap(a.irmagoLogger)
 	v, loaded, err := servers.LoadOrNew(a.poolKey, func() (caddy.Destructor, error) {
+		if a.Redis != nil {
+			// go-redis retries a silent address for many seconds; say at
+			// once that it is unreachable.
+			c, err := net.DialTimeout("tcp", a.serverConf.RedisSettings.Addr, 5*time.Second)
+			if err != nil {
+				return nil, fmt.Errorf("failed to connect to Redis: %w", err)
+			}
+			c.Close()
+		}
 		conf := *a.serverConf
 		srv, err := irmaserver.New(&conf)
 		if err != nil {
 			return nil, err
 		}
-		return &runningServer{Server: srv, conf: a.irmaConf, handler: srv.HandlerFunc()}, nil
+		rs := &runningServer{Server: srv, conf: a.irmaConf, handler: srv.HandlerFunc()}
+		// Expiries live as long as the sessions whose logins need them.
+		ttl := time.Duration(a.MaxSessionLifetime) + time.Duration(a.SessionResultLifetime)
+		if conf.StoreType == "redis" {
+			client, err := conf.RedisClient() // the client irmaserver made, cached
+			if err != nil {
+				srv.Stop()
+				return nil, err
+			}
+			rs.expiries = &redisExpiries{client: client, ttl: ttl}
+		} else {
+			rs.expiries = newMemoryExpiries(ttl)
+		}
+		return rs, nil
 	})
 	if err != nil {
+		irmaLogs.SetTarget(prevLogger)
 		if a.Redis != nil {
 			return fmt.Errorf("irma: starting the IRMA server with redis at %q: %w", a.Redis.Address, err)
 		}
@@ -402,8 +466,7 @@ func (a *App) Start() error {
 		// Verifying a signature asks the timestamp server whether it trusts
 		// the key in the timestamp; the server is this gateway, whose public
 		// URL need not route back to itself, so it knows the answer already.
-		// Stamps signed with a key of an earlier config stay trusted.
-		timestamp.TrustOwnKey(a.serverURL+"timestamp", a.timestampKey.Public().(ed25519.PublicKey), time.Now().AddDate(100, 0, 0))
+		a.ownTimestampKey = timestamp.TrustOwnKey(a.serverURL+"timestamp", a.timestampKey.Public().(ed25519.PublicKey))
 	}
 	rs := v.(*runningServer)
 	if loaded {
@@ -424,6 +487,10 @@ func (a *App) Start() error {
 func (a *App) Stop() error {
 	if a.srv.Swap(nil) == nil {
 		return nil
+	}
+	irmaLogs.Release(a.irmagoLogger)
+	if a.ownTimestampKey != nil {
+		a.ownTimestampKey.Release()
 	}
 	_, err := servers.Delete(a.poolKey)
 	return err

@@ -46,6 +46,11 @@ func (g *gateway) caddyfile(irmaExtra string) string {
 	return fmt.Sprintf(`{
 	admin off
 	storage file_system %[5]s
+	log {
+		output file %[5]s/caddy.log
+		format json
+		level INFO
+	}
 	irma {
 		url %[2]s
 		schemes_path %[3]s
@@ -70,6 +75,16 @@ http://127.0.0.1:%[1]d {
 	respond "next handler"
 }
 `, g.port, g.url(), g.scheme.SchemesPath, g.scheme.PrivateKeysPath, filepath.Join(g.scheme.Dir, "caddy"), g.scheme.TimestampKeyFile, irmaExtra)
+}
+
+// logs returns what Caddy logged so far.
+func (g *gateway) logs(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(g.scheme.Dir, "caddy", "caddy.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 func (g *gateway) start(t *testing.T, irmaExtra string) *App {
@@ -111,6 +126,20 @@ func TestEndpointsAndIssuePage(t *testing.T) {
 	if code != http.StatusBadRequest || !strings.Contains(body, "SESSION_UNKNOWN") {
 		t.Errorf("unknown session: %d %s", code, body)
 	}
+	// irmaserver's other routes are not exposed.
+	for _, p := range []string{"revocation/caddy-demo.gateway.person/updateevents", "session/AAAAAAAAAAAAAAAAAAAA/statusevents", "session/AAAAAAAAAAAAAAAAAAAA/frontend/statusevents"} {
+		if code, _ := get(t, g.url()+p, nil); code != http.StatusNotFound {
+			t.Errorf("GET %s = %d, want 404", p, code)
+		}
+	}
+	resp, err := http.Post(g.url()+"session/static", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("POST to a static session: %d, want 404", resp.StatusCode)
+	}
 	// The timestamp service.
 	code, body = get(t, g.url()+"timestamp", nil)
 	if code != 200 || !strings.Contains(body, "ed25519") {
@@ -136,6 +165,12 @@ func TestEndpointsAndIssuePage(t *testing.T) {
 	}
 	if code, _ = get(t, g.base()+info.Frontend.StatusURL, map[string]string{"Authorization": "wrong"}); code < 400 || code > 499 {
 		t.Errorf("frontend status with a wrong authorization: %d", code)
+	}
+	// irmago logs failed requests with their URL; the log must not hold
+	// the client token, which lets whoever has it answer the session.
+	clientToken := strings.TrimPrefix(info.SessionPtr.URL, g.url()+"session/")
+	if logs := g.logs(t); strings.Contains(logs, clientToken) || !strings.Contains(logs, "irma.irmago") {
+		t.Errorf("the log holds the client token, or irmago logged nothing:\n%s", logs)
 	}
 
 	// A browser gets the page.

@@ -3,6 +3,8 @@ package caddyirma
 import (
 	"fmt"
 	"net/http"
+	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -21,8 +23,10 @@ func init() {
 
 // Endpoints serves the IRMA endpoints of the irma app on a site: the protocol
 // that the Yivi app speaks (under session/), the frontend status and pairing
-// endpoints that a login page uses (under session/{token}/frontend/), and,
+// endpoints that a session page uses (under session/{token}/frontend/), and,
 // when the app has a timestamp key, the timestamp service (under timestamp).
+// Other paths under the prefix are not found: irmaserver's revocation,
+// static-session and server-sent-event routes are not exposed.
 // It answers requests whose path starts with the path of the app's URL (by
 // default /irma/) and passes every other request on, so it can stand at the
 // top of a site that it shares with the content it protects.
@@ -59,12 +63,45 @@ func (e *Endpoints) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 		http.StripPrefix(prefix+"timestamp", e.app.timestamps).ServeHTTP(w, r)
 		return nil
 	}
+	if !allowedIRMAPath(r.Method, rest) {
+		// irmaserver also routes revocation, static sessions and server-sent
+		// events; the gateway offers none of those, so none are reachable.
+		return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("irma_endpoints: no endpoint %q", rest))
+	}
 	rs := e.app.srv.Load()
 	if rs == nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma: the IRMA server is not running"))
 	}
-	http.StripPrefix(strings.TrimSuffix(prefix, "/"), rs.handler).ServeHTTP(w, r)
+	h := http.StripPrefix(strings.TrimSuffix(prefix, "/"), rs.handler)
+	if tok, ok := proofsClientToken(rest); ok && r.Method == http.MethodPost {
+		return serveProofs(w, r, h, rs.expiries, tok)
+	}
+	h.ServeHTTP(w, r)
 	return nil
+}
+
+// irmaPath splits the irmaserver routes the gateway exposes, relative to the
+// prefix: the session protocol of the Yivi app, and the frontend endpoints
+// of session pages.
+var irmaPath = regexp.MustCompile(`^/session/[A-Za-z0-9]+(/?|/request|/commitments|/proofs|/status|/frontend/status|/frontend/options|/frontend/pairingcompleted)$`)
+
+// irmaMethods is the method of each exposed route, by its ending. POST on a
+// bare session path is irmaserver's static-session route: not exposed.
+var irmaMethods = map[string][]string{
+	"":                           {http.MethodGet, http.MethodDelete},
+	"/":                          {http.MethodGet, http.MethodDelete},
+	"/request":                   {http.MethodGet},
+	"/commitments":               {http.MethodPost},
+	"/proofs":                    {http.MethodPost},
+	"/status":                    {http.MethodGet},
+	"/frontend/status":           {http.MethodGet},
+	"/frontend/options":          {http.MethodPost},
+	"/frontend/pairingcompleted": {http.MethodPost},
+}
+
+func allowedIRMAPath(method, rest string) bool {
+	m := irmaPath.FindStringSubmatch(rest)
+	return m != nil && slices.Contains(irmaMethods[m[1]], method)
 }
 
 // parseEndpoints sets up the handler from Caddyfile tokens. Syntax:

@@ -1,6 +1,7 @@
 package timestamp
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"fmt"
 	"maps"
@@ -34,6 +35,7 @@ type MemoryCache struct {
 	mu    sync.Mutex
 	keys  map[string]time.Time
 	infos map[string]atum.ServerInfo
+	own   map[string]*OwnKey // by server URL: see TrustOwnKey
 }
 
 // NewMemoryCache returns an empty MemoryCache.
@@ -41,6 +43,7 @@ func NewMemoryCache() *MemoryCache {
 	return &MemoryCache{
 		keys:  make(map[string]time.Time),
 		infos: make(map[string]atum.ServerInfo),
+		own:   make(map[string]*OwnKey),
 	}
 }
 
@@ -66,6 +69,11 @@ func (c *MemoryCache) StorePublicKey(serverURL string, alg atum.SignatureAlgorit
 func (c *MemoryCache) GetPublicKey(serverURL string, alg atum.SignatureAlgorithm, pk []byte) *time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if own := c.own[serverURL]; own != nil && alg == atum.Ed25519 && bytes.Equal(own.pk, pk) {
+		// As long as the service runs here with this key, it would say so.
+		exp := now().Add(DefaultKeyTrustDuration)
+		return &exp
+	}
 	k := cacheKey(serverURL, alg, pk)
 	exp, ok := c.keys[k]
 	if !ok {
@@ -122,15 +130,40 @@ func (c *MemoryCache) evictKeys() {
 	}
 }
 
-// TrustOwnKey records in this package's cache that the service at serverURL trusts key until
-// until. A process that runs the service and also verifies its timestamps (the gateway's IRMA
-// server, in signature sessions) can call it so that verification does not have to reach the
-// service over the network: through its public URL, which need not route back to the gateway.
-// It has no effect if atum.SetCache has since replaced this package's cache.
-func TrustOwnKey(serverURL string, key ed25519.PublicKey, until time.Time) {
+// OwnKey is the registration of a timestamp key as the one that the
+// service at a URL, running in this process, signs with.
+type OwnKey struct {
+	url string
+	pk  ed25519.PublicKey
+}
+
+// TrustOwnKey records that the service at serverURL, which this process
+// runs, signs with key: verifications in this process then trust the key
+// without asking the service over the network, through its public URL,
+// which need not route back to this process. It replaces the earlier
+// registration for serverURL, so a key that was rotated out (because it
+// leaked, say) is trusted no longer, just as the service's
+// /checkPublicKey stops vouching for it. It has no effect if atum.SetCache
+// has since replaced this package's cache.
+func TrustOwnKey(serverURL string, key ed25519.PublicKey) *OwnKey {
 	// go-atum looks keys up under the URL with a trailing slash.
 	if !strings.HasSuffix(serverURL, "/") {
 		serverURL += "/"
 	}
-	installed.StorePublicKey(serverURL, atum.Ed25519, key, until)
+	k := &OwnKey{url: serverURL, pk: bytes.Clone(key)}
+	installed.mu.Lock()
+	defer installed.mu.Unlock()
+	installed.own[serverURL] = k
+	return k
+}
+
+// Release ends the trust in k, unless a later TrustOwnKey for its URL has
+// replaced it: a config reload registers the new key before it releases
+// the old one.
+func (k *OwnKey) Release() {
+	installed.mu.Lock()
+	defer installed.mu.Unlock()
+	if installed.own[k.url] == k {
+		delete(installed.own, k.url)
+	}
 }

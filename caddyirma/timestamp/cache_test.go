@@ -25,10 +25,31 @@ func TestTrustOwnKey(t *testing.T) {
 	if ok, _ := ts.Verify(n); ok {
 		t.Fatal("verified without being able to ask the service")
 	}
-	TrustOwnKey(unreachable, key.Public().(ed25519.PublicKey), time.Now().Add(time.Minute))
+	own := TrustOwnKey(unreachable, key.Public().(ed25519.PublicKey))
 	if ok, err := ts.Verify(n); !ok || err != nil {
 		t.Fatalf("pre-trusted key does not verify: %v", err)
 	}
+
+	// Rotation: a new own key replaces the old one; releasing the old
+	// registration does not end the new one's trust.
+	rotated := newKey(t)
+	own2 := TrustOwnKey(unreachable, rotated.Public().(ed25519.PublicKey))
+	if ok, _ := ts.Verify(n); ok {
+		t.Error("a rotated-out key is still trusted")
+	}
+	own.Release()
+	ts2 := atum.Timestamp{Time: ts.Time, ServerUrl: unreachable}
+	ts2.Sig = atum.Signature{Alg: atum.Ed25519, PublicKey: rotated.Public().(ed25519.PublicKey),
+		Data: ed25519.Sign(rotated, atum.EncodeTimeNonce(ts.Time, n))}
+	if ok, err := ts2.Verify(n); !ok || err != nil {
+		t.Errorf("the current own key lost its trust when the old registration was released: %v", err)
+	}
+	own2.Release()
+	if ok, _ := ts2.Verify(n); ok {
+		t.Error("a released own key is still trusted")
+	}
+	own = TrustOwnKey(unreachable, key.Public().(ed25519.PublicKey))
+	defer own.Release()
 	other := newKey(t)
 	forged := atum.Timestamp{Time: ts.Time, ServerUrl: unreachable}
 	forged.Sig = atum.Signature{Alg: atum.Ed25519, PublicKey: other.Public().(ed25519.PublicKey),

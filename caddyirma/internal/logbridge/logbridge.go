@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 	"sync/atomic"
 
@@ -52,6 +53,10 @@ func (b *Bridge) Logger() *logrus.Logger { return b.logger }
 // SetTarget sends the bridge's output to l from now on.
 func (b *Bridge) SetTarget(l *zap.Logger) { b.target.Store(l) }
 
+// Swap sends the bridge's output to l from now on, and returns the logger
+// it went to before.
+func (b *Bridge) Swap(l *zap.Logger) *zap.Logger { return b.target.Swap(l) }
+
 // Release stops sending to l if it is the current target.
 func (b *Bridge) Release(l *zap.Logger) { b.target.CompareAndSwap(l, zap.NewNop()) }
 
@@ -60,21 +65,26 @@ func (b *Bridge) Levels() []logrus.Level { return logrus.AllLevels }
 
 // Fire implements logrus.Hook.
 func (b *Bridge) Fire(e *logrus.Entry) error {
-	ce := b.target.Load().Check(b.zapLevel(e.Level), e.Message)
+	ce := b.target.Load().Check(b.zapLevel(e.Level), RedactPaths(e.Message))
 	if ce == nil {
 		return nil
 	}
 	fields := make([]zap.Field, 0, len(e.Data))
 	for k, v := range e.Data {
-		if tokenFields[strings.ToLower(k)] {
+		switch {
+		case tokenFields[strings.ToLower(k)]:
 			fields = append(fields, zap.String(k, Fingerprint(fmt.Sprint(v))))
-			continue
+		case isError(v):
+			fields = append(fields, zap.String(k, RedactPaths(v.(error).Error())))
+		default:
+			// Anything may hold a URL path with a token in it (irmago logs
+			// the url of failed requests): log its text, redacted.
+			if s, ok := v.(string); ok {
+				fields = append(fields, zap.String(k, RedactPaths(s)))
+			} else {
+				fields = append(fields, zap.String(k, RedactPaths(fmt.Sprint(v))))
+			}
 		}
-		if err, ok := v.(error); ok {
-			fields = append(fields, zap.NamedError(k, err))
-			continue
-		}
-		fields = append(fields, zap.Any(k, v))
 	}
 	ce.Write(fields...)
 	return nil
@@ -84,6 +94,26 @@ func (b *Bridge) Fire(e *logrus.Entry) error {
 // requestor token is the key to a session's result, so the log gets a
 // fingerprint that still ties the lines of one session together.
 var tokenFields = map[string]bool{"session": true, "clienttoken": true, "token": true, "requestortoken": true}
+
+func isError(v any) bool {
+	_, ok := v.(error)
+	return ok
+}
+
+// sessionPath matches the token in IRMA session URLs and paths.
+var sessionPath = regexp.MustCompile(`(/session/)([A-Za-z0-9]+)`)
+
+// RedactPaths replaces the session tokens in IRMA session paths in s by
+// their fingerprints: a client token lets whoever holds it answer the
+// session.
+func RedactPaths(s string) string {
+	if !strings.Contains(s, "/session/") {
+		return s
+	}
+	return sessionPath.ReplaceAllStringFunc(s, func(m string) string {
+		return "/session/" + Fingerprint(strings.TrimPrefix(m, "/session/"))
+	})
+}
 
 // Fingerprint returns a short, one-way stand-in for a secret, for logs.
 func Fingerprint(secret string) string {

@@ -16,7 +16,7 @@ func TestLogBridge(t *testing.T) {
 
 	b.logger.WithField("session", "tok").Info("session started")
 	b.logger.WithError(errors.New("boom")).Warn("careful")
-	b.logger.Error("failed")
+	b.logger.WithField("url", "/session/SlrYaICGjSIyCND3lLUM/frontend/status").Error("failed")
 	// Debug and trace carry attribute values in irmago: never forwarded,
 	// even though the zap logger would take them.
 	b.logger.Debug("Session request: {\"attributes\": \"secret\"}")
@@ -45,6 +45,9 @@ func TestLogBridge(t *testing.T) {
 	// Session tokens are secrets: the log gets a fingerprint.
 	if got := entries[0].ContextMap()["session"]; got != Fingerprint("tok") || got == "tok" {
 		t.Errorf("field session = %v", got)
+	}
+	if got := entries[2].ContextMap()["url"]; got != "/session/"+Fingerprint("SlrYaICGjSIyCND3lLUM")+"/frontend/status" {
+		t.Errorf("field url = %v: the client token must not be logged", got)
 	}
 	if got := entries[1].ContextMap()["error"]; got != "boom" {
 		t.Errorf("field error = %v", got)
