@@ -24,7 +24,8 @@ var b64 = base64.RawURLEncoding
 
 // KeyRing is the set of keys the gateway signs assertions with: the first (newest) key signs,
 // and all of them are published in the JWK set, so that tokens signed before a rotation still
-// verify until the old key is dropped. A KeyRing is immutable and safe for concurrent use.
+// verify until the old key is dropped. Make one with NewKeyRing or LoadOrCreateKeyRing; it is
+// immutable and safe for concurrent use.
 type KeyRing struct {
 	keys []*signingKey // newest first
 	jwks []byte
@@ -92,8 +93,8 @@ func (kr *KeyRing) KeyID() string { return kr.keys[0].kid }
 func (kr *KeyRing) Algorithm() Algorithm { return kr.keys[0].alg }
 
 // JWKS returns the RFC 7517 JWK set of the ring's public keys, newest first, each with its kid,
-// alg and "use": "sig". The caller must not modify the returned slice.
-func (kr *KeyRing) JWKS() []byte { return kr.jwks }
+// alg and "use": "sig".
+func (kr *KeyRing) JWKS() []byte { return bytes.Clone(kr.jwks) }
 
 // JWKSHandler serves the JWK set, for upstreams to fetch the keys from. It answers GET and HEAD
 // (and conditional requests, with an ETag) and refuses other methods with 405.

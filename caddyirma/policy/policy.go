@@ -141,8 +141,9 @@ func (c Conjunction) validate(conf *irma.Configuration) []error {
 	seen := make(map[string]int, len(c))
 	var nonSingletons []irma.CredentialTypeIdentifier
 	for _, a := range c {
-		if seen[a.Type]++; seen[a.Type] > 1 {
-			if seen[a.Type] == 2 {
+		seen[a.Type]++
+		if n := seen[a.Type]; n > 1 {
+			if n == 2 { // once per attribute, however often it repeats
 				errs = append(errs, fmt.Errorf("attribute %q: named twice", a.Type))
 			}
 			continue
@@ -164,9 +165,8 @@ func (c Conjunction) validate(conf *irma.Configuration) []error {
 		}
 	}
 	if len(nonSingletons) > 1 {
-		// irmago's AttributeConDisCon.Validate refuses this at session start:
-		// it cannot tell which instances of two multi-instance credentials
-		// belong together.
+		// irmago's AttributeConDisCon.Validate refuses this when the server
+		// starts the session: better to say so when the config loads.
 		errs = append(errs, fmt.Errorf("credential types %s and %s are both non-singleton: IRMA allows at most one non-singleton credential type per option",
 			nonSingletons[0], nonSingletons[1]))
 	}

@@ -33,10 +33,12 @@ var ErrInvalid = errors.New("invalid return URL")
 //   - are printable ASCII (non-ASCII must be percent-encoded, as browsers send it), without
 //     spaces, backslashes, or the characters " < > ` that browsers always encode;
 //   - are at most MaxLength bytes long;
-//   - and stay so when percent-decoded, up to three times: no decoded form may start with "//"
-//     or "/\", contain "\", control characters, whitespace or invisible formatting characters,
-//     or invalid UTF-8, or have empty ("//"), "." or ".." segments in its path, which path
-//     normalization could turn into "//host".
+//   - have valid percent-encoding;
+//   - and stay harmless when percent-decoded, up to three times, as a careless server or proxy
+//     might: no decoded form may start with "//" or "/\", contain "\", control characters,
+//     whitespace other than a plain space, invisible formatting characters or invalid UTF-8,
+//     or have empty ("//"), "." or ".." segments in its path, which path normalization could
+//     turn into "//host". Decoded spaces pass, so "/a%20b" does.
 //
 // Unicode look-alikes such as the fullwidth solidus "／" (U+FF0F), percent-encoded, pass: no
 // browser reads them as "/" in a path, so they stay on the site as an odd path. Raw, they fail
@@ -61,51 +63,86 @@ func Check(raw string) (string, error) {
 		}
 	}
 	clean, _, _ := strings.Cut(raw, "#")
-	if clean[0] != '/' {
+	if clean == "" || clean[0] != '/' {
 		return "", fmt.Errorf("%w: not a path starting with /", ErrInvalid)
 	}
 
+	// Decode as a lenient server would, leaving malformed escapes as they are, until nothing
+	// changes; every form on the way must be harmless.
 	form := clean
 	for round := 0; ; round++ {
 		if err := checkForm(form); err != nil {
 			if round == 0 {
 				return "", fmt.Errorf("%w: %w", ErrInvalid, err)
 			}
-			return "", fmt.Errorf("%w: percent-decoded %d times: %w", ErrInvalid, round, err)
+			return "", fmt.Errorf("%w: percent-decoded %s: %w", ErrInvalid, times(round), err)
 		}
-		if round == maxDecodes || !strings.Contains(form, "%") {
-			if strings.Contains(form, "%") && canDecode(form) {
-				return "", fmt.Errorf("%w: percent-encoded more than %d times", ErrInvalid, maxDecodes)
-			}
-			break
-		}
-		decoded, err := url.PathUnescape(form)
-		if err != nil {
-			if round == 0 {
-				// The URL itself is malformed: servers answer such paths with 400.
-				return "", fmt.Errorf("%w: bad percent-encoding", ErrInvalid)
-			}
-			// A literal "%" that was encoded once ("%25"): nothing further to decode.
-			break
-		}
+		decoded := unescape(form)
 		if decoded == form {
 			break
+		}
+		if round == maxDecodes {
+			return "", fmt.Errorf("%w: percent-encoded more than %d times", ErrInvalid, maxDecodes)
 		}
 		form = decoded
 	}
 
 	// Belt and braces: whatever the checks above missed, the standard parser must see a path.
 	u, err := url.Parse(clean)
-	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" {
+	if err != nil {
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err // the input is in the caller's hands already
+		}
+		return "", fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" {
 		return "", fmt.Errorf("%w: not a plain path", ErrInvalid)
 	}
 	return clean, nil
 }
 
-// canDecode reports whether form would change if percent-decoded once more.
-func canDecode(form string) bool {
-	decoded, err := url.PathUnescape(form)
-	return err == nil && decoded != form
+func times(n int) string {
+	switch n {
+	case 1:
+		return "once"
+	case 2:
+		return "twice"
+	}
+	return fmt.Sprintf("%d times", n)
+}
+
+// unescape decodes every valid %XX escape of s and leaves anything else, including a "%" not
+// followed by two hex digits, as it is: the most any server or proxy might decode.
+func unescape(s string) string {
+	if !strings.Contains(s, "%") {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) && ishex(s[i+1]) && ishex(s[i+2]) {
+			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
+			i += 2
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func ishex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	}
+	return c - 'a' + 10
 }
 
 // checkForm checks one form (raw or decoded) of a return URL without its fragment.
@@ -123,8 +160,12 @@ func checkForm(form string) error {
 		switch {
 		case r == '\\':
 			return fmt.Errorf("backslash at %d", i)
+		case r == ' ':
+			// A space in a path ("/a%20b") is just a character: browsers strip only tabs and
+			// line breaks inside URLs, and spaces only at the ends, where a path never
+			// starts.
 		case unicode.IsControl(r) || unicode.IsSpace(r) || unicode.Is(unicode.Cf, r):
-			return fmt.Errorf("control, space or formatting character %U at %d", r, i)
+			return fmt.Errorf("control, whitespace or formatting character %U at %d", r, i)
 		}
 	}
 	path, _, _ := strings.Cut(form, "?")
@@ -136,7 +177,7 @@ func checkForm(form string) error {
 		case seg == "." || seg == "..":
 			return fmt.Errorf("%q path segment", seg)
 		case strings.EqualFold(seg, "%2e") || strings.EqualFold(seg, "%2e%2e") || strings.EqualFold(seg, ".%2e") || strings.EqualFold(seg, "%2e."):
-			// Browsers treat these as "." and ".." without decoding anything else.
+			// Browsers read these as "." and "..", whatever else is encoded.
 			return fmt.Errorf("%q path segment", seg)
 		}
 	}
@@ -144,9 +185,10 @@ func checkForm(form string) error {
 }
 
 // CheckUnder is Check, and also requires the path to be prefix or below it: prefix itself,
-// or prefix followed by "/" and more if prefix does not end in "/". The comparison is on the
-// path decoded once, as a server routes it, so an encoded character cannot step out of
-// prefix. Use it to keep a return URL within the site a login was for.
+// or prefix followed by "/" and more if prefix does not end in "/". The path must be under
+// prefix both as written and decoded once (as a server routes it), so no encoding can step
+// out of prefix, nor into it by a way that a browser reads differently. Use it to keep a
+// return URL within the site a login was for.
 func CheckUnder(raw, prefix string) (string, error) {
 	clean, err := Check(raw)
 	if err != nil {
@@ -157,7 +199,7 @@ func CheckUnder(raw, prefix string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: bad percent-encoding", ErrInvalid)
 	}
-	if !under(decoded, prefix) {
+	if !under(path, prefix) || !under(decoded, prefix) {
 		return "", fmt.Errorf("%w: not under %s", ErrInvalid, prefix)
 	}
 	return clean, nil

@@ -47,7 +47,8 @@ var (
 	ErrInvalid = errors.New("sealedcookie: invalid")
 )
 
-// KeyRing seals and opens values. It is immutable and safe for concurrent use.
+// KeyRing seals and opens values. Make one with New; it is immutable and safe for concurrent
+// use.
 type KeyRing struct {
 	codecs []securecookie.Codec // newest first
 }
