@@ -45,8 +45,8 @@ const (
 )
 
 // App is the irma app: one embedded IRMA server per Caddy process, the server
-// that the Yivi app on a visitor's phone talks to. Handlers (irma_endpoints
-// and the authentication, issuance and signing handlers) use it by name.
+// that the Yivi app on a visitor's phone talks to. Handlers (irma_endpoints,
+// irma_issue) use it by name.
 //
 // The server survives config reloads that do not change its settings (or the
 // schemes and keys it loaded), so sessions under way are not lost; otherwise
@@ -137,10 +137,11 @@ type RedisConfig struct {
 	// TLSCACertFile is a PEM file with the CA certificate that the Redis
 	// server's certificate must chain to. Default: the system roots.
 	TLSCACertFile string `json:"tls_ca_cert_file,omitempty"`
-	// TLSClientCertFile and TLSClientKeyFile are a PEM client certificate
-	// and key for mutual TLS. Optional.
+	// TLSClientCertFile is a PEM client certificate for mutual TLS, with
+	// TLSClientKeyFile. Optional; needs TLSCACertFile.
 	TLSClientCertFile string `json:"tls_client_cert_file,omitempty"`
-	TLSClientKeyFile  string `json:"tls_client_key_file,omitempty"`
+	// TLSClientKeyFile is the PEM private key of TLSClientCertFile.
+	TLSClientKeyFile string `json:"tls_client_key_file,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -296,6 +297,8 @@ func loadSchemes(schemesPath, keysPath string) (*irma.Configuration, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("irma: schemes_path %q: not a directory", schemesPath)
 	}
+	// irmago logs what it skips to its package-wide logger: ours.
+	irma.SetLogger(irmaLogs.Logger())
 	// Not read-only: irmaserver refuses to start sessions on a read-only
 	// configuration, even when it has everything the session needs.
 	// Issuer private keys come from issuer_private_keys_path only, never from

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -219,6 +220,20 @@ func TestLoadErrors(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(badKeys, "caddy-demo.gateway.0.xml"), []byte("<PrivateKey>nonsense</PrivateKey>"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A real private key, of another issuer's key pair.
+	otherKeys := t.TempDir()
+	irmago, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/privacybydesign/irmago").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(irmago)), "testdata", "privatekeys", "irma-demo.MijnOverheid.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other = bytes.Replace(other, []byte("<Counter>1</Counter>"), []byte("<Counter>0</Counter>"), 1)
+	if err := os.WriteFile(filepath.Join(otherKeys, "caddy-demo.gateway.0.xml"), other, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	noKeys := t.TempDir()
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -248,6 +263,11 @@ func TestLoadErrors(t *testing.T) {
 		{"tampered scheme", replace("schemes_path "+g.scheme.SchemesPath, "schemes_path "+tampered), []string{tampered, "caddy-demo", "does not match"}},
 		{"bad scheme signature", replace("schemes_path "+g.scheme.SchemesPath, "schemes_path "+badSig), []string{badSig, "caddy-demo"}},
 		{"unreadable keys", replace("issuer_private_keys_path "+g.scheme.PrivateKeysPath, "issuer_private_keys_path "+badKeys), []string{`issuer_private_keys_path "` + badKeys + `"`}},
+		{"mismatched keys", replace("issuer_private_keys_path "+g.scheme.PrivateKeysPath, "issuer_private_keys_path "+otherKeys), []string{`issuer_private_keys_path "` + otherKeys + `"`, "does not belong"}},
+		{"keys inside the schemes", replace("issuer_private_keys_path "+g.scheme.PrivateKeysPath, "issuer_private_keys_path "+filepath.Join(g.scheme.SchemesPath, "caddy-demo")), []string{"inside schemes_path"}},
+		{"redis db", replace("schemes_update off", "schemes_update off\n\t\tredis 127.0.0.1:1 {\n\t\t\tdb -1\n\t\t}"), []string{`db "-1"`}},
+		{"redis ca file", replace("schemes_update off", "schemes_update off\n\t\tredis 127.0.0.1:1 {\n\t\t\ttls_ca_cert_file "+g.scheme.TimestampKeyFile+"\n\t\t}"), []string{"tls_ca_cert_file", "no PEM certificates"}},
+		{"pairing", replace("irma_issue {", "irma_issue {\n\t\t\tpairing maybe"), []string{`pairing "maybe"`}},
 		{"missing keys dir", replace("issuer_private_keys_path "+g.scheme.PrivateKeysPath, "issuer_private_keys_path /nonexistent/keys"), []string{`issuer_private_keys_path "/nonexistent/keys"`}},
 		{"issue without keys", replace("issuer_private_keys_path "+g.scheme.PrivateKeysPath, "issuer_private_keys_path "+noKeys), []string{"irma_issue", "caddy-demo.gateway.person", "no private key"}},
 		{"unknown credential", replace("credential caddy-demo.gateway.person", "credential caddy-demo.gateway.passport"), []string{"irma_issue", `"caddy-demo.gateway.passport"`, "unknown credential type"}},
@@ -305,6 +325,27 @@ func TestReload(t *testing.T) {
 	}
 	if _, err := app.Server(); err == nil {
 		t.Error("the old app still hands out the server after it stopped")
+	}
+
+	// A reload that fails, in Provision or in the irma app's Start, leaves
+	// the running server and its sessions alone.
+	dead := caddytest.FreePort(t)
+	for _, bad := range []string{
+		g.caddyfile("max_session_lifetime 30s"),
+		g.caddyfile(fmt.Sprintf("redis 127.0.0.1:%d {\n\t\t\tdisable_tls\n\t\t}", dead)),
+	} {
+		if err := caddytest.Load(bad); err == nil {
+			t.Fatal("a bad config loaded")
+		}
+		if n := countServers(); n != 1 {
+			t.Errorf("after a failed reload, %d IRMA servers run, want 1", n)
+		}
+		if res, err := srv2.GetSessionResult(token); err != nil || res.Status != irma.ServerStatusInitialized {
+			t.Errorf("session after a failed reload: %+v, %v", res, err)
+		}
+		if s, err := caddytest.App[*App](t, "irma").Server(); err != nil || s != srv2 {
+			t.Errorf("after a failed reload the running app serves %p, %v; want the server from before", s, err)
+		}
 	}
 
 	// Other settings: a new server, the old one stopped.

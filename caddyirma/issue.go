@@ -13,6 +13,7 @@ import (
 	irma "github.com/privacybydesign/irmago/irma"
 	"go.uber.org/zap"
 
+	"github.com/caddy-irma/caddy-irma/caddyirma/returnurl"
 	"github.com/caddy-irma/caddy-irma/caddyirma/sessionpage"
 )
 
@@ -36,6 +37,12 @@ type Issue struct {
 	// Redirect is a same-site path that the browser goes to when the session
 	// is done. Default: the page says that it is done.
 	Redirect string `json:"redirect,omitempty"`
+
+	// Pairing says whether the page asks for the pairing code that the Yivi
+	// app shows after scanning, so that only the phone of the person at the
+	// browser receives the credentials: "auto" (irmago's advice, which for
+	// issuance is to pair), "on" or "off". Default: auto.
+	Pairing string `json:"pairing,omitempty"`
 
 	app    *App
 	logger *zap.Logger
@@ -78,8 +85,13 @@ func (h *Issue) Provision(ctx caddy.Context) error {
 	if len(h.Credentials) == 0 {
 		return fmt.Errorf("irma_issue: no credentials configured")
 	}
-	if h.Redirect != "" && (!strings.HasPrefix(h.Redirect, "/") || strings.HasPrefix(h.Redirect, "//") || strings.ContainsAny(h.Redirect, "\\\r\n")) {
-		return fmt.Errorf("irma_issue: redirect %q: want a same-site path such as /done", h.Redirect)
+	if h.Redirect != "" {
+		if _, err := returnurl.Check(h.Redirect); err != nil {
+			return fmt.Errorf("irma_issue: redirect %q: want a same-site path such as /done: %w", h.Redirect, err)
+		}
+	}
+	if err := checkPairing(h.Pairing); err != nil {
+		return fmt.Errorf("irma_issue: %w", err)
 	}
 	conf := h.app.Configuration()
 	for _, c := range h.Credentials {
@@ -132,15 +144,10 @@ func (h *Issue) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Ha
 	if err != nil {
 		return caddyhttp.Error(http.StatusBadRequest, err)
 	}
-	srv, err := h.app.Server()
+	s, _, err := h.app.startSession(req, h.Pairing)
 	if err != nil {
-		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma_issue: %w", err))
 	}
-	ptr, _, frontend, err := srv.StartSession(req, nil, "")
-	if err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma_issue: starting session: %w", err))
-	}
-	s := sessionpage.Session{Pointer: ptr, FrontendAuth: frontend.Authorization, PathPrefix: h.app.PathPrefix()}
 	if !sessionpage.WantsPage(r) {
 		info, err := sessionpage.NewInfo(s)
 		if err != nil {
@@ -191,6 +198,7 @@ func (h *Issue) request(repl *caddy.Replacer) (*irma.IssuanceRequest, error) {
 //			validity <duration>
 //		}
 //		redirect <path>
+//		pairing  auto|on|off
 //	}
 //
 // Values may hold placeholders. "validity" is the credential's lifetime; an
@@ -239,6 +247,16 @@ func (h *Issue) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				c.Attributes[name] = v
 			}
 			h.Credentials = append(h.Credentials, c)
+		case "pairing":
+			if h.Pairing != "" {
+				return d.Err("irma_issue: pairing given twice")
+			}
+			if err := oneArg(d, &h.Pairing); err != nil {
+				return err
+			}
+			if err := checkPairing(h.Pairing); err != nil {
+				return d.Errf("irma_issue: %v", err)
+			}
 		case "redirect":
 			if seenRedirect {
 				return d.Err("irma_issue: redirect given twice")

@@ -36,7 +36,7 @@ func TestBinary(t *testing.T) {
 		t.Helper()
 		// No network: adapting, validating and the demo scheme (with its
 		// keys present) must work offline.
-		cmd := exec.Command("unshare", append([]string{"--net", bin}, args...)...)
+		cmd := exec.Command("unshare", append([]string{"--map-root-user", "--net", bin}, args...)...)
 		cmd.Dir = work
 		cmd.Env = append(os.Environ(), "HOME="+work, "XDG_CONFIG_HOME="+filepath.Join(work, "config"), "XDG_DATA_HOME="+filepath.Join(work, "data"))
 		out, err := cmd.CombinedOutput()

@@ -81,11 +81,11 @@ func TestDemoTour(t *testing.T) {
 	defer w.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	ptr, err := wallet.FetchPointer(ctx, nil, base+"/issue/start?fullname=Alice&email=alice@example.com&over18=yes&level=gold")
+	sess, err := wallet.FetchSession(ctx, nil, base+"/issue/start?fullname=Alice&email=alice@example.com&over18=yes&level=gold")
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := w.Run(ctx, ptr, wallet.Accept)
+	res, err := w.RunSession(ctx, sess, wallet.Accept)
 	if err != nil || res.Outcome != wallet.Success {
 		t.Fatalf("issuance: %+v, %v", res, err)
 	}

@@ -108,11 +108,16 @@ http://127.0.0.1:%[1]d {
 
 	t.Run("issuance through irma_issue", func(t *testing.T) {
 		// As a developer does it: the wallet asks the page for the session.
-		ptr, err := wallet.FetchPointer(ctx, http.DefaultClient, base+"/issue?name=Alice+Demo")
+		// Issuance pages pair by default: the wallet, as the page's client,
+		// confirms the code.
+		sess, err := wallet.FetchSession(ctx, http.DefaultClient, base+"/issue?name=Alice+Demo")
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := w.Run(ctx, ptr, wallet.Accept)
+		if sess.Pairing == nil {
+			t.Fatal("the issuance page does not ask for pairing")
+		}
+		res, err := w.RunSession(ctx, sess, wallet.Accept)
 		if err != nil || res.Outcome != wallet.Success {
 			t.Fatalf("issuance: %+v, %v", res, err)
 		}
@@ -133,6 +138,20 @@ http://127.0.0.1:%[1]d {
 			if got[k] != v {
 				t.Errorf("wallet holds %s = %q, want %q", k, got[k], v)
 			}
+		}
+	})
+
+	t.Run("pairing with another code", func(t *testing.T) {
+		// A page whose pairing code differs from what the app shows: the
+		// session must not go on.
+		sess, err := wallet.FetchSession(ctx, http.DefaultClient, base+"/issue?name=Mallory")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sess.Pairing.Code = "0000x"
+		res, err := w.RunSession(ctx, sess, wallet.Accept)
+		if err == nil || res.Outcome == wallet.Success {
+			t.Fatalf("a session paired with the wrong code went on: %+v", res)
 		}
 	})
 

@@ -31,6 +31,11 @@ type Session struct {
 	FrontendAuth irma.FrontendAuthorization
 	// PathPrefix is where the IRMA endpoints live on this site ("/irma/").
 	PathPrefix string
+	// PairingCode, if set, must be entered in the browser when the Yivi app
+	// shows it, before the session goes on: it binds the session to the
+	// app of the person in front of this browser, so a QR code seen on
+	// someone's screen is of no use to another phone.
+	PairingCode string
 }
 
 // clientToken is the last path element of the pointer URL.
@@ -49,15 +54,19 @@ func (s Session) clientToken() (string, error) {
 	return tok, nil
 }
 
-// StatusURL returns the site-relative URL of the session's frontend status
-// endpoint.
-func (s Session) StatusURL() (string, error) {
+// frontendURL returns the site-relative URL of one of the session's
+// frontend endpoints.
+func (s Session) frontendURL(endpoint string) (string, error) {
 	tok, err := s.clientToken()
 	if err != nil {
 		return "", err
 	}
-	return s.PathPrefix + "session/" + url.PathEscape(tok) + "/frontend/status", nil
+	return s.PathPrefix + "session/" + url.PathEscape(tok) + "/frontend/" + endpoint, nil
 }
+
+// StatusURL returns the site-relative URL of the session's frontend status
+// endpoint.
+func (s Session) StatusURL() (string, error) { return s.frontendURL("status") }
 
 // UniversalLink returns the link that opens the session in the Yivi app on
 // the same device.
@@ -89,6 +98,11 @@ type FrontendInfo struct {
 	// StatusURL answers GET with {"status": "..."}; the status is one of
 	// INITIALIZED, PAIRING, CONNECTED, DONE, CANCELLED and TIMEOUT.
 	StatusURL string `json:"statusUrl"`
+	// PairingCode, if set, is the code the Yivi app shows when it connects
+	// (status PAIRING). Once the person has entered it and it matches, POST
+	// to PairingCompletedURL, and the session goes on.
+	PairingCode         string `json:"pairingCode,omitempty"`
+	PairingCompletedURL string `json:"pairingCompletedUrl,omitempty"`
 }
 
 // NewInfo builds the JSON answer for s.
@@ -101,11 +115,18 @@ func NewInfo(s Session) (*Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Info{
+	info := &Info{
 		SessionPtr: s.Pointer,
 		Frontend:   FrontendInfo{Authorization: s.FrontendAuth, StatusURL: status},
 		Link:       link,
-	}, nil
+	}
+	if s.PairingCode != "" {
+		info.Frontend.PairingCode = s.PairingCode
+		if info.Frontend.PairingCompletedURL, err = s.frontendURL("pairingcompleted"); err != nil {
+			return nil, err
+		}
+	}
+	return info, nil
 }
 
 // WriteJSON writes v as a JSON answer with the given status code.
@@ -226,10 +247,12 @@ func Render(w http.ResponseWriter, p Page) error {
 		QR:    qr,
 		Link:  info.Link,
 		Config: map[string]string{
-			"statusUrl":     info.Frontend.StatusURL,
-			"authorization": string(info.Frontend.Authorization),
-			"doneUrl":       p.DoneURL,
-			"retryUrl":      p.RetryURL,
+			"statusUrl":           info.Frontend.StatusURL,
+			"authorization":       string(info.Frontend.Authorization),
+			"pairingCode":         info.Frontend.PairingCode,
+			"pairingCompletedUrl": info.Frontend.PairingCompletedURL,
+			"doneUrl":             p.DoneURL,
+			"retryUrl":            p.RetryURL,
 		},
 	}
 	h := w.Header()

@@ -66,26 +66,59 @@ func ParsePointer(s string) (*irma.Qr, error) {
 	return parseUniversalLink(u)
 }
 
-// FetchPointer returns the session pointer s stands for. s is anything ParsePointer accepts, or an http(s) URL which
+// FetchPointer returns the session pointer s stands for: FetchSession without the pairing.
+func FetchPointer(ctx context.Context, client *http.Client, s string) (*irma.Qr, error) {
+	sess, err := FetchSession(ctx, client, s)
+	if err != nil {
+		return nil, err
+	}
+	return sess.Pointer, nil
+}
+
+// Session is a session to run: its pointer and, when the wallet itself fetched it from a page that asks for
+// pairing, what the page's frontend would do to pair.
+type Session struct {
+	Pointer *irma.Qr
+	// Pairing is set when the page answered with a pairing code: the wallet, having started the session as the
+	// page's client, also plays the browser's part and confirms the code its own app shows.
+	Pairing *Pairing
+}
+
+// Pairing is how a frontend confirms pairing: when the app shows Code, POST CompletedURL with the Authorization.
+type Pairing struct {
+	Code          string
+	CompletedURL  string
+	Authorization string
+}
+
+// FetchSession returns the session s stands for. s is anything ParsePointer accepts, or an http(s) URL which
 // FetchPointer GETs with "Accept: application/json" and whose body it parses as a pointer or as a JSON object with a
 // sessionPtr. The server may answer 200 or 401 (a protected page telling the browser to log in); anything else is an
 // error that carries the server's IRMA-style error message if it sent one. Bodies are read up to MaxPointerSize.
 //
-// client may be nil: FetchPointer then uses a client with a 30 s timeout. ctx bounds the request.
-func FetchPointer(ctx context.Context, client *http.Client, s string) (*irma.Qr, error) {
+// If the answer also holds a frontend with a pairing code (as the gateway's pages answer), the Session carries it.
+//
+// client may be nil: FetchSession then uses a client with a 30 s timeout. ctx bounds the request.
+func FetchSession(ctx context.Context, client *http.Client, s string) (*Session, error) {
+	pointer := func(qr *irma.Qr, err error) (*Session, error) {
+		if err != nil {
+			return nil, err
+		}
+		return &Session{Pointer: qr}, nil
+	}
 	s = strings.TrimSpace(s)
 	if len(s) > MaxPointerSize {
 		return nil, fmt.Errorf("session pointer too long (%d bytes, at most %d)", len(s), MaxPointerSize)
 	}
 	if s == "" || s[0] == '{' {
-		return ParsePointer(s)
+		return pointer(ParsePointer(s))
 	}
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return ParsePointer(s) // for its error message
+		return pointer(ParsePointer(s)) // for its error message
 	}
 	if isUniversalLink(u) {
-		return parseUniversalLink(u)
+		return pointer(parseUniversalLink(u))
 	}
 	if u.User != nil {
 		return nil, errors.New("refusing to fetch a URL with credentials in it")
@@ -126,7 +159,36 @@ func FetchPointer(ctx context.Context, client *http.Client, s string) (*irma.Qr,
 		}
 		return nil, fmt.Errorf("fetching session pointer from %s: %w", redactURL(u), err)
 	}
-	return qr, nil
+	sess := &Session{Pointer: qr}
+	if sess.Pairing, err = parsePairing(body, u); err != nil {
+		return nil, fmt.Errorf("fetching session pointer from %s: %w", redactURL(u), err)
+	}
+	return sess, nil
+}
+
+// parsePairing reads the pairing a page's answer asks for, if any: {"frontend": {"authorization": ...,
+// "pairingCode": ..., "pairingCompletedUrl": ...}}, the URL relative to the page's. It must stay on the page's
+// origin: the frontend authorization goes there.
+func parsePairing(body []byte, page *url.URL) (*Pairing, error) {
+	var answer struct {
+		Frontend struct {
+			Authorization       string `json:"authorization"`
+			PairingCode         string `json:"pairingCode"`
+			PairingCompletedURL string `json:"pairingCompletedUrl"`
+		} `json:"frontend"`
+	}
+	if err := json.Unmarshal(body, &answer); err != nil || answer.Frontend.PairingCode == "" {
+		return nil, nil
+	}
+	f := answer.Frontend
+	if f.Authorization == "" || f.PairingCompletedURL == "" {
+		return nil, errors.New("frontend asks for pairing without an authorization or a pairing completion URL")
+	}
+	done, err := page.Parse(f.PairingCompletedURL)
+	if err != nil || done.Scheme != page.Scheme || done.Host != page.Host {
+		return nil, errors.New("frontend pairing completion URL is not on the page's site")
+	}
+	return &Pairing{Code: f.PairingCode, CompletedURL: done.String(), Authorization: f.Authorization}, nil
 }
 
 func isUniversalLink(u *url.URL) bool {

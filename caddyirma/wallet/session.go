@@ -226,6 +226,20 @@ func contains(list []string, s string) bool {
 //
 // Sessions run one at a time: Run waits for a session already running in w.
 func (w *Wallet) Run(ctx context.Context, ptr *irma.Qr, consent func(Request) bool) (*Result, error) {
+	return w.run(ctx, ptr, nil, consent)
+}
+
+// RunSession is Run for a session from FetchSession: if the session asks for pairing, the wallet confirms the code
+// it shows as the page's frontend would, after checking that it is the code the page announced (a different code
+// means the app is in someone else's session: the wallet then cancels).
+func (w *Wallet) RunSession(ctx context.Context, s *Session, consent func(Request) bool) (*Result, error) {
+	if s == nil {
+		return w.run(ctx, nil, nil, consent)
+	}
+	return w.run(ctx, s.Pointer, s.Pairing, consent)
+}
+
+func (w *Wallet) run(ctx context.Context, ptr *irma.Qr, pairing *Pairing, consent func(Request) bool) (*Result, error) {
 	res := &Result{}
 	fail := func(outcome Outcome, err error) (*Result, error) {
 		res.Outcome, res.Err = outcome, err
@@ -331,7 +345,14 @@ func (w *Wallet) Run(ctx context.Context, ptr *irma.Qr, consent func(Request) bo
 					consentAnswer = make(chan bool, 1)
 					go func(req Request, answer chan<- bool) { answer <- consent(req) }(*ev.request, consentAnswer)
 				case clientmodels.Status_ShowPairingCode:
-					if w.onPairingCode != nil {
+					if pairing != nil {
+						if ev.pairingCode != pairing.Code {
+							cancelReason = errors.New("the app shows another pairing code than the page announced")
+							dismiss()
+							continue
+						}
+						go completePairing(ctx, pairing, w.logger())
+					} else if w.onPairingCode != nil {
 						w.onPairingCode(ev.pairingCode)
 					} else {
 						w.logger().Info("the server requires pairing: enter this code on the page that showed the QR code", zap.String("code", ev.pairingCode))
@@ -615,4 +636,24 @@ func newSessionError(e *clientmodels.SessionError) error {
 		se.Remote = &RemoteError{Status: e.RemoteStatus}
 	}
 	return se
+}
+
+// completePairing tells the server that the pairing code was confirmed, as a page's frontend does. If it fails, the
+// session stays in pairing until it times out.
+func completePairing(ctx context.Context, p *Pairing, logger *zap.Logger) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.CompletedURL, nil)
+	if err != nil {
+		logger.Warn("completing pairing", zap.Error(err))
+		return
+	}
+	req.Header.Set("Authorization", p.Authorization)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		logger.Warn("completing pairing", zap.Error(err))
+		return
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		logger.Warn("completing pairing", zap.Int("status", resp.StatusCode))
+	}
 }

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/privacybydesign/irmago/irma"
 	"go.uber.org/zap"
@@ -249,9 +250,12 @@ func sessionCommand(ctx context.Context, cfg *config, arg string, stdin io.Reade
 
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 	defer cancel()
-	ptr, err := wallet.FetchPointer(ctx, nil, arg)
+	sess, err := wallet.FetchSession(ctx, nil, arg)
 	if err != nil {
 		return fail(exitFailed, "%v", err)
+	}
+	if sess.Pairing != nil {
+		fmt.Fprintln(stdout, "The site asks to pair the app with the page; the wallet fetched the session itself, so it confirms the pairing code itself.")
 	}
 
 	w, err := openWallet(cfg, stdout, stderr)
@@ -279,7 +283,7 @@ func sessionCommand(ctx context.Context, cfg *config, arg string, stdin io.Reade
 		return false
 	}
 
-	res, err := w.Run(ctx, ptr, consent)
+	res, err := w.RunSession(ctx, sess, consent)
 	switch res.Outcome {
 	case wallet.Success:
 		fmt.Fprintln(stdout, summary(res))
@@ -471,8 +475,13 @@ func value(v string) string {
 // text drops control characters: what is printed comes from servers and issuers.
 func text(s string) string {
 	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+		switch {
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
 			return -1
+		case unicode.Is(unicode.Bidi_Control, r) || r == 0x200b || r == 0xfeff:
+			// Bidirectional overrides and invisible characters would let a
+			// server show a message to sign other than the one signed.
+			return '\ufffd'
 		}
 		return r
 	}, s)

@@ -199,3 +199,17 @@ func TestUsage(t *testing.T) {
 		}
 	}
 }
+
+func TestTextNeutralizesBidiAndControls(t *testing.T) {
+	for in, want := range map[string]string{
+		"I agree":                 "I agree",
+		"pay \u202e001\u202c EUR": "pay \ufffd001\ufffd EUR",
+		"a\u2066b\u2069c":         "a\ufffdb\ufffdc",
+		"zero\u200bwidth":         "zero\ufffdwidth",
+		"line\nbreak\x1b[31m":     "linebreak[31m",
+	} {
+		if got := text(in); got != want {
+			t.Errorf("text(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
