@@ -4,6 +4,7 @@
 package caddyirma
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/tls"
@@ -19,16 +20,19 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/certmagic"
 	irma "github.com/privacybydesign/irmago/irma"
 	"github.com/privacybydesign/irmago/irma/server"
 	"github.com/privacybydesign/irmago/irma/server/irmaserver"
 	"go.uber.org/zap"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/internal/logbridge"
+	"github.com/caddy-irma/caddy-irma/caddyirma/policy"
 	"github.com/caddy-irma/caddy-irma/caddyirma/timestamp"
 )
 
@@ -104,6 +108,19 @@ type App struct {
 	// the scheme names; set this for a local scheme whose timestamp server is
 	// this gateway. Default: no timestamp service.
 	TimestampKeyFile string `json:"timestamp_key_file,omitempty"`
+
+	// Policies are named disclosure policies that irma_auth routes refer
+	// to. Each is checked against the schemes when the config loads.
+	Policies map[string]policy.Policy `json:"policies,omitempty"`
+
+	// Login configures the session cookie and the identity JWT of
+	// irma_auth. Default: all defaults (see LoginConfig).
+	Login *LoginConfig `json:"login,omitempty"`
+
+	// identityHeaders holds the normalized names of every header that the
+	// gateway sets for upstreams: removed from every request first.
+	identityHeaders sync.Map
+	storage         certmagic.Storage
 
 	prefix          string
 	serverURL       string
@@ -259,6 +276,23 @@ func (a *App) Provision(ctx caddy.Context) error {
 			TLSClientKeyFile:         repl.ReplaceAll(r.TLSClientKeyFile, ""),
 		}
 	}
+
+	for name, p := range a.Policies {
+		if name == "" || strings.ContainsAny(name, " \t{}") {
+			return fmt.Errorf("irma: policy %q: not a valid name", name)
+		}
+		if err := p.Validate(a.irmaConf); err != nil {
+			return fmt.Errorf("irma: policy %q: %w", name, err)
+		}
+	}
+	if a.Login == nil {
+		a.Login = new(LoginConfig)
+	}
+	if err := a.Login.provision(a.serverURL); err != nil {
+		return fmt.Errorf("irma: %w", err)
+	}
+	a.identityHeaders.Store(normalizeHeader(a.Login.IdentityHeader), true)
+	a.storage = ctx.Storage()
 
 	a.poolKey, err = a.serverKey()
 	if err != nil {
@@ -424,6 +458,14 @@ func (s *runningServer) Destruct() error {
 // Start starts the IRMA server, or takes over the one that an earlier config
 // with the same settings started.
 func (a *App) Start() error {
+	// Keys live in Caddy's storage: loaded (or made, once) here, not in
+	// Provision, which `caddy validate` runs.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := a.Login.start(ctx, a.storage); err != nil {
+		return fmt.Errorf("irma: %w", err)
+	}
+
 	// irmago logs while it starts to the new config's logger; if the start
 	// fails, the server that keeps running logs where it did before.
 	a.irmagoLogger = a.logger.Named("irmago")
@@ -525,6 +567,26 @@ func (a *App) Configuration() *irma.Configuration { return a.irmaConf }
 // PathPrefix returns the path under which the IRMA endpoints live, with a
 // trailing slash, such as "/irma/".
 func (a *App) PathPrefix() string { return a.prefix }
+
+// stripIdentityHeaders removes from r every header the gateway sets for
+// upstreams, in any spelling, so that no client can forge one.
+func (a *App) stripIdentityHeaders(r *http.Request) {
+	for name := range r.Header {
+		if _, ours := a.identityHeaders.Load(normalizeHeader(name)); ours {
+			delete(r.Header, name)
+		}
+	}
+}
+
+// takeCredentialExpiry returns, once, when the first credential disclosed in
+// the session with the client token expires.
+func (a *App) takeCredentialExpiry(ctx context.Context, clientToken string) (time.Time, bool, error) {
+	rs := a.srv.Load()
+	if rs == nil {
+		return time.Time{}, false, errors.New("the IRMA server is not running")
+	}
+	return rs.expiries.take(ctx, clientToken)
+}
 
 // ServerURL returns the public URL of the IRMA endpoints, with a trailing
 // slash.

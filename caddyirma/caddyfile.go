@@ -7,6 +7,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+
+	"github.com/caddy-irma/caddy-irma/caddyirma/policy"
 )
 
 func init() {
@@ -24,6 +26,23 @@ func init() {
 //		session_result_lifetime  <duration>
 //		production
 //		timestamp_key_file       <file>
+//		policy <name> {
+//			require <expression> [{
+//				label <lang> <text>
+//			}]
+//		}
+//		login {
+//			cookie_name     <name>
+//			cookie_domain   <domain>
+//			cookie_lifetime <duration>
+//			cookie_keys     <base64 key> ...
+//			identity_header <header name>
+//			algorithm       EdDSA|ES256|RS256
+//			key_file        <PEM file>
+//			token_lifetime  <duration>
+//			issuer          <iss>
+//			audience        <aud>
+//		}
 //		redis <host:port> {
 //			username             <name>
 //			password             <password>
@@ -57,6 +76,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	seen := map[string]bool{}
 	for d.NextBlock(0) {
 		name := d.Val()
+		if name == "policy" {
+			if err := a.unmarshalPolicy(d); err != nil {
+				return err
+			}
+			continue
+		}
 		if seen[name] {
 			return d.Errf("irma: %s given twice", name)
 		}
@@ -98,8 +123,93 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "redis":
 			a.Redis = new(RedisConfig)
 			err = a.Redis.unmarshalCaddyfile(d)
+		case "login":
+			a.Login = new(LoginConfig)
+			err = a.Login.unmarshalCaddyfile(d)
 		default:
 			return d.Errf("irma: unknown setting %q", name)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unmarshalPolicy parses a named policy: policy <name> { require ... }.
+func (a *App) unmarshalPolicy(d *caddyfile.Dispenser) error {
+	var name string
+	if err := oneArg(d, &name); err != nil {
+		return err
+	}
+	if _, dup := a.Policies[name]; dup {
+		return d.Errf("irma: policy %q given twice", name)
+	}
+	var p policy.Policy
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if d.Val() != "require" {
+			return d.Errf("irma: policy %q: unknown setting %q (want require)", name, d.Val())
+		}
+		req, err := parseRequire(d)
+		if err != nil {
+			return err
+		}
+		p.Requirements = append(p.Requirements, req)
+	}
+	if len(p.Requirements) == 0 {
+		return d.Errf("irma: policy %q: at least one require line is needed", name)
+	}
+	if a.Policies == nil {
+		a.Policies = map[string]policy.Policy{}
+	}
+	a.Policies[name] = p
+	return nil
+}
+
+func (l *LoginConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.Errf("irma: login: unexpected argument %q", d.Val())
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		if seen[name] {
+			return d.Errf("irma: login: %s given twice", name)
+		}
+		seen[name] = true
+		var err error
+		switch name {
+		case "cookie_name":
+			err = oneArg(d, &l.CookieName)
+		case "cookie_domain":
+			err = oneArg(d, &l.CookieDomain)
+		case "cookie_lifetime":
+			var v string
+			if err = oneArg(d, &v); err == nil {
+				err = durationArg(d, name, v, &l.CookieLifetime)
+			}
+		case "cookie_keys":
+			l.CookieKeys = d.RemainingArgs()
+			if len(l.CookieKeys) == 0 {
+				err = d.Err("cookie_keys needs at least one key")
+			}
+		case "identity_header":
+			err = oneArg(d, &l.IdentityHeader)
+		case "algorithm":
+			err = oneArg(d, &l.Algorithm)
+		case "key_file":
+			err = oneArg(d, &l.KeyFile)
+		case "token_lifetime":
+			var v string
+			if err = oneArg(d, &v); err == nil {
+				err = durationArg(d, name, v, &l.TokenLifetime)
+			}
+		case "issuer":
+			err = oneArg(d, &l.Issuer)
+		case "audience":
+			err = oneArg(d, &l.Audience)
+		default:
+			return d.Errf("irma: login: unknown setting %q", name)
 		}
 		if err != nil {
 			return err

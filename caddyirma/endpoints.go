@@ -11,6 +11,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-irma/caddy-irma/caddyirma/returnurl"
 )
 
 func init() {
@@ -23,8 +25,10 @@ func init() {
 
 // Endpoints serves the IRMA endpoints of the irma app on a site: the protocol
 // that the Yivi app speaks (under session/), the frontend status and pairing
-// endpoints that a session page uses (under session/{token}/frontend/), and,
-// when the app has a timestamp key, the timestamp service (under timestamp).
+// endpoints that a session page uses (under session/{token}/frontend/), the
+// public keys of the identity JWT (jwks.json), the end of a login (logout),
+// and, when the app has a timestamp key, the timestamp service (under
+// timestamp).
 // Other paths under the prefix are not found: irmaserver's revocation,
 // static-session and server-sent-event routes are not exposed.
 // It answers requests whose path starts with the path of the app's URL (by
@@ -54,21 +58,40 @@ func (e *Endpoints) Provision(ctx caddy.Context) error {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (e *Endpoints) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	prefix := e.app.PathPrefix()
-	if !strings.HasPrefix(r.URL.Path, prefix) {
+	if !e.app.servesEndpoint(r) {
 		return next.ServeHTTP(w, r)
 	}
+	return e.app.serveEndpoint(w, r, next)
+}
+
+// servesEndpoint says whether r is for the IRMA endpoints.
+func (a *App) servesEndpoint(r *http.Request) bool {
+	return strings.HasPrefix(r.URL.Path, a.prefix)
+}
+
+// serveEndpoint serves one of the IRMA endpoints.
+func (a *App) serveEndpoint(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	prefix := a.prefix
 	rest := r.URL.Path[len(prefix)-1:] // keeps the leading slash
-	if e.app.timestamps != nil && (rest == "/timestamp" || strings.HasPrefix(rest, "/timestamp/")) {
-		http.StripPrefix(prefix+"timestamp", e.app.timestamps).ServeHTTP(w, r)
+	switch {
+	case a.timestamps != nil && (rest == "/timestamp" || strings.HasPrefix(rest, "/timestamp/")):
+		http.StripPrefix(prefix+"timestamp", a.timestamps).ServeHTTP(w, r)
 		return nil
+	case rest == "/jwks.json":
+		if a.Login.keys == nil {
+			return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma: the irma app has not started"))
+		}
+		a.Login.keys.JWKSHandler().ServeHTTP(w, r)
+		return nil
+	case rest == "/logout":
+		return a.serveLogout(w, r)
 	}
 	if !allowedIRMAPath(r.Method, rest) {
 		// irmaserver also routes revocation, static sessions and server-sent
 		// events; the gateway offers none of those, so none are reachable.
 		return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("irma_endpoints: no endpoint %q", rest))
 	}
-	rs := e.app.srv.Load()
+	rs := a.srv.Load()
 	if rs == nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma: the IRMA server is not running"))
 	}
@@ -77,6 +100,25 @@ func (e *Endpoints) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 		return serveProofs(w, r, h, rs.expiries, tok)
 	}
 	h.ServeHTTP(w, r)
+	return nil
+}
+
+// serveLogout ends the visitor's login, and sends the browser on to the
+// same-site path in the "return" query parameter (default: /).
+func (a *App) serveLogout(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		w.Header().Set("Allow", "GET, POST")
+		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("irma: logout: method %s", r.Method))
+	}
+	l := a.Login
+	l.clearCookie(w, l.CookieName)
+	l.clearCookie(w, l.pendingName())
+	ret, err := returnurl.Check(r.URL.Query().Get("return"))
+	if err != nil || r.URL.Query().Get("return") == "" {
+		ret = "/"
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, ret, http.StatusSeeOther)
 	return nil
 }
 

@@ -27,8 +27,9 @@ import (
 // expiryStore records when the credentials disclosed in a session expire.
 type expiryStore interface {
 	put(ctx context.Context, clientToken string, expiry time.Time) error
-	// get returns the expiry, or false if none was recorded.
-	get(ctx context.Context, clientToken string) (time.Time, bool, error)
+	// take returns the expiry and forgets it, or false if none was
+	// recorded (or it was taken before).
+	take(ctx context.Context, clientToken string) (time.Time, bool, error)
 }
 
 // proofsClientToken returns the client token if rest (a path relative to the
@@ -142,10 +143,11 @@ func (s *memoryExpiries) put(_ context.Context, tok string, expiry time.Time) er
 	return nil
 }
 
-func (s *memoryExpiries) get(_ context.Context, tok string) (time.Time, bool, error) {
+func (s *memoryExpiries) take(_ context.Context, tok string) (time.Time, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v, ok := s.m[tok]
+	delete(s.m, tok)
 	if !ok || time.Now().After(v.forget) {
 		return time.Time{}, false, nil
 	}
@@ -167,8 +169,8 @@ func (s *redisExpiries) put(ctx context.Context, tok string, expiry time.Time) e
 	return s.client.Set(ctx, s.key(tok), strconv.FormatInt(expiry.Unix(), 10), s.ttl).Err()
 }
 
-func (s *redisExpiries) get(ctx context.Context, tok string) (time.Time, bool, error) {
-	v, err := s.client.Get(ctx, s.key(tok)).Result()
+func (s *redisExpiries) take(ctx context.Context, tok string) (time.Time, bool, error) {
+	v, err := s.client.GetDel(ctx, s.key(tok)).Result()
 	if errors.Is(err, redis.Nil) {
 		return time.Time{}, false, nil
 	}

@@ -195,16 +195,26 @@ func LoadOrCreateKeyRing(ctx context.Context, s keystore.Storage, key string, al
 	if err != nil {
 		return nil, err
 	}
-	keys, err := parsePrivateKeysPEM(data)
+	kr, err := ParseKeyRingPEM(data, alg)
 	if err != nil {
 		return nil, fmt.Errorf("assertion: storage key %q: %w", key, err)
+	}
+	return kr, nil
+}
+
+// ParseKeyRingPEM returns the key ring of the PEM private keys in data, newest first, whose
+// newest key must be an alg key: a key file or stored value.
+func ParseKeyRingPEM(data []byte, alg Algorithm) (*KeyRing, error) {
+	keys, err := parsePrivateKeysPEM(data)
+	if err != nil {
+		return nil, err
 	}
 	kr, err := NewKeyRing(keys...)
 	if err != nil {
-		return nil, fmt.Errorf("assertion: storage key %q: %w", key, err)
+		return nil, err
 	}
 	if got := kr.keys[0].alg; got != alg {
-		return nil, fmt.Errorf("assertion: storage key %q holds a key for %s, but %s is configured: remove it to generate a new key, or configure %s", key, got, alg, got)
+		return nil, fmt.Errorf("the newest key is for %s, but %s is configured: remove it to generate a new key, or configure %s", got, alg, got)
 	}
 	return kr, nil
 }

@@ -7,6 +7,7 @@
 package sessionpage
 
 import (
+	"bytes"
 	"crypto/rand"
 	"embed"
 	"encoding/base64"
@@ -196,10 +197,13 @@ func Language(r *http.Request) string {
 	return "en"
 }
 
-//go:embed page.html
+//go:embed page.html message.html
 var templates embed.FS
 
-var pageTemplate = template.Must(template.New("page.html").ParseFS(templates, "page.html"))
+var (
+	pageTemplate    = template.Must(template.New("page.html").ParseFS(templates, "page.html"))
+	messageTemplate = template.Must(template.New("message.html").ParseFS(templates, "message.html"))
+)
 
 // pageData is what page.html renders.
 type pageData struct {
@@ -212,7 +216,11 @@ type pageData struct {
 }
 
 // Render writes the HTML page for p, with a strict Content-Security-Policy.
-func Render(w http.ResponseWriter, p Page) error {
+func Render(w http.ResponseWriter, p Page) error { return RenderStatus(w, http.StatusOK, p) }
+
+// RenderStatus is Render with another status code than 200, such as 401
+// for a login page.
+func RenderStatus(w http.ResponseWriter, code int, p Page) error {
 	info, err := NewInfo(p.Session)
 	if err != nil {
 		return err
@@ -255,13 +263,45 @@ func Render(w http.ResponseWriter, p Page) error {
 			"retryUrl":            p.RetryURL,
 		},
 	}
+	return write(w, code, pageTemplate, data)
+}
+
+// write renders a template with the headers every page gets.
+func write(w http.ResponseWriter, code int, t *template.Template, data pageData) error {
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, data); err != nil {
+		return fmt.Errorf("rendering page: %w", err)
+	}
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'nonce-"+nonce+"'; style-src 'nonce-"+nonce+"'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-	return pageTemplate.Execute(w, data)
+	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'nonce-"+data.Nonce+"'; style-src 'nonce-"+data.Nonce+"'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+	w.WriteHeader(code)
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+// RenderMessage writes a page that says one thing, such as why a login was
+// refused (kind "refused"), with a link to try again at retryURL (a
+// same-site path).
+func RenderMessage(w http.ResponseWriter, code int, lang, kind, retryURL string) error {
+	if _, ok := texts[lang]; !ok {
+		lang = "en"
+	}
+	text := map[string]string{}
+	for k, v := range texts[lang]["common"] {
+		text[k] = v
+	}
+	for k, v := range texts[lang][kind] {
+		text[k] = v
+	}
+	nonce, err := newNonce()
+	if err != nil {
+		return err
+	}
+	return write(w, code, messageTemplate, pageData{Lang: lang, Nonce: nonce, Text: text, Link: retryURL})
 }
 
 func newNonce() (string, error) {

@@ -33,6 +33,10 @@ var texts = map[string]map[string]map[string]string{
 			"intro": "This page asks you to show some of your data with the Yivi app.",
 			"done":  "Done: you are logged in.",
 		},
+		"refused": {
+			"title":   "Access refused",
+			"message": "What you showed with the Yivi app does not give access to this page.",
+		},
 		"sign": {
 			"title": "Sign with Yivi",
 			"intro": "Sign the statement with your data in the Yivi app.",
@@ -68,6 +72,10 @@ var texts = map[string]map[string]map[string]string{
 			"title": "Inloggen met Yivi",
 			"intro": "Deze pagina vraagt u om enkele gegevens te tonen met de Yivi-app.",
 			"done":  "Klaar: u bent ingelogd.",
+		},
+		"refused": {
+			"title":   "Geen toegang",
+			"message": "Wat u met de Yivi-app liet zien, geeft geen toegang tot deze pagina.",
 		},
 		"sign": {
 			"title": "Ondertekenen met Yivi",

@@ -1,0 +1,503 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	irma "github.com/privacybydesign/irmago/irma"
+
+	"github.com/caddy-irma/caddy-irma/caddyirma"
+	"github.com/caddy-irma/caddy-irma/caddyirma/assertion"
+	"github.com/caddy-irma/caddy-irma/caddyirma/demoscheme"
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/caddytest"
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testscheme"
+	"github.com/caddy-irma/caddy-irma/caddyirma/sealedcookie"
+	"github.com/caddy-irma/caddy-irma/caddyirma/sessionpage"
+	"github.com/caddy-irma/caddy-irma/caddyirma/wallet"
+)
+
+// upstream is an app behind the gateway that verifies every identity JWT
+// against the gateway's JWKS, as examples/upstream does, and records what
+// it got.
+type upstream struct {
+	t       *testing.T
+	jwksURL string
+	issuer  string
+	srv     *httptest.Server
+
+	mu   sync.Mutex
+	last seen
+}
+
+type seen struct {
+	claims  *assertion.Claims
+	header  http.Header
+	cookies []*http.Cookie
+}
+
+func newUpstream(t *testing.T) *upstream {
+	u := &upstream{t: t}
+	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		resp, err := http.Get(u.jwksURL)
+		if err != nil {
+			http.Error(w, "jwks: "+err.Error(), http.StatusBadGateway)
+			return
+		}
+		jwks, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		claims, err := assertion.Verify(r.Header.Get("X-Irma-Identity"), jwks, u.issuer, "caddy-irma", time.Now())
+		if err != nil {
+			http.Error(w, "identity: "+err.Error(), http.StatusUnauthorized)
+			return
+		}
+		u.mu.Lock()
+		u.last = seen{claims: claims, header: r.Header.Clone(), cookies: r.Cookies()}
+		u.mu.Unlock()
+		fmt.Fprintf(w, "upstream %s for %s", r.URL.Path, claims.Attributes["caddy-demo.gateway.person.email"])
+	}))
+	t.Cleanup(u.srv.Close)
+	return u
+}
+
+func (u *upstream) lastSeen() seen {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.last
+}
+
+// authSite is a gateway with protected routes in front of an upstream.
+type authSite struct {
+	base     string
+	scheme   *demoscheme.Scheme
+	upstream *upstream
+	app      *caddyirma.App
+}
+
+func newAuthSite(t *testing.T) *authSite {
+	port := caddytest.FreePort(t)
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	s := &authSite{base: base, scheme: testscheme.New(t, base+"/irma/timestamp"), upstream: newUpstream(t)}
+	s.upstream.jwksURL = base + "/irma/jwks.json"
+	s.upstream.issuer = base
+	up := strings.TrimPrefix(s.upstream.srv.URL, "http://")
+	caddytest.Start(t, fmt.Sprintf(`{
+	admin off
+	storage file_system %[6]s
+	irma {
+		url %[2]s/irma/
+		schemes_path %[3]s
+		issuer_private_keys_path %[4]s
+		timestamp_key_file %[5]s
+		schemes_update off
+		policy members {
+			require caddy-demo.gateway.person.email {
+				label en "Your email address"
+				label nl "Uw e-mailadres"
+			}
+		}
+		policy adults {
+			require caddy-demo.gateway.person.over18=yes
+		}
+		login {
+			cookie_lifetime 2400h
+		}
+	}
+}
+
+http://127.0.0.1:%[1]d {
+	# At the top of the site, irma_auth brings the IRMA endpoints along.
+	irma_auth /members/* members {
+		header caddy-demo.gateway.person.email X-Irma-Attr-Email
+	}
+	irma_auth /adults/* adults
+	handle /members/* {
+		reverse_proxy %[7]s
+	}
+	handle /adults/* {
+		reverse_proxy %[7]s
+	}
+	handle /club/* {
+		irma_auth {
+			require caddy-demo.gateway.membership.level=platinum or caddy-demo.gateway.membership.club
+		}
+		reverse_proxy %[7]s
+	}
+	handle /gold/* {
+		irma_auth {
+			require caddy-demo.gateway.membership.level
+		}
+		@gold expression {irma.attr.caddy-demo.gateway.membership.level} == "gold"
+		respond @gold "gold member {irma.attr.caddy-demo.gateway.membership.club}"
+		respond "not gold" 403
+	}
+	respond "public"
+}
+`, port, base, s.scheme.SchemesPath, s.scheme.PrivateKeysPath, s.scheme.TimestampKeyFile, filepath.Join(s.scheme.Dir, "caddy"), up))
+	s.app = caddytest.App[*caddyirma.App](t, "irma")
+	return s
+}
+
+// newWallet opens a wallet holding a person credential (valid a week) and
+// a membership.
+func (s *authSite) newWallet(t *testing.T, email, over18 string) *wallet.Wallet {
+	w, err := wallet.Open(wallet.Options{Dir: t.TempDir(), SchemesPath: s.scheme.SchemesPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	week := irma.Timestamp(time.Now().Add(7 * 24 * time.Hour))
+	srv, err := s.app.Server()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ptr, _, _, err := srv.StartSession(irma.NewIssuanceRequest([]*irma.CredentialRequest{
+		{CredentialTypeID: s.scheme.Credential(demoscheme.CredentialPerson), Validity: &week,
+			Attributes: map[string]string{"fullname": "Alice Demo", "email": email, "over18": over18}},
+		{CredentialTypeID: s.scheme.Credential(demoscheme.CredentialMembership),
+			Attributes: map[string]string{"club": "Caddy demo club", "level": "gold"}},
+	}), nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := w.Run(context.Background(), ptr, wallet.Accept); err != nil {
+		t.Fatalf("issuing: %+v, %v", res, err)
+	}
+	return w
+}
+
+// browser is an HTTP client with cookies that asks for JSON, as a script
+// does.
+type browser struct {
+	t   *testing.T
+	c   *http.Client
+	jar *cookiejar.Jar
+}
+
+func newBrowser(t *testing.T) *browser {
+	jar, _ := cookiejar.New(nil)
+	return &browser{t: t, jar: jar, c: &http.Client{Jar: jar, Timeout: 30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+func (b *browser) get(url string, header map[string]string) (*http.Response, string) {
+	b.t.Helper()
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	req.Header.Set("Accept", "application/json")
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := b.c.Do(req)
+	if err != nil {
+		b.t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, string(body)
+}
+
+// login runs the disclosure that url asks for with w, and returns what the
+// wallet was asked.
+func (b *browser) login(ctx context.Context, w *wallet.Wallet, url string) *wallet.Result {
+	b.t.Helper()
+	sess, err := wallet.FetchSession(ctx, b.c, url)
+	if err != nil {
+		b.t.Fatalf("fetching the login session of %s: %v", url, err)
+	}
+	res, err := w.RunSession(ctx, sess, wallet.Accept)
+	if err != nil {
+		b.t.Fatalf("login session for %s: %+v, %v", url, res, err)
+	}
+	return res
+}
+
+func (b *browser) cookie(base, name string) *http.Cookie {
+	u, _ := url.Parse(base)
+	for _, c := range b.jar.Cookies(u) {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+func TestAuth(t *testing.T) {
+	s := newAuthSite(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	alice := s.newWallet(t, "alice@example.com", "yes")
+	b := newBrowser(t)
+
+	t.Run("public", func(t *testing.T) {
+		if resp, body := b.get(s.base+"/", nil); resp.StatusCode != 200 || body != "public" {
+			t.Errorf("public page: %d %q", resp.StatusCode, body)
+		}
+	})
+
+	t.Run("JSON 401", func(t *testing.T) {
+		resp, body := newBrowser(t).get(s.base+"/members/page", nil)
+		if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+			t.Fatalf("unauthenticated: %d %s %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+		}
+		var info sessionpage.Info
+		if err := json.Unmarshal([]byte(body), &info); err != nil || info.SessionPtr == nil || info.SessionPtr.Type != irma.ActionDisclosing ||
+			!strings.HasPrefix(info.SessionPtr.URL, s.base+"/irma/session/") || info.Frontend.StatusURL == "" || info.Frontend.Authorization == "" {
+			t.Fatalf("401 JSON: %v %s", err, body)
+		}
+		if strings.Contains(body, "requestor") || strings.Contains(resp.Header.Get("Set-Cookie"), "requestor") {
+			t.Error("the 401 mentions the requestor token")
+		}
+	})
+
+	t.Run("login", func(t *testing.T) {
+		res := b.login(ctx, alice, s.base+"/members/page")
+		if len(res.Requests) != 1 || len(res.Requests[0].Disclose) != 1 {
+			t.Fatalf("the wallet was asked %+v", res.Requests)
+		}
+		resp, body := b.get(s.base+"/members/page", nil)
+		if resp.StatusCode != 200 || body != "upstream /members/page for alice@example.com" {
+			t.Fatalf("after login: %d %q", resp.StatusCode, body)
+		}
+		// The login lasts no longer than the credential (valid a week, which
+		// IRMA rounds up to whole weeks), though the cookie lifetime is 100
+		// days.
+		var session *http.Cookie
+		for _, c := range resp.Cookies() {
+			if c.Name == "irma_session" {
+				session = c
+			}
+		}
+		if session == nil || !session.HttpOnly || session.SameSite != http.SameSiteLaxMode {
+			t.Fatalf("session cookie %+v", session)
+		}
+		if session.Expires.After(time.Now().Add(15*24*time.Hour)) || session.Expires.Before(time.Now().Add(6*24*time.Hour)) {
+			t.Errorf("the login lasts until %s: not bounded by the credential's expiry", session.Expires)
+		}
+		got := s.upstream.lastSeen()
+		if got.claims.Policy != "members" || got.claims.Subject == "" || got.claims.Attributes["caddy-demo.gateway.person.email"] != "alice@example.com" {
+			t.Errorf("claims %+v", got.claims)
+		}
+		if len(got.claims.Attributes) != 1 {
+			t.Errorf("the JWT carries attributes the route did not ask for: %v", got.claims.Attributes)
+		}
+		if got.header.Get("X-Irma-Attr-Email") != "alice@example.com" {
+			t.Errorf("plain header %q", got.header.Get("X-Irma-Attr-Email"))
+		}
+		for _, c := range got.cookies {
+			if strings.HasPrefix(c.Name, "irma_session") {
+				t.Errorf("the gateway's cookie %s reached the upstream", c.Name)
+			}
+		}
+		// Logged in: no new session, and the JWT is reused.
+		first := got.header.Get("X-Irma-Identity")
+		if resp, _ := b.get(s.base+"/members/other", nil); resp.StatusCode != 200 {
+			t.Errorf("second request: %d", resp.StatusCode)
+		}
+		if again := s.upstream.lastSeen().header.Get("X-Irma-Identity"); again != first {
+			t.Error("the JWT was signed again within its lifetime")
+		}
+	})
+
+	t.Run("forged identity headers", func(t *testing.T) {
+		forged := "eyJhbGciOiJub25lIn0.eyJhdHRyaWJ1dGVzIjp7fX0."
+		resp, _ := b.get(s.base+"/members/page", map[string]string{
+			"X-IRMA-IDENTITY": forged, "x_irma_identity": forged, "X-Irma_Identity": forged,
+			"X-Irma-Attr-Email": "mallory@example.com", "x_irma_attr_email": "mallory@example.com",
+		})
+		if resp.StatusCode != 200 {
+			t.Fatalf("%d", resp.StatusCode)
+		}
+		got := s.upstream.lastSeen()
+		for name, vals := range got.header {
+			for _, v := range vals {
+				if v == forged || v == "mallory@example.com" {
+					t.Errorf("forged header %s reached the upstream", name)
+				}
+			}
+		}
+		// Not logged in: the forged headers get a login, not the upstream.
+		resp, _ = newBrowser(t).get(s.base+"/members/page", map[string]string{"X-Irma-Identity": forged})
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("forged identity without login: %d", resp.StatusCode)
+		}
+	})
+
+	t.Run("step-up", func(t *testing.T) {
+		res := b.login(ctx, alice, s.base+"/adults/")
+		// Only what is missing is asked: over18, not the email again.
+		if len(res.Disclosed) != 1 || res.Disclosed[0].Type.Name() != "over18" {
+			t.Errorf("step-up disclosed %+v", res.Disclosed)
+		}
+		if resp, body := b.get(s.base+"/adults/", nil); resp.StatusCode != 200 {
+			t.Fatalf("after step-up: %d %s", resp.StatusCode, body)
+		}
+		if resp, _ := b.get(s.base+"/members/page", nil); resp.StatusCode != 200 {
+			t.Error("the step-up lost the earlier login")
+		}
+	})
+
+	t.Run("alternatives and expression", func(t *testing.T) {
+		b := newBrowser(t)
+		b.login(ctx, alice, s.base+"/club/")
+		if resp, body := b.get(s.base+"/club/", nil); resp.StatusCode != 200 {
+			t.Errorf("club: %d %s", resp.StatusCode, body)
+		}
+		b.login(ctx, alice, s.base+"/gold/")
+		if resp, body := b.get(s.base+"/gold/", nil); resp.StatusCode != 200 || body != "gold member Caddy demo club" {
+			t.Errorf("gold: %d %q", resp.StatusCode, body)
+		}
+	})
+
+	t.Run("wrong value", func(t *testing.T) {
+		minor := s.newWallet(t, "bob@example.com", "no")
+		b := newBrowser(t)
+		sess, err := wallet.FetchSession(ctx, b.c, s.base+"/adults/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := minor.RunSession(ctx, sess, wallet.Accept)
+		if err == nil || res.Outcome == wallet.Success {
+			t.Fatalf("a wallet with over18=no logged in to /adults/: %+v", res)
+		}
+		if resp, _ := b.get(s.base+"/adults/", nil); resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("after a failed login: %d", resp.StatusCode)
+		}
+	})
+
+	t.Run("cancelled", func(t *testing.T) {
+		b := newBrowser(t)
+		sess, err := wallet.FetchSession(ctx, b.c, s.base+"/members/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res, _ := alice.RunSession(ctx, sess, wallet.Refuse); res.Outcome != wallet.Refused {
+			t.Fatalf("refusal: %+v", res)
+		}
+		resp, body := b.get(s.base+"/members/", nil)
+		var info sessionpage.Info
+		_ = json.Unmarshal([]byte(body), &info)
+		if resp.StatusCode != http.StatusUnauthorized || info.SessionPtr == nil || info.SessionPtr.URL == sess.Pointer.URL {
+			t.Errorf("after a cancelled session: %d, want a new session: %s", resp.StatusCode, body)
+		}
+	})
+
+	t.Run("pending cookie replay", func(t *testing.T) {
+		b := newBrowser(t)
+		sess, err := wallet.FetchSession(ctx, b.c, s.base+"/members/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pending := b.cookie(s.base, "irma_session_pending")
+		if pending == nil {
+			t.Fatal("no pending cookie")
+		}
+		if _, err := alice.RunSession(ctx, sess, wallet.Accept); err != nil {
+			t.Fatal(err)
+		}
+		if resp, _ := b.get(s.base+"/members/", nil); resp.StatusCode != 200 {
+			t.Fatalf("login: %d", resp.StatusCode)
+		}
+		// Someone with a copy of the pending cookie gets nothing from it.
+		thief := newBrowser(t)
+		resp, _ := thief.get(s.base+"/members/", map[string]string{"Cookie": "irma_session_pending=" + pending.Value})
+		if resp.StatusCode == 200 || thief.cookie(s.base, "irma_session") != nil {
+			t.Errorf("a replayed pending cookie logged in: %d", resp.StatusCode)
+		}
+	})
+
+	t.Run("bad cookies", func(t *testing.T) {
+		good := b.cookie(s.base, "irma_session")
+		if good == nil {
+			t.Fatal("no session cookie")
+		}
+		keys := storedCookieKeys(t, s)
+		expired, err := keys.Seal("irma_session", map[string]any{
+			"id": "x", "a": map[string]string{"caddy-demo.gateway.person.email": "alice@example.com"},
+			"exp": time.Now().Add(-time.Minute),
+		}, time.Now().Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		other, _ := sealedcookie.New([]byte(strings.Repeat("k", 32)))
+		foreign, err := other.Seal("irma_session", map[string]any{
+			"id": "x", "a": map[string]string{"caddy-demo.gateway.person.email": "alice@example.com"},
+			"exp": time.Now().Add(time.Hour),
+		}, time.Now().Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tampered := []byte(good.Value)
+		tampered[len(tampered)/2] ^= 1
+		for name, value := range map[string]string{
+			"tampered": string(tampered), "expired": expired, "unknown key": foreign, "garbage": "%%%", "empty": "",
+		} {
+			resp, _ := newBrowser(t).get(s.base+"/members/", map[string]string{"Cookie": "irma_session=" + value})
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("%s cookie: %d, want 401", name, resp.StatusCode)
+			}
+		}
+	})
+
+	t.Run("logout and return URLs", func(t *testing.T) {
+		for ret, want := range map[string]string{
+			"/members/":            "/members/",
+			"//evil.example/":      "/",
+			"/\\evil.example":      "/",
+			"https://evil.example": "/",
+			"/%2F%2Fevil.example":  "/",
+			"":                     "/",
+		} {
+			b := newBrowser(t)
+			resp, _ := b.get(s.base+"/irma/logout?return="+url.QueryEscape(ret), nil)
+			if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != want {
+				t.Errorf("logout?return=%q: %d to %q, want %q", ret, resp.StatusCode, resp.Header.Get("Location"), want)
+			}
+		}
+		if resp, _ := b.get(s.base+"/irma/logout", nil); resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("logout: %d", resp.StatusCode)
+		}
+		if b.cookie(s.base, "irma_session") != nil {
+			t.Error("the session cookie survived the logout")
+		}
+		if resp, _ := b.get(s.base+"/members/page", nil); resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("after logout: %d", resp.StatusCode)
+		}
+	})
+}
+
+// storedCookieKeys reads the session cookie keys that the gateway generated
+// into Caddy's storage.
+func storedCookieKeys(t *testing.T, s *authSite) *sealedcookie.KeyRing {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(s.scheme.Dir, "caddy", "caddy-irma", "session-cookie-keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var secrets [][]byte
+	for _, line := range strings.Fields(string(data)) {
+		k, err := sealedcookie.ParseKey(line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secrets = append(secrets, k)
+	}
+	kr, err := sealedcookie.New(secrets...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kr
+}

@@ -1,0 +1,248 @@
+"""An example upstream app behind the caddy-irma gateway, in Python.
+
+It trusts a request only if the gateway's identity token (a JWT in the X-Irma-Identity header)
+verifies against the gateway's published keys (its JWK set), and then shows who the gateway
+says the visitor is.
+
+    pip install -r requirements.txt
+    python3 app.py [--listen 127.0.0.1:9090] [--jwks-url URL] [--issuer URL]
+                   [--audience NAME] [--header NAME]
+
+Nothing but the standard library and PyJWT (with its crypto extra).
+"""
+
+import argparse
+import html
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+import jwt
+
+# The algorithms the gateway signs with, and the one each key type verifies: the key decides
+# the algorithm, never the token.
+ALGORITHM_OF_KEY_TYPE = {"OKP": "EdDSA", "EC": "ES256", "RSA": "RS256"}
+LEEWAY = 5  # seconds of clock skew tolerated on exp, nbf and iat
+REFETCH_INTERVAL = 60  # seconds: how often, at most, an unknown kid refetches the JWK set
+
+
+class KeysUnavailable(Exception):
+    """The JWK set could not be fetched or read: the token could not be checked at all."""
+
+
+class UnknownKey(jwt.InvalidTokenError):
+    """The token names a key that the gateway does not publish."""
+
+
+class GatewayKeys:
+    """The gateway's public keys, from its JWK set.
+
+    PyJWKClient fetches the set on first use and keeps it for `lifespan` seconds (the gateway
+    serves it with max-age=300). When a token names an unknown kid, the set is fetched again,
+    at most once per REFETCH_INTERVAL: that is how a key rotation reaches this app, without
+    letting made-up kids turn into a fetch each. (PyJWKClient.get_signing_key would refetch on
+    every unknown kid, so this class matches kids itself.)
+    """
+
+    def __init__(self, url):
+        self._client = jwt.PyJWKClient(url, cache_jwk_set=True, lifespan=300, timeout=5)
+        self._lock = threading.Lock()
+        self._last_refetch = float("-inf")
+
+    def for_token(self, token):
+        kid = jwt.get_unverified_header(token).get("kid")  # raises DecodeError on garbage
+        if not isinstance(kid, str) or not kid:
+            raise UnknownKey("the token has no kid")
+        key = self._find(kid)
+        if key is None:
+            with self._lock:
+                key = self._find(kid)  # another request may have refetched meanwhile
+                if key is None and time.monotonic() - self._last_refetch >= REFETCH_INTERVAL:
+                    self._last_refetch = time.monotonic()
+                    key = self._find(kid, refresh=True)
+        if key is None:
+            raise UnknownKey(f"no key {kid[:64]!r}")
+        return key
+
+    def _find(self, kid, refresh=False):
+        try:
+            keys = self._client.get_signing_keys(refresh=refresh)
+        except (jwt.PyJWKClientError, jwt.PyJWKSetError, ValueError) as err:
+            # ValueError: the answer was not JSON.
+            raise KeysUnavailable(str(err)) from err
+        return next((k for k in keys if k.key_id == kid), None)
+
+
+def verify(keys, token, issuer, audience):
+    """Checks token and returns its claims.
+
+    The signature with the key that its kid names, using that key's algorithm only (EdDSA,
+    ES256 or RS256); iss and aud must be ours; exp, nbf and iat must be present and hold, give
+    or take LEEWAY. Raises jwt.InvalidTokenError (or a subclass) for an invalid token, and
+    KeysUnavailable when the keys cannot be had.
+    """
+    key = keys.for_token(token)
+    algorithm = ALGORITHM_OF_KEY_TYPE.get(key.key_type)
+    if algorithm is None:
+        raise UnknownKey(f"key of type {key.key_type!r}")
+    return jwt.decode(
+        token,
+        key.key,
+        algorithms=[algorithm],
+        audience=audience,
+        issuer=issuer,
+        leeway=LEEWAY,
+        options={"require": ["exp", "nbf", "iat", "iss", "aud"]},
+    )
+
+
+def rejection(err):
+    """Says briefly why a token was refused: enough for a developer, nothing of the token."""
+    for cls, reason in [
+        (UnknownKey, "identity token signed by an unknown key"),
+        (jwt.InvalidAlgorithmError, "identity token alg is forbidden or does not match its key"),
+        (jwt.InvalidSignatureError, "identity token has an invalid signature"),
+        (jwt.ExpiredSignatureError, "identity token has expired"),
+        (jwt.ImmatureSignatureError, "identity token is not valid yet"),
+        (jwt.InvalidIssuerError, "identity token is from another issuer"),
+        (jwt.InvalidAudienceError, "identity token is for another audience"),
+        (jwt.MissingRequiredClaimError, "identity token lacks a required claim"),
+        (jwt.DecodeError, "malformed identity token"),
+    ]:
+        if isinstance(err, cls):
+            return reason
+    return "invalid identity token"
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Example upstream</title></head><body>
+<h1>Hello from the example upstream</h1>
+<p>This page is served by a Python app behind the gateway, which checked the identity token of this request.</p>
+<p>Path: <code>{path}</code></p>
+<p>Policy: <code>{policy}</code><br>Subject: <code>{subject}</code></p>
+<h2>Attributes</h2>
+{attributes}
+{legacy}
+<p><a href="/">Back to the tour</a></p>
+</body></html>
+"""
+
+
+def table(head, rows):
+    e = html.escape
+    return (
+        f"<table><tr><th>{head}</th><th>Value</th></tr>\n"
+        + "".join(f"<tr><td><code>{e(str(k))}</code></td><td>{e(str(v))}</td></tr>\n" for k, v in sorted(rows))
+        + "</table>"
+    )
+
+
+def make_handler(keys, issuer, audience, header):
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            path = urlsplit(self.path).path
+            # The gateway sets the header once, replacing whatever the client sent: two mean
+            # that something in between added one.
+            tokens = self.headers.get_all(header) or []
+            if len(tokens) != 1:
+                reason = (
+                    f"no identity token in the {header} header: log in through the gateway"
+                    if not tokens
+                    else f"more than one {header} header"
+                )
+                return self.refuse(401, reason, reason)
+            try:
+                claims = verify(keys, tokens[0].strip(), issuer, audience)
+            except KeysUnavailable as err:
+                return self.refuse(
+                    503,
+                    "cannot fetch the gateway's keys to check the identity token; try again shortly",
+                    f"keys unavailable: {err}",
+                )
+            except jwt.InvalidTokenError as err:
+                return self.refuse(401, rejection(err), f"{type(err).__name__}: {err}")
+
+            attributes = claims.get("attributes")
+            answer = {
+                "policy": claims.get("policy", ""),
+                "subject": claims.get("sub", ""),
+                "attributes": attributes if isinstance(attributes, dict) else {},
+                "path": path,
+            }
+            legacy = {k: v for k, v in self.headers.items() if k.lower().startswith("x-irma-attr-")}
+            if legacy:
+                answer["legacy_headers"] = legacy
+
+            if "application/json" in self.headers.get("Accept", ""):
+                body, ctype = json.dumps(answer).encode(), "application/json"
+            else:
+                e = html.escape
+                body = PAGE.format(
+                    path=e(path),
+                    policy=e(str(answer["policy"])),
+                    subject=e(str(answer["subject"])),
+                    attributes=table("Attribute", answer["attributes"].items())
+                    if answer["attributes"]
+                    else "<p>The token discloses no attributes.</p>",
+                    legacy="<h2>Plain X-Irma-Attr-* headers (not signed)</h2>\n"
+                    + table("Header", legacy.items())
+                    if legacy
+                    else "",
+                ).encode()
+                ctype = "text/html; charset=utf-8"
+            self.send_response(200)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            # The answer is about one person: no shared cache may keep it.
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("Vary", "Accept")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_GET
+
+        def refuse(self, status, reason, detail):
+            """Answers a request that has no valid token; logs why, never the token."""
+            self.log_message("%s %s: %d: %s", self.command, urlsplit(self.path).path, status, detail)
+            body = (reason + "\n").encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            if status == 503:
+                self.send_header("Retry-After", "5")
+            self.end_headers()
+            self.wfile.write(body)
+
+    return Handler
+
+
+def main():
+    p = argparse.ArgumentParser(description="An example upstream app behind the caddy-irma gateway.")
+    p.add_argument("--listen", default="127.0.0.1:9090", help="host:port to listen on")
+    p.add_argument("--jwks-url", default="http://localhost:8080/irma/jwks.json", help="where the gateway publishes its keys")
+    p.add_argument("--issuer", default="http://localhost:8080", help="the iss the tokens must have: the gateway's URL")
+    p.add_argument("--audience", default="caddy-irma", help="the aud the tokens must have")
+    p.add_argument("--header", default="X-Irma-Identity", help="the request header that holds the token")
+    args = p.parse_args()
+
+    host, _, port = args.listen.rpartition(":")
+    handler = make_handler(GatewayKeys(args.jwks_url), args.issuer, args.audience, args.header)
+    server = ThreadingHTTPServer((host.strip("[]"), int(port)), handler)
+    print(
+        f"upstream: listening on http://{args.listen}, trusting tokens from {args.issuer} "
+        f"(keys at {args.jwks_url}) for {args.audience!r} in {args.header}",
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+// Command upstream is an example app behind the caddy-irma gateway. It trusts a request only if
+// it carries the gateway's identity token (a JWT in the X-Irma-Identity header) and the token
+// verifies against the gateway's published keys (its JWK set); then it shows who the gateway
+// says the visitor is.
+//
+//	go run ./examples/upstream [--listen 127.0.0.1:9090] [--jwks-url URL] [--issuer URL]
+//	                           [--audience NAME] [--header NAME]
+//
+// It uses nothing but the standard library and github.com/golang-jwt/jwt/v5: copy verifier.go
+// into your own app.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:9090", "the `address` to listen on")
+	jwksURL := flag.String("jwks-url", "http://localhost:8080/irma/jwks.json", "where the gateway publishes its keys (JWK set)")
+	issuer := flag.String("issuer", "http://localhost:8080", "the iss the tokens must have: the gateway's URL")
+	audience := flag.String("audience", "caddy-irma", "the aud the tokens must have")
+	header := flag.String("header", DefaultHeader, "the request header that holds the identity token")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "upstream: unexpected arguments %q\n", flag.Args())
+		flag.Usage()
+		os.Exit(2)
+	}
+	if err := run(*listen, *jwksURL, *issuer, *audience, *header); err != nil {
+		log.Fatalf("upstream: %v", err)
+	}
+}
+
+func run(listen, jwksURL, issuer, audience, header string) error {
+	u, err := url.Parse(jwksURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("--jwks-url %q: want an http or https URL", jwksURL)
+	}
+	if issuer == "" || audience == "" || header == "" {
+		return errors.New("--issuer, --audience and --header must not be empty")
+	}
+	handler := &Handler{
+		Verifier: NewVerifier(jwksURL, issuer, audience),
+		Header:   textproto.CanonicalMIMEHeaderKey(header),
+	}
+	srv := &http.Server{
+		Addr:              listen,
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	log.Printf("upstream: listening on http://%s, trusting tokens from %s (keys at %s) for %q in %s",
+		listen, issuer, jwksURL, audience, handler.Header)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(shutdown)
+}
