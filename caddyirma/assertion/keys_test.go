@@ -249,7 +249,7 @@ func TestLoadOrCreateKeyRingStored(t *testing.T) {
 		var s keystore.Memory
 		_ = s.Store(ctx, "k", ed)
 		_, err := LoadOrCreateKeyRing(ctx, &s, "k", RS256)
-		if err == nil || !strings.Contains(err.Error(), `"k" holds a key for EdDSA, but RS256 is configured`) {
+		if err == nil || !strings.Contains(err.Error(), `storage key "k": the newest key is for EdDSA, but RS256 is configured`) {
 			t.Errorf("got %v", err)
 		}
 	})
