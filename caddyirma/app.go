@@ -121,6 +121,7 @@ type App struct {
 	// gateway sets for upstreams: removed from every request first.
 	identityHeaders sync.Map
 	storage         certmagic.Storage
+	namedAuth       map[string]*Auth // the login flow of each named policy
 
 	prefix          string
 	serverURL       string
@@ -292,6 +293,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("irma: %w", err)
 	}
 	a.identityHeaders.Store(normalizeHeader(a.Login.IdentityHeader), true)
+	a.namedAuth = map[string]*Auth{}
+	for name, p := range a.Policies {
+		a.namedAuth[name] = &Auth{app: a, policy: p, name: name, route: "policy:" + name, logger: a.logger.Named("login")}
+	}
 	a.storage = ctx.Storage()
 
 	a.poolKey, err = a.serverKey()

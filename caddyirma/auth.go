@@ -146,32 +146,67 @@ func (h *Auth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	if l.cookies == nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, errors.New("irma_auth: the irma app has not started"))
 	}
+	ret, err := returnurl.Check(r.URL.RequestURI())
+	if err != nil {
+		ret = "/"
+	}
+	login, err := h.check(w, r, flow{ret: ret, done: ret, code: http.StatusUnauthorized})
+	if login == nil || err != nil {
+		return err
+	}
+	return h.pass(w, r, next, login)
+}
+
+// flow says where a login goes: ret is the same-site path to land on, done
+// where the login page sends the browser when the session is done (where
+// the login is picked up), code the status of the login page.
+type flow struct {
+	ret, done string
+	code      int
+}
+
+// check returns the visitor's login if it satisfies the policy, picking up
+// the result of a login session the visitor ran. Otherwise it answers the
+// request itself (a login page, a JSON 401, a refusal) and returns nil.
+func (h *Auth) check(w http.ResponseWriter, r *http.Request, f flow) (*loginState, error) {
+	l := h.app.Login
 	now := time.Now()
 	login := l.readLogin(r, now)
 	if login != nil && h.policy.SatisfiedBy(toAttributes(login.Attributes)) {
-		return h.pass(w, r, next, login)
+		return login, nil
 	}
 	if p := l.readPending(r, now); p != nil && p.Route == h.route {
-		return h.resume(w, r, next, p, login, now)
+		return h.resume(w, r, p, login, now, f)
 	}
-	return h.challenge(w, r, login, now)
+	return nil, h.challenge(w, r, login, now, f)
 }
 
-// pass sends the logged-in request on.
-func (h *Auth) pass(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, login *loginState) error {
-	l := h.app.Login
-	l.stripCookies(r)
+// token returns the identity JWT of login for this route: with the
+// attributes that the route's policy asks for, not everything the login
+// holds (another route's step-up may have added more).
+func (h *Auth) token(login *loginState) (string, error) {
 	attrs := map[string]string{}
 	for _, id := range h.policy.AttributeTypes() {
 		if v, ok := login.Attributes[id.String()]; ok {
 			attrs[id.String()] = v
 		}
 	}
-	token, err := l.tokens.Token(assertion.Identity{
+	token, err := h.app.Login.tokens.Token(assertion.Identity{
 		Subject: login.ID, Attributes: attrs, Policy: h.name, LoginID: login.ID, Expires: login.Expires,
 	})
 	if err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma_auth: signing the identity token: %w", err))
+		return "", caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma: signing the identity token: %w", err))
+	}
+	return token, nil
+}
+
+// pass sends the logged-in request on.
+func (h *Auth) pass(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, login *loginState) error {
+	l := h.app.Login
+	l.stripCookies(r)
+	token, err := h.token(login)
+	if err != nil {
+		return err
 	}
 	r.Header.Set(l.IdentityHeader, token)
 	for id, name := range h.Headers {
@@ -190,51 +225,51 @@ func (h *Auth) pass(w http.ResponseWriter, r *http.Request, next caddyhttp.Handl
 }
 
 // resume picks up a login session the visitor started earlier.
-func (h *Auth) resume(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, p *pendingLogin, login *loginState, now time.Time) error {
+func (h *Auth) resume(w http.ResponseWriter, r *http.Request, p *pendingLogin, login *loginState, now time.Time, f flow) (*loginState, error) {
 	l := h.app.Login
 	srv, err := h.app.Server()
 	if err != nil {
-		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+		return nil, caddyhttp.Error(http.StatusServiceUnavailable, err)
 	}
 	res, err := srv.GetSessionResult(irma.RequestorToken(p.Token))
 	if err != nil || res == nil {
 		// Gone: expired, or from before a restart. Start afresh.
 		l.clearCookie(w, l.pendingName())
-		return h.challenge(w, r, login, now)
+		return nil, h.challenge(w, r, login, now, f)
 	}
 	switch res.Status {
 	case irma.ServerStatusInitialized, irma.ServerStatusPairing, irma.ServerStatusConnected:
 		// Still going: the same page again, for the same session.
-		return h.respond(w, r, sessionpage.Session{
+		return nil, h.respond(w, r, sessionpage.Session{
 			Pointer:      &irma.Qr{URL: p.Pointer, Type: irma.ActionDisclosing},
 			FrontendAuth: irma.FrontendAuthorization(p.FrontendAuth),
 			PathPrefix:   h.app.PathPrefix(),
 			PairingCode:  p.PairingCode,
-		}, p.Return)
+		}, f)
 	case irma.ServerStatusDone:
 	default:
 		// Cancelled or timed out: the page said so; this is the retry.
 		l.clearCookie(w, l.pendingName())
-		return h.challenge(w, r, login, now)
+		return nil, h.challenge(w, r, login, now, f)
 	}
 
 	l.clearCookie(w, l.pendingName())
 	got, err := policy.FromResult(res)
 	if err != nil {
 		h.logger.Warn("login refused: the session result does not count", zap.String("route", h.route), zap.Error(err))
-		return h.deny(w, r, p.Return)
+		return nil, h.deny(w, r, p.Return)
 	}
 	// The expiry of the credentials is also what makes a result count
 	// once: taking it makes a replayed pending cookie worthless.
 	clientToken := p.Pointer[strings.LastIndex(p.Pointer, "/")+1:]
 	credExpiry, ok, err := h.app.takeCredentialExpiry(r.Context(), clientToken)
 	if err != nil {
-		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma_auth: %w", err))
+		return nil, caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma_auth: %w", err))
 	}
 	if !ok {
 		h.logger.Warn("login refused: no credential validity recorded for the session (already used, or the proofs went elsewhere)",
 			zap.String("route", h.route), zap.String("session", logbridge.Fingerprint(clientToken)))
-		return h.deny(w, r, p.Return)
+		return nil, h.deny(w, r, p.Return)
 	}
 	have := policy.Attributes{}
 	next2 := &loginState{Expires: now.Add(l.lifetime)}
@@ -245,7 +280,7 @@ func (h *Auth) resume(w http.ResponseWriter, r *http.Request, next caddyhttp.Han
 			next2.Expires = login.Expires
 		}
 	} else if next2.ID, err = newLoginID(); err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, err)
+		return nil, caddyhttp.Error(http.StatusInternalServerError, err)
 	}
 	if credExpiry.Before(next2.Expires) {
 		next2.Expires = credExpiry
@@ -253,19 +288,19 @@ func (h *Auth) resume(w http.ResponseWriter, r *http.Request, next caddyhttp.Han
 	merged := have.Merge(got)
 	if !h.policy.SatisfiedBy(merged) || !next2.Expires.After(now) {
 		h.logger.Warn("login refused: the disclosed attributes do not satisfy the policy", zap.String("route", h.route))
-		return h.deny(w, r, p.Return)
+		return nil, h.deny(w, r, p.Return)
 	}
 	next2.Attributes = fromAttributes(merged)
 	if err := l.setLogin(w, next2); err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma_auth: session cookie: %w", err))
+		return nil, caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma_auth: session cookie: %w", err))
 	}
 	h.logger.Info("login", zap.String("route", h.route), zap.String("login", logbridge.Fingerprint(next2.ID)),
 		zap.Int("attributes", len(next2.Attributes)), zap.Time("expires", next2.Expires))
-	return h.pass(w, r, next, next2)
+	return next2, nil
 }
 
 // challenge starts a disclosure session for what the policy still asks.
-func (h *Auth) challenge(w http.ResponseWriter, r *http.Request, login *loginState, now time.Time) error {
+func (h *Auth) challenge(w http.ResponseWriter, r *http.Request, login *loginState, now time.Time, f flow) error {
 	need := h.policy
 	if login != nil {
 		need = h.policy.Missing(toAttributes(login.Attributes))
@@ -274,23 +309,19 @@ func (h *Auth) challenge(w http.ResponseWriter, r *http.Request, login *loginSta
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma_auth: %w", err))
 	}
-	ret, err := returnurl.Check(r.URL.RequestURI())
-	if err != nil {
-		ret = "/"
-	}
 	p := &pendingLogin{
 		Token: string(token), Pointer: s.Pointer.URL, FrontendAuth: string(s.FrontendAuth),
-		PairingCode: s.PairingCode, Route: h.route, Return: ret,
+		PairingCode: s.PairingCode, Route: h.route, Return: f.ret,
 	}
 	if err := h.app.Login.setPending(w, p, now.Add(time.Duration(h.app.MaxSessionLifetime))); err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma_auth: pending cookie: %w", err))
 	}
-	return h.respond(w, r, s, ret)
+	return h.respond(w, r, s, f)
 }
 
 // respond shows the login page to a browser, or tells any other client, as
 // JSON, how to run the session.
-func (h *Auth) respond(w http.ResponseWriter, r *http.Request, s sessionpage.Session, ret string) error {
+func (h *Auth) respond(w http.ResponseWriter, r *http.Request, s sessionpage.Session, f flow) error {
 	w.Header().Set("Cache-Control", "no-store")
 	if !sessionpage.WantsPage(r) {
 		info, err := sessionpage.NewInfo(s)
@@ -301,8 +332,8 @@ func (h *Auth) respond(w http.ResponseWriter, r *http.Request, s sessionpage.Ses
 		sessionpage.WriteJSON(w, http.StatusUnauthorized, info)
 		return nil
 	}
-	return sessionpage.RenderStatus(w, http.StatusUnauthorized, sessionpage.Page{
-		Kind: sessionpage.KindLogin, Lang: sessionpage.Language(r), Session: s, DoneURL: ret, RetryURL: ret,
+	return sessionpage.RenderStatus(w, f.code, sessionpage.Page{
+		Kind: sessionpage.KindLogin, Lang: sessionpage.Language(r), Session: s, DoneURL: f.done, RetryURL: f.done,
 	})
 }
 

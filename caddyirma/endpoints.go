@@ -3,9 +3,11 @@ package caddyirma
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -13,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/returnurl"
+	"github.com/caddy-irma/caddy-irma/caddyirma/sessionpage"
 )
 
 func init() {
@@ -85,6 +88,10 @@ func (a *App) serveEndpoint(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	case rest == "/logout":
 		return a.serveLogout(w, r)
+	case rest == "/login":
+		return a.serveLogin(w, r)
+	case rest == "/auth":
+		return a.serveForwardAuth(w, r)
 	}
 	if !allowedIRMAPath(r.Method, rest) {
 		// irmaserver also routes revocation, static sessions and server-sent
@@ -100,6 +107,90 @@ func (a *App) serveEndpoint(w http.ResponseWriter, r *http.Request, next caddyht
 		return serveProofs(w, r, h, rs.expiries, tok)
 	}
 	h.ServeHTTP(w, r)
+	return nil
+}
+
+// policyAuth returns the login flow of the named policy of the request's
+// "policy" query parameter.
+func (a *App) policyAuth(r *http.Request) (*Auth, error) {
+	name := r.URL.Query().Get("policy")
+	h, ok := a.namedAuth[name]
+	if !ok {
+		return nil, caddyhttp.Error(http.StatusNotFound, fmt.Errorf("irma: no policy %q", name))
+	}
+	if a.Login.cookies == nil {
+		return nil, caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma: the irma app has not started"))
+	}
+	return h, nil
+}
+
+// serveLogin logs the visitor in for the policy named by the "policy"
+// query parameter, and then sends the browser to the same-site path in
+// "return" (default /). Forward-auth setups send visitors here.
+func (a *App) serveLogin(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
+		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("irma: login: method %s", r.Method))
+	}
+	h, err := a.policyAuth(r)
+	if err != nil {
+		return err
+	}
+	ret, err := returnurl.Check(r.URL.Query().Get("return"))
+	if err != nil || r.URL.Query().Get("return") == "" {
+		ret = "/"
+	}
+	here := a.loginURL(h.name, ret)
+	login, err := h.check(w, r, flow{ret: ret, done: here, code: http.StatusOK})
+	if login == nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, ret, http.StatusSeeOther)
+	return nil
+}
+
+// loginURL is where the login endpoint logs in for a policy.
+func (a *App) loginURL(policyName, ret string) string {
+	return a.prefix + "login?" + url.Values{"policy": {policyName}, "return": {ret}}.Encode()
+}
+
+// serveForwardAuth answers the subrequests of nginx auth_request, Traefik
+// ForwardAuth and Caddy forward_auth for the policy named by the "policy"
+// query parameter: 200 with the identity JWT in the identity header if the
+// visitor's login satisfies it, else 401 with where to log in, in the
+// X-Irma-Login header (and, for a browser's page, a page that goes there).
+// The original URL, to return to afterwards, comes from X-Forwarded-Uri
+// (Traefik, Caddy) or X-Original-URI (the usual nginx setting).
+func (a *App) serveForwardAuth(w http.ResponseWriter, r *http.Request) error {
+	h, err := a.policyAuth(r)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	if login := a.Login.readLogin(r, time.Now()); login != nil && h.policy.SatisfiedBy(toAttributes(login.Attributes)) {
+		token, err := h.token(login)
+		if err != nil {
+			return err
+		}
+		w.Header().Set(a.Login.IdentityHeader, token)
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}
+	original := r.Header.Get("X-Forwarded-Uri")
+	if original == "" {
+		original = r.Header.Get("X-Original-Uri")
+	}
+	ret, err := returnurl.Check(original)
+	if err != nil || original == "" {
+		ret = "/"
+	}
+	login := a.loginURL(h.name, ret)
+	w.Header().Set("X-Irma-Login", login)
+	if sessionpage.WantsPage(r) {
+		return sessionpage.RenderRedirect(w, http.StatusUnauthorized, sessionpage.Language(r), login)
+	}
+	sessionpage.WriteJSON(w, http.StatusUnauthorized, map[string]string{"error": "login_required", "login_url": login})
 	return nil
 }
 

@@ -207,12 +207,13 @@ var (
 
 // pageData is what page.html renders.
 type pageData struct {
-	Lang   string
-	Nonce  string
-	Text   map[string]string
-	QR     template.HTML
-	Link   string
-	Config map[string]string
+	Lang    string
+	Nonce   string
+	Text    map[string]string
+	QR      template.HTML
+	Link    string
+	Refresh template.URL
+	Config  map[string]string
 }
 
 // Render writes the HTML page for p, with a strict Content-Security-Policy.
@@ -281,6 +282,25 @@ func write(w http.ResponseWriter, code int, t *template.Template, data pageData)
 	w.WriteHeader(code)
 	_, err := w.Write(buf.Bytes())
 	return err
+}
+
+// RenderRedirect writes a page that sends the browser on to target (a
+// same-site URL) at once, for a status that cannot redirect, such as a 401
+// that a forward-auth proxy hands to the browser.
+func RenderRedirect(w http.ResponseWriter, code int, lang, target string) error {
+	if _, ok := texts[lang]; !ok {
+		lang = "en"
+	}
+	text := map[string]string{}
+	for k, v := range texts[lang]["redirect"] {
+		text[k] = v
+	}
+	nonce, err := newNonce()
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", target) // for clients that follow it on any status
+	return write(w, code, messageTemplate, pageData{Lang: lang, Nonce: nonce, Text: text, Link: target, Refresh: template.URL(target)})
 }
 
 // RenderMessage writes a page that says one thing, such as why a login was

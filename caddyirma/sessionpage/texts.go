@@ -33,6 +33,11 @@ var texts = map[string]map[string]map[string]string{
 			"intro": "This page asks you to show some of your data with the Yivi app.",
 			"done":  "Done: you are logged in.",
 		},
+		"redirect": {
+			"title":   "Log in with Yivi",
+			"message": "This page asks you to log in with the Yivi app.",
+			"retry":   "Log in",
+		},
 		"refused": {
 			"title":   "Access refused",
 			"message": "What you showed with the Yivi app does not give access to this page.",
@@ -72,6 +77,11 @@ var texts = map[string]map[string]map[string]string{
 			"title": "Inloggen met Yivi",
 			"intro": "Deze pagina vraagt u om enkele gegevens te tonen met de Yivi-app.",
 			"done":  "Klaar: u bent ingelogd.",
+		},
+		"redirect": {
+			"title":   "Inloggen met Yivi",
+			"message": "Deze pagina vraagt u in te loggen met de Yivi-app.",
+			"retry":   "Inloggen",
 		},
 		"refused": {
 			"title":   "Geen toegang",

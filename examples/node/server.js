@@ -124,7 +124,7 @@ function refuse(req, res, path, status, reason, detail) {
 }
 
 const server = http.createServer(async (req, res) => {
-  const path = new URL(req.url, 'http://upstream.invalid').pathname;
+  const path = req.url.split('?')[0];
   // The gateway sets the header once, replacing whatever the client sent: two mean that
   // something in between added one.
   const tokens = req.headersDistinct[headerName] ?? [];

@@ -167,6 +167,10 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	if err != nil {
 		return nil, err
 	}
+	// golang-jwt checks iat only if it is there; the gateway always sets it.
+	if claims.IssuedAt == nil {
+		return nil, fmt.Errorf("%w: iat", jwt.ErrTokenRequiredClaimMissing)
+	}
 	return &claims, nil
 }
 

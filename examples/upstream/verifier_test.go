@@ -56,6 +56,12 @@ func TestVerifyRejects(t *testing.T) {
 		{"alg HS256 keyed with the public key", hs256WithPublicKey(t, kr, valid), 0, jwt.ErrTokenSignatureInvalid},
 		{"ES256 token naming the EdDSA key", resign(t, valid, jwt.SigningMethodES256, esKey, kid), 0, ErrWrongAlgorithm},
 		{"no kid", resign(t, valid, jwt.SigningMethodEdDSA, testKey(t, assertion.EdDSA, 0), ""), 0, ErrUnknownKey},
+		{"no exp", without(t, valid, "exp", kid), 0, jwt.ErrTokenRequiredClaimMissing},
+		{"no nbf", without(t, valid, "nbf", kid), 0, jwt.ErrTokenRequiredClaimMissing},
+		{"no iat", without(t, valid, "iat", kid), 0, jwt.ErrTokenRequiredClaimMissing},
+		{"no iss", without(t, valid, "iss", kid), 0, jwt.ErrTokenRequiredClaimMissing},
+		{"no aud", without(t, valid, "aud", kid), 0, jwt.ErrTokenRequiredClaimMissing},
+		{"resigned as is (the helper works)", without(t, valid, "jti", kid), 0, nil},
 		{"tampered attributes", tamper(t, valid), 0, jwt.ErrTokenSignatureInvalid},
 		{"signature of another token", valid[:strings.LastIndexByte(valid, '.')] + mintSig(t, kr), 0, jwt.ErrTokenSignatureInvalid},
 		{"garbage", "not.a.jwt", 0, jwt.ErrTokenMalformed},
@@ -328,6 +334,20 @@ func resign(t *testing.T, token string, method jwt.SigningMethod, key any, kid s
 		tok.Header["kid"] = kid
 	}
 	s, err := tok.SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// without re-signs token with the EdDSA test key 0 (kid), leaving out one claim.
+func without(t *testing.T, token, claim, kid string) string {
+	t.Helper()
+	claims := claimsOf(t, token)
+	delete(claims, claim)
+	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)
+	tok.Header["kid"] = kid
+	s, err := tok.SignedString(testKey(t, assertion.EdDSA, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
