@@ -85,13 +85,20 @@ type authSite struct {
 	app      *caddyirma.App
 }
 
-func newAuthSite(t *testing.T) *authSite {
+func newAuthSite(t *testing.T) *authSite { return newAuthSiteWith(t, nil) }
+
+// newAuthSiteWith also serves the sites that extra returns.
+func newAuthSiteWith(t *testing.T, extra func(s *authSite) string) *authSite {
 	port := caddytest.FreePort(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	s := &authSite{base: base, scheme: testscheme.New(t, base+"/irma/timestamp"), upstream: newUpstream(t)}
 	s.upstream.jwksURL = base + "/irma/jwks.json"
 	s.upstream.issuer = base
 	up := strings.TrimPrefix(s.upstream.srv.URL, "http://")
+	var more string
+	if extra != nil {
+		more = extra(s)
+	}
 	caddytest.Start(t, fmt.Sprintf(`{
 	admin off
 	storage file_system %[6]s
@@ -144,7 +151,7 @@ http://127.0.0.1:%[1]d {
 	}
 	respond "public"
 }
-`, port, base, s.scheme.SchemesPath, s.scheme.PrivateKeysPath, s.scheme.TimestampKeyFile, filepath.Join(s.scheme.Dir, "caddy"), up))
+`, port, base, s.scheme.SchemesPath, s.scheme.PrivateKeysPath, s.scheme.TimestampKeyFile, filepath.Join(s.scheme.Dir, "caddy"), up)+more)
 	s.app = caddytest.App[*caddyirma.App](t, "irma")
 	return s
 }
@@ -500,4 +507,72 @@ func storedCookieKeys(t *testing.T, s *authSite) *sealedcookie.KeyRing {
 		t.Fatal(err)
 	}
 	return kr
+}
+
+// TestForwardAuth protects an app behind another proxy (Caddy's own
+// forward_auth here; nginx and Traefik work alike, see examples/) with the
+// gateway's /irma/auth endpoint, and logs in through /irma/login.
+func TestForwardAuth(t *testing.T) {
+	// The proxy: a second site in the same Caddy, on its own port.
+	proxyPort := caddytest.FreePort(t)
+	proxy := fmt.Sprintf("http://127.0.0.1:%d", proxyPort)
+	s := newAuthSiteWith(t, func(s *authSite) string {
+		gateway := strings.TrimPrefix(s.base, "http://")
+		up := strings.TrimPrefix(s.upstream.srv.URL, "http://")
+		return fmt.Sprintf(`
+http://127.0.0.1:%[1]d {
+	handle /irma/* {
+		reverse_proxy %[2]s
+	}
+	handle {
+		forward_auth %[2]s {
+			uri /irma/auth?policy=members
+			copy_headers X-Irma-Identity
+		}
+		reverse_proxy %[3]s
+	}
+}
+`, proxyPort, gateway, up)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	alice := s.newWallet(t, "alice@example.com", "yes")
+
+	b := newBrowser(t)
+	resp, body := b.get(proxy+"/app/page", nil)
+	var answer struct {
+		Error    string `json:"error"`
+		LoginURL string `json:"login_url"`
+	}
+	if err := json.Unmarshal([]byte(body), &answer); err != nil || resp.StatusCode != http.StatusUnauthorized ||
+		answer.LoginURL != "/irma/login?policy=members&return=%2Fapp%2Fpage" || resp.Header.Get("X-Irma-Login") != answer.LoginURL {
+		t.Fatalf("not logged in: %d %s %v", resp.StatusCode, body, err)
+	}
+	// A browser's page gets a page that goes to the login.
+	resp, body = newBrowser(t).get(proxy+"/app/page", map[string]string{"Accept": "text/html", "Sec-Fetch-Mode": "navigate"})
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, `http-equiv="refresh"`) || !strings.Contains(body, "/irma/login?policy=members") {
+		t.Errorf("page navigation: %d %.300s", resp.StatusCode, body)
+	}
+
+	b.login(ctx, alice, proxy+answer.LoginURL)
+	resp, _ = b.get(proxy+answer.LoginURL, nil)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/app/page" {
+		t.Fatalf("finishing the login: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	forged := "eyJhbGciOiJub25lIn0.eyJhdHRyaWJ1dGVzIjp7fX0."
+	resp, body = b.get(proxy+"/app/page", map[string]string{"X-Irma-Identity": forged})
+	if resp.StatusCode != 200 || body != "upstream /app/page for alice@example.com" {
+		t.Fatalf("after login: %d %q", resp.StatusCode, body)
+	}
+	if got := s.upstream.lastSeen(); got.claims.Policy != "members" || got.header.Get("X-Irma-Identity") == forged {
+		t.Errorf("upstream saw %+v", got.claims)
+	}
+	// Unknown policies and open redirects.
+	if resp, _ := b.get(s.base+"/irma/auth?policy=nope", nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("unknown policy: %d", resp.StatusCode)
+	}
+	resp, _ = newBrowser(t).get(s.base+"/irma/auth?policy=members", map[string]string{"X-Forwarded-Uri": "//evil.example/"})
+	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("X-Irma-Login") != "/irma/login?policy=members&return=%2F" {
+		t.Errorf("open redirect through X-Forwarded-Uri: %d %q", resp.StatusCode, resp.Header.Get("X-Irma-Login"))
+	}
 }
