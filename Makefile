@@ -9,7 +9,7 @@ DEMO_URL ?= http://localhost:8080/irma/
 # Later runs reuse the key, whatever its size.
 DEMO_KEY_BITS ?= 1024
 
-.PHONY: all build wallet demo-scheme run test vet fmt-check clean
+.PHONY: all build wallet upstream demo-scheme run test vet fmt-check clean
 
 all: build wallet
 
@@ -26,8 +26,15 @@ demo-scheme: build
 	$(BIN)/caddy irma demo-scheme --dir $(DEMO_DIR) --url $(DEMO_URL) \
 		$(if $(wildcard $(DEMO_DIR)/privkeys/*.xml),,--bits $(DEMO_KEY_BITS))
 
-## run: the demo on http://localhost:8080 (Ctrl-C stops it)
-run: build demo-scheme
+## upstream: the example upstream app (examples/upstream)
+upstream:
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/upstream ./examples/upstream
+
+## run: the demo on http://localhost:8080, with the example upstream on
+## 127.0.0.1:9090 (Ctrl-C stops both)
+run: build upstream demo-scheme
+	@$(BIN)/upstream & upstream=$$!; \
+	trap 'kill $$upstream 2>/dev/null; wait $$upstream 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/caddy run --config Caddyfile.example --adapter caddyfile
 
 ## test: formatting, vet, and every test (unit, Caddy integration, end to end)

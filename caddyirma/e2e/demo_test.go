@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,9 +18,9 @@ import (
 	"github.com/caddy-irma/caddy-irma/caddyirma/wallet"
 )
 
-// TestDemoTour runs Caddyfile.example, as `make run` does, and walks the
-// README's tour with the development wallet. Only the ports and the state
-// directory differ.
+// TestDemoTour runs Caddyfile.example with the example upstream
+// (examples/upstream), as `make run` does, and walks the tour with the
+// development wallet. Only the ports and the state directory differ.
 func TestDemoTour(t *testing.T) {
 	repo, err := filepath.Abs("../..")
 	if err != nil {
@@ -28,9 +30,10 @@ func TestDemoTour(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	port, upstream := caddytest.FreePort(t), caddytest.FreePort(t)
+	port, upstreamPort := caddytest.FreePort(t), caddytest.FreePort(t)
 	base := fmt.Sprintf("http://localhost:%d", port)
 	scheme := testscheme.New(t, base+"/irma/timestamp")
+	startExampleUpstream(t, repo, upstreamPort, base)
 
 	if !strings.HasPrefix(strings.TrimLeft(stripComments(string(raw)), "\n"), "{\n") {
 		t.Fatal("Caddyfile.example no longer starts with a global options block")
@@ -40,7 +43,7 @@ func TestDemoTour(t *testing.T) {
 	for _, r := range []struct{ old, new string }{
 		{".demo/", scheme.Dir + "/"},
 		{"localhost:8080", fmt.Sprintf("localhost:%d", port)},
-		{"9090", fmt.Sprint(upstream)},
+		{"127.0.0.1:9090", fmt.Sprintf("127.0.0.1:%d", upstreamPort)},
 		{"examples/demo/site", filepath.Join(repo, "examples/demo/site")},
 	} {
 		if !strings.Contains(config, r.old) {
@@ -50,18 +53,14 @@ func TestDemoTour(t *testing.T) {
 	}
 	caddytest.Start(t, config)
 
+	b := newBrowser(t)
 	page := func(path string) string {
 		t.Helper()
-		resp, err := http.Get(base + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
+		resp, body := b.get(base+path, map[string]string{"Accept": "text/html"})
 		if resp.StatusCode != 200 {
-			t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b)
+			t.Fatalf("GET %s: %d %s", path, resp.StatusCode, body)
 		}
-		return string(b)
+		return body
 	}
 	if body := page("/"); !strings.Contains(body, "caddy-irma demo") || !strings.Contains(body, "/issue/") {
 		t.Errorf("index page: %.300s", body)
@@ -69,28 +68,23 @@ func TestDemoTour(t *testing.T) {
 	if body := page("/issue/"); !strings.Contains(body, `action="/issue/start"`) {
 		t.Errorf("issue form: %.300s", body)
 	}
-	if body := page("/hello/"); !strings.Contains(body, "Hello from the example upstream") {
-		t.Errorf("upstream: %.300s", body)
-	}
 
-	// Step 1 of the tour: the wallet takes the credentials from the page.
 	w, err := wallet.Open(wallet.Options{Dir: t.TempDir(), SchemesPath: scheme.SchemesPath})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+
+	// Get credentials: the wallet takes them from the page.
 	sess, err := wallet.FetchSession(ctx, nil, base+"/issue/start?fullname=Alice&email=alice@example.com&over18=yes&level=gold")
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := w.RunSession(ctx, sess, wallet.Accept)
-	if err != nil || res.Outcome != wallet.Success {
+	if res, err := w.RunSession(ctx, sess, wallet.Accept); err != nil {
 		t.Fatalf("issuance: %+v, %v", res, err)
 	}
-
-	// Step 2: the wallet holds both cards.
 	creds, err := w.Credentials()
 	if err != nil {
 		t.Fatal(err)
@@ -112,6 +106,65 @@ func TestDemoTour(t *testing.T) {
 			t.Errorf("%s = %q, want %q", id, got[id], v)
 		}
 	}
+
+	// Log in, step up, authorize on a value: the example upstream verifies
+	// each identity token and answers with what it holds.
+	upstreamSays := func(path string) (int, map[string]any) {
+		t.Helper()
+		resp, body := b.get(base+path, nil)
+		var answer map[string]any
+		_ = json.Unmarshal([]byte(body), &answer)
+		return resp.StatusCode, answer
+	}
+	for _, step := range []struct {
+		path, policy, attr, value string
+	}{
+		{"/members/", "members", "caddy-demo.gateway.person.email", "alice@example.com"},
+		{"/adults/", "adults", "caddy-demo.gateway.person.over18", "yes"},
+		{"/club/", "", "caddy-demo.gateway.membership.level", "gold"},
+	} {
+		if code, _ := upstreamSays(step.path); code != http.StatusUnauthorized {
+			t.Fatalf("%s before login: %d", step.path, code)
+		}
+		b.login(ctx, w, base+step.path)
+		code, answer := upstreamSays(step.path)
+		attrs, _ := answer["attributes"].(map[string]any)
+		if code != 200 || attrs[step.attr] != step.value || (step.policy != "" && answer["policy"] != step.policy) {
+			t.Errorf("%s after login: %d %v", step.path, code, answer)
+		}
+	}
+
+	// The upstream trusts no one but the gateway.
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/members/", upstreamPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the upstream answered %d without a token", resp.StatusCode)
+	}
+}
+
+// startExampleUpstream builds and runs examples/upstream for the test.
+func startExampleUpstream(t *testing.T, repo string, port int, gateway string) {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "upstream")
+	build := exec.Command("go", "build", "-o", bin, "./examples/upstream")
+	build.Dir = repo
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building examples/upstream: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "--listen", fmt.Sprintf("127.0.0.1:%d", port),
+		"--jwks-url", gateway+"/irma/jwks.json", "--issuer", gateway)
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	caddytest.WaitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
 }
 
 // stripComments drops the comment lines of a Caddyfile.
