@@ -159,7 +159,12 @@ http://127.0.0.1:%[1]d {
 // newWallet opens a wallet holding a person credential (valid a week) and
 // a membership.
 func (s *authSite) newWallet(t *testing.T, email, over18 string) *wallet.Wallet {
-	w, err := wallet.Open(wallet.Options{Dir: t.TempDir(), SchemesPath: s.scheme.SchemesPath})
+	return s.newWalletPairing(t, email, over18, nil)
+}
+
+// newWalletPairing is newWallet with a pairing code callback.
+func (s *authSite) newWalletPairing(t *testing.T, email, over18 string, onPairingCode func(string)) *wallet.Wallet {
+	w, err := wallet.Open(wallet.Options{Dir: t.TempDir(), SchemesPath: s.scheme.SchemesPath, OnPairingCode: onPairingCode})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,152 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/caddy-irma/caddy-irma/caddyirma/wallet"
+)
+
+// newChromium starts headless Chromium (Debian's chromium package, which
+// .ci/run installs) for the test.
+func newChromium(t *testing.T) context.Context {
+	t.Helper()
+	bin, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatalf("chromium is needed for the browser tests (apt-get install chromium; .ci/run does): %v", err)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(bin),
+		chromedp.NoSandbox, // CI runs as root
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(900, 1100),
+	)
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(alloc)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 2*time.Minute)
+	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
+	if err := chromedp.Run(ctx); err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
+	return ctx
+}
+
+// TestBrowserLogin opens a protected page in real headless Chromium, reads
+// the session pointer from the page, lets the wallet complete the session,
+// and sees the browser land on the upstream's content; then a step-up that
+// pairs: the wallet shows a code, the person types it into the page.
+func TestBrowserLogin(t *testing.T) {
+	s := newAuthSite(t)
+	codes := make(chan string, 1)
+	alice := s.newWalletPairing(t, "alice@example.com", "yes", func(code string) { codes <- code })
+	browser := newChromium(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	var link, lang string
+	if err := chromedp.Run(browser,
+		chromedp.Navigate(s.base+"/members/page"),
+		chromedp.WaitVisible(`#open`, chromedp.ByID),
+		chromedp.AttributeValue(`#open`, "href", &link, nil, chromedp.ByID),
+		chromedp.Evaluate(`document.documentElement.lang`, &lang),
+	); err != nil {
+		t.Fatalf("opening the protected page: %v", err)
+	}
+	screenshot(t, browser, "login-page.png")
+	if lang != "en" || !strings.HasPrefix(link, "https://open.yivi.app/-/session#") {
+		t.Fatalf("login page: lang %q, link %q", lang, link)
+	}
+	// The link is what a phone opens; the wallet takes the pointer from it.
+	ptr, err := wallet.ParsePointer(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := alice.Run(ctx, ptr, wallet.Accept); err != nil {
+		t.Fatalf("wallet: %+v, %v", res, err)
+	}
+	var body string
+	if err := chromedp.Run(browser,
+		chromedp.WaitVisible(`//body[contains(., "upstream /members/page for alice@example.com")]`, chromedp.BySearch),
+		chromedp.Text("body", &body, chromedp.ByQuery),
+	); err != nil {
+		t.Fatalf("the browser did not land on the upstream: %v", err)
+	}
+
+	// Step-up with pairing: /adults/ asks a value, so the page pairs.
+	if err := chromedp.Run(browser,
+		chromedp.Navigate(s.base+"/adults/"),
+		chromedp.WaitVisible(`#open`, chromedp.ByID),
+		chromedp.AttributeValue(`#open`, "href", &link, nil, chromedp.ByID),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if ptr, err = wallet.ParsePointer(link); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := alice.Run(ctx, ptr, wallet.Accept)
+		done <- err
+	}()
+	var code string
+	select {
+	case code = <-codes:
+	case err := <-done:
+		t.Fatalf("the session ended without pairing: %v", err)
+	case <-ctx.Done():
+		t.Fatal("the app never showed a pairing code")
+	}
+	if err := chromedp.Run(browser,
+		chromedp.WaitVisible(`#pairing-code`, chromedp.ByID),
+		chromedp.SendKeys(`#pairing-code`, "0000", chromedp.ByID),
+		chromedp.Click(`#pairing-box button`, chromedp.ByQuery),
+		chromedp.WaitVisible(`//p[@id="pairing-error" and string-length(normalize-space(.)) > 0]`, chromedp.BySearch),
+	); err != nil {
+		t.Fatalf("a wrong pairing code: %v", err)
+	}
+	screenshot(t, browser, "pairing.png")
+	if err := chromedp.Run(browser,
+		chromedp.Evaluate(`document.getElementById("pairing-code").value = ""`, nil),
+		chromedp.SendKeys(`#pairing-code`, code, chromedp.ByID),
+		chromedp.Click(`#pairing-box button`, chromedp.ByQuery),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the paired session: %v", err)
+	}
+	wait, cancelWait := context.WithTimeout(browser, 30*time.Second)
+	defer cancelWait()
+	if err := chromedp.Run(wait,
+		chromedp.WaitVisible(`//body[contains(., "upstream /adults/ for")]`, chromedp.BySearch),
+	); err != nil {
+		screenshot(t, browser, "adults-failed.png")
+		t.Fatalf("the browser did not land on /adults/: %v", err)
+	}
+}
+
+// screenshot saves what the browser shows, for a person to look at, when
+// CADDY_IRMA_SCREENSHOTS names a directory.
+func screenshot(t *testing.T, browser context.Context, name string) {
+	dir := os.Getenv("CADDY_IRMA_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	var png []byte
+	if err := chromedp.Run(browser, chromedp.FullScreenshot(&png, 100)); err != nil {
+		t.Logf("screenshot: %v", err)
+		return
+	}
+	_ = os.WriteFile(filepath.Join(dir, name), png, 0o644)
+}
