@@ -122,6 +122,7 @@ type App struct {
 	identityHeaders sync.Map
 	storage         certmagic.Storage
 	namedAuth       map[string]*Auth // the login flow of each named policy
+	started         chan struct{}    // closed when Start has succeeded
 
 	prefix          string
 	serverURL       string
@@ -174,6 +175,7 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 // offline and starts nothing that outlives Cleanup.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
+	a.started = make(chan struct{})
 	repl := caddy.NewReplacer()
 
 	if a.URL == "" {
@@ -526,6 +528,7 @@ func (a *App) Start() error {
 	}
 	a.ownsConf = false
 	a.srv.Store(rs)
+	close(a.started)
 	a.logger.Info("irma server ready",
 		zap.String("url", a.serverURL),
 		zap.Bool("reused", loaded),
@@ -558,11 +561,39 @@ func (a *App) Cleanup() error {
 // Server returns the running IRMA server, or an error if the app has not
 // started or has stopped.
 func (a *App) Server() (*irmaserver.Server, error) {
+	if err := a.waitStarted(context.Background()); err != nil {
+		return nil, err
+	}
 	rs := a.srv.Load()
 	if rs == nil {
 		return nil, errors.New("irma: the IRMA server is not running")
 	}
 	return rs.Server, nil
+}
+
+// startWait bounds how long a request waits for the app to start: Caddy
+// starts its apps in no particular order, so the first requests may arrive
+// while the IRMA server is still starting.
+const startWait = 15 * time.Second
+
+// waitStarted returns once the app has started, or an error if it does not
+// start in time.
+func (a *App) waitStarted(ctx context.Context) error {
+	select {
+	case <-a.started:
+		return nil
+	default:
+	}
+	t := time.NewTimer(startWait)
+	defer t.Stop()
+	select {
+	case <-a.started:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return errors.New("irma: the IRMA server has not started")
+	}
 }
 
 // Configuration returns the parsed schemes the server trusts. Valid from

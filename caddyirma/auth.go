@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -142,9 +141,8 @@ func (h *Auth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 		return h.app.serveEndpoint(w, r, next)
 	}
 	h.app.stripIdentityHeaders(r)
-	l := h.app.Login
-	if l.cookies == nil {
-		return caddyhttp.Error(http.StatusServiceUnavailable, errors.New("irma_auth: the irma app has not started"))
+	if err := h.app.waitStarted(r.Context()); err != nil {
+		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma_auth: %w", err))
 	}
 	ret, err := returnurl.Check(r.URL.RequestURI())
 	if err != nil {

@@ -74,6 +74,9 @@ func (a *App) servesEndpoint(r *http.Request) bool {
 
 // serveEndpoint serves one of the IRMA endpoints.
 func (a *App) serveEndpoint(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if err := a.waitStarted(r.Context()); err != nil {
+		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+	}
 	prefix := a.prefix
 	rest := r.URL.Path[len(prefix)-1:] // keeps the leading slash
 	switch {
@@ -81,9 +84,6 @@ func (a *App) serveEndpoint(w http.ResponseWriter, r *http.Request, next caddyht
 		http.StripPrefix(prefix+"timestamp", a.timestamps).ServeHTTP(w, r)
 		return nil
 	case rest == "/jwks.json":
-		if a.Login.keys == nil {
-			return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma: the irma app has not started"))
-		}
 		a.Login.keys.JWKSHandler().ServeHTTP(w, r)
 		return nil
 	case rest == "/logout":
@@ -117,9 +117,6 @@ func (a *App) policyAuth(r *http.Request) (*Auth, error) {
 	h, ok := a.namedAuth[name]
 	if !ok {
 		return nil, caddyhttp.Error(http.StatusNotFound, fmt.Errorf("irma: no policy %q", name))
-	}
-	if a.Login.cookies == nil {
-		return nil, caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma: the irma app has not started"))
 	}
 	return h, nil
 }

@@ -169,6 +169,13 @@ func (s *authSite) newWalletPairing(t *testing.T, email, over18 string, onPairin
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Close() })
+	s.issue(t, w, email, over18)
+	return w
+}
+
+// issue gives w a person credential (valid a week) and a membership.
+func (s *authSite) issue(t testing.TB, w *wallet.Wallet, email, over18 string) {
+	t.Helper()
 	week := irma.Timestamp(time.Now().Add(7 * 24 * time.Hour))
 	srv, err := s.app.Server()
 	if err != nil {
@@ -186,18 +193,17 @@ func (s *authSite) newWalletPairing(t *testing.T, email, over18 string, onPairin
 	if res, err := w.Run(context.Background(), ptr, wallet.Accept); err != nil {
 		t.Fatalf("issuing: %+v, %v", res, err)
 	}
-	return w
 }
 
 // browser is an HTTP client with cookies that asks for JSON, as a script
 // does.
 type browser struct {
-	t   *testing.T
+	t   testing.TB
 	c   *http.Client
 	jar *cookiejar.Jar
 }
 
-func newBrowser(t *testing.T) *browser {
+func newBrowser(t testing.TB) *browser {
 	jar, _ := cookiejar.New(nil)
 	return &browser{t: t, jar: jar, c: &http.Client{Jar: jar, Timeout: 30 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}

@@ -1,0 +1,104 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddy-irma/caddy-irma/caddyirma"
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/caddytest"
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testscheme"
+	"github.com/caddy-irma/caddy-irma/caddyirma/wallet"
+)
+
+// BenchmarkGateway measures the cost of an authenticated request through
+// irma_auth against the same request through plain reverse_proxy, over
+// loopback HTTP, to the same trivial upstream. Compare the two:
+//
+//	go test -run '^$' -bench BenchmarkGateway -benchtime 5s ./caddyirma/e2e
+func BenchmarkGateway(b *testing.B) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Irma-Identity") == "" && strings.HasPrefix(r.URL.Path, "/members/") {
+			http.Error(w, "no identity", http.StatusUnauthorized)
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	defer up.Close()
+	port := caddytest.FreePort(b)
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	scheme := testscheme.New(b, base+"/irma/timestamp")
+	caddytest.Start(b, fmt.Sprintf(`{
+	admin off
+	storage file_system %[4]s
+	irma {
+		url %[2]s/irma/
+		schemes_path %[3]s
+		issuer_private_keys_path %[5]s
+		schemes_update off
+		policy members {
+			require caddy-demo.gateway.person.email
+		}
+	}
+}
+http://127.0.0.1:%[1]d {
+	irma_auth /members/* members
+	reverse_proxy %[6]s
+}
+`, port, base, scheme.SchemesPath, filepath.Join(scheme.Dir, "caddy"), scheme.PrivateKeysPath, strings.TrimPrefix(up.URL, "http://")))
+	app := caddytest.App[*caddyirma.App](b, "irma")
+
+	// Log in once, with a real wallet.
+	w, err := wallet.Open(wallet.Options{Dir: b.TempDir(), SchemesPath: scheme.SchemesPath})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	site := &authSite{base: base, scheme: scheme, app: app}
+	site.issue(b, w, "alice@example.com", "yes")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	br := newBrowser(b)
+	br.login(ctx, w, base+"/members/")
+	if resp, _ := br.get(base+"/members/", nil); resp.StatusCode != 200 {
+		b.Fatalf("after login: %d", resp.StatusCode)
+	}
+	cookie := br.cookie(base, "irma_session")
+	if cookie == nil {
+		b.Fatal("no session cookie")
+	}
+
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	run := func(b *testing.B, path string, header http.Header) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				req, _ := http.NewRequest("GET", base+path, nil)
+				req.Header = header.Clone()
+				resp, err := client.Do(req)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					b.Errorf("status %d", resp.StatusCode)
+					return
+				}
+			}
+		})
+	}
+	b.Run("reverse_proxy", func(b *testing.B) {
+		run(b, "/plain/page", http.Header{"Cookie": {cookie.Name + "=" + cookie.Value}})
+	})
+	b.Run("irma_auth", func(b *testing.B) {
+		run(b, "/members/page", http.Header{"Cookie": {cookie.Name + "=" + cookie.Value}})
+	})
+}
