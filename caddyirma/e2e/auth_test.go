@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	irma "github.com/privacybydesign/irmago/irma"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma"
@@ -79,6 +80,7 @@ func (u *upstream) lastSeen() seen {
 
 // authSite is a gateway with protected routes in front of an upstream.
 type authSite struct {
+	config   string // its Caddyfile
 	base     string
 	scheme   *demoscheme.Scheme
 	upstream *upstream
@@ -89,6 +91,11 @@ func newAuthSite(t *testing.T) *authSite { return newAuthSiteWith(t, nil) }
 
 // newAuthSiteWith also serves the sites that extra returns.
 func newAuthSiteWith(t *testing.T, extra func(s *authSite) string) *authSite {
+	return newAuthSiteStore(t, extra, "")
+}
+
+// newAuthSiteStore also adds store to the irma option (a redis block).
+func newAuthSiteStore(t *testing.T, extra func(s *authSite) string, store string) *authSite {
 	port := caddytest.FreePort(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	s := &authSite{base: base, scheme: testscheme.New(t, base+"/irma/timestamp"), upstream: newUpstream(t)}
@@ -99,7 +106,7 @@ func newAuthSiteWith(t *testing.T, extra func(s *authSite) string) *authSite {
 	if extra != nil {
 		more = extra(s)
 	}
-	caddytest.Start(t, fmt.Sprintf(`{
+	config := fmt.Sprintf(`{
 	admin off
 	storage file_system %[6]s
 	irma {
@@ -120,6 +127,7 @@ func newAuthSiteWith(t *testing.T, extra func(s *authSite) string) *authSite {
 		login {
 			cookie_lifetime 2400h
 		}
+		%[8]s
 	}
 }
 
@@ -151,7 +159,9 @@ http://127.0.0.1:%[1]d {
 	}
 	respond "public"
 }
-`, port, base, s.scheme.SchemesPath, s.scheme.PrivateKeysPath, s.scheme.TimestampKeyFile, filepath.Join(s.scheme.Dir, "caddy"), up)+more)
+`, port, base, s.scheme.SchemesPath, s.scheme.PrivateKeysPath, s.scheme.TimestampKeyFile, filepath.Join(s.scheme.Dir, "caddy"), up, store) + more
+	caddytest.Start(t, config)
+	s.config = config
 	s.app = caddytest.App[*caddyirma.App](t, "irma")
 	return s
 }
@@ -585,5 +595,35 @@ http://127.0.0.1:%[1]d {
 	resp, _ = newBrowser(t).get(s.base+"/irma/auth?policy=members", map[string]string{"X-Forwarded-Uri": "//evil.example/"})
 	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("X-Irma-Login") != "/irma/login?policy=members&return=%2F" {
 		t.Errorf("open redirect through X-Forwarded-Uri: %d %q", resp.StatusCode, resp.Header.Get("X-Irma-Login"))
+	}
+}
+
+// TestLoginSurvives checks that a login outlives a restart of Caddy (the
+// keys are in Caddy's storage), and works with sessions in Redis, where the
+// credential expiry that a login needs goes through Redis too.
+func TestLoginSurvives(t *testing.T) {
+	addr := startRedis(t)
+	s := newAuthSiteStore(t, nil, fmt.Sprintf("redis %s {\n\t\t\tdisable_tls\n\t\t}", addr))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	alice := s.newWallet(t, "alice@example.com", "yes")
+	b := newBrowser(t)
+	b.login(ctx, alice, s.base+"/members/")
+	if resp, body := b.get(s.base+"/members/", nil); resp.StatusCode != 200 {
+		t.Fatalf("login with redis: %d %s", resp.StatusCode, body)
+	}
+	if n := redisCommand(t, addr, "KEYS *credential-expiry*"); n != "*0" {
+		t.Errorf("the credential expiry stayed in Redis after the login took it: %s", n)
+	}
+
+	// A restart: a new process would read the same storage.
+	if err := caddy.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := caddytest.Load(s.config); err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := b.get(s.base+"/members/", nil); resp.StatusCode != 200 {
+		t.Errorf("after a restart: %d %s", resp.StatusCode, body)
 	}
 }

@@ -1,0 +1,58 @@
+package caddyirma
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+// TestCaddyfileErrors checks that bad Caddyfile syntax is refused with an
+// error that names what is wrong.
+func TestCaddyfileErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, input, want string
+		unmarshal         func(*caddyfile.Dispenser) error
+	}{
+		{"auth without policy", "irma_auth", "a policy name or at least one require line", authUnmarshal},
+		{"auth policy and require", "irma_auth members {\n require a.b.c.d\n}", "use one", authUnmarshal},
+		{"auth two policy names", "irma_auth members {\n policy other\n}", "policy given twice", authUnmarshal},
+		{"auth extra argument", "irma_auth members more", `unexpected argument "more"`, authUnmarshal},
+		{"auth bad expression", "irma_auth {\n require a.b.c.d or\n}", `require "a.b.c.d or"`, authUnmarshal},
+		{"auth empty require", "irma_auth {\n require\n}", "require needs an expression", authUnmarshal},
+		{"auth label", "irma_auth {\n require a.b.c.d {\n label en\n }\n}", "label takes a language and a text", authUnmarshal},
+		{"auth label twice", "irma_auth {\n require a.b.c.d {\n label en x\n label en y\n }\n}", "label en given twice", authUnmarshal},
+		{"auth unknown in require", "irma_auth {\n require a.b.c.d {\n lable en x\n }\n}", `unknown setting "lable"`, authUnmarshal},
+		{"auth header arity", "irma_auth {\n require a.b.c.d\n header a.b.c.d\n}", "header takes an attribute id and a header name", authUnmarshal},
+		{"auth header twice", "irma_auth {\n require a.b.c.d\n header a.b.c.d X-A\n header a.b.c.d X-B\n}", "given twice", authUnmarshal},
+		{"auth pairing", "irma_auth {\n require a.b.c.d\n pairing sometimes\n}", `pairing "sometimes"`, authUnmarshal},
+		{"auth unknown", "irma_auth {\n require a.b.c.d\n polcy x\n}", `unknown setting "polcy"`, authUnmarshal},
+		{"global unknown", "irma {\n shemes_path x\n}", `unknown setting "shemes_path"`, appUnmarshal},
+		{"global twice", "irma {\n url a\n url b\n}", "url given twice", appUnmarshal},
+		{"global argument", "irma x", `unexpected argument "x"`, appUnmarshal},
+		{"global policy empty", "irma {\n policy p {\n }\n}", "at least one require", appUnmarshal},
+		{"global policy twice", "irma {\n policy p {\n require a.b.c.d\n }\n policy p {\n require a.b.c.d\n }\n}", `policy "p" given twice`, appUnmarshal},
+		{"global policy unknown", "irma {\n policy p {\n requires a.b.c.d\n }\n}", `unknown setting "requires"`, appUnmarshal},
+		{"login unknown", "irma {\n login {\n cookie x\n }\n}", `login: unknown setting "cookie"`, appUnmarshal},
+		{"login twice", "irma {\n login {\n audience a\n audience b\n }\n}", "audience given twice", appUnmarshal},
+		{"login duration", "irma {\n login {\n cookie_lifetime forever\n }\n}", `cookie_lifetime "forever"`, appUnmarshal},
+		{"login keys", "irma {\n login {\n cookie_keys\n }\n}", "cookie_keys needs at least one key", appUnmarshal},
+		{"redis db", "irma {\n redis localhost:6379 {\n db x\n }\n}", `db "x"`, appUnmarshal},
+		{"issue pairing", "irma_issue {\n credential a.b.c {\n x y\n }\n pairing maybe\n}", `pairing "maybe"`, issueUnmarshal},
+		{"issue no credential", "irma_issue", "at least one credential", issueUnmarshal},
+		{"issue validity", "irma_issue {\n credential a.b.c {\n validity soon\n }\n}", `validity "soon"`, issueUnmarshal},
+		{"endpoints argument", "irma_endpoints /x", "takes no arguments", endpointsUnmarshal},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.unmarshal(caddyfile.NewTestDispenser(tc.input))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want an error with %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func authUnmarshal(d *caddyfile.Dispenser) error      { return new(Auth).UnmarshalCaddyfile(d) }
+func appUnmarshal(d *caddyfile.Dispenser) error       { return new(App).UnmarshalCaddyfile(d) }
+func issueUnmarshal(d *caddyfile.Dispenser) error     { return new(Issue).UnmarshalCaddyfile(d) }
+func endpointsUnmarshal(d *caddyfile.Dispenser) error { return new(Endpoints).UnmarshalCaddyfile(d) }
