@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"image"
+	_ "image/png"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +13,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/makiuchi-d/gozxing"
+	"github.com/makiuchi-d/gozxing/qrcode"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/wallet"
 )
@@ -67,10 +72,19 @@ func TestBrowserLogin(t *testing.T) {
 	if lang != "en" || !strings.HasPrefix(link, "https://open.yivi.app/-/session#") {
 		t.Fatalf("login page: lang %q, link %q", lang, link)
 	}
-	// The link is what a phone opens; the wallet takes the pointer from it.
-	ptr, err := wallet.ParsePointer(link)
-	if err != nil {
+	// The QR code is what a phone scans: decode it from the pixels the
+	// browser shows, as a camera would, and check it against the link.
+	var qrPNG []byte
+	if err := chromedp.Run(browser, chromedp.Screenshot(`.qr`, &qrPNG, chromedp.ByQuery)); err != nil {
 		t.Fatal(err)
+	}
+	scanned := decodeQR(t, qrPNG)
+	ptr, err := wallet.ParsePointer(scanned)
+	if err != nil {
+		t.Fatalf("the QR code holds %q: %v", scanned, err)
+	}
+	if fromLink, err := wallet.ParsePointer(link); err != nil || *fromLink != *ptr {
+		t.Fatalf("the QR code (%+v) and the app link (%+v, %v) differ", ptr, fromLink, err)
 	}
 	if res, err := alice.Run(ctx, ptr, wallet.Accept); err != nil {
 		t.Fatalf("wallet: %+v, %v", res, err)
@@ -134,6 +148,24 @@ func TestBrowserLogin(t *testing.T) {
 		screenshot(t, browser, "adults-failed.png")
 		t.Fatalf("the browser did not land on /adults/: %v", err)
 	}
+}
+
+// decodeQR reads the QR code in a PNG.
+func decodeQR(t *testing.T, png []byte) string {
+	t.Helper()
+	img, _, err := image.Decode(bytes.NewReader(png))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := qrcode.NewQRCodeReader().Decode(bmp, nil)
+	if err != nil {
+		t.Fatalf("no QR code on the page: %v", err)
+	}
+	return res.GetText()
 }
 
 // screenshot saves what the browser shows, for a person to look at, when
