@@ -97,6 +97,33 @@ func TestBrowserLogin(t *testing.T) {
 		t.Fatalf("the browser did not land on the upstream: %v", err)
 	}
 
+	// A session refused in the app: the page says so and offers a retry.
+	if err := chromedp.Run(browser,
+		chromedp.Navigate(s.base+"/gold/"),
+		chromedp.WaitVisible(`#open`, chromedp.ByID),
+		chromedp.AttributeValue(`#open`, "href", &link, nil, chromedp.ByID),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if ptr, err = wallet.ParsePointer(link); err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := alice.Run(ctx, ptr, wallet.Refuse); res.Outcome != wallet.Refused {
+		t.Fatalf("refusal: %+v", res)
+	}
+	var status, retry string
+	if err := chromedp.Run(browser,
+		chromedp.WaitVisible(`#retry a`, chromedp.ByQuery),
+		chromedp.Text(`#status`, &status, chromedp.ByID),
+		chromedp.AttributeValue(`#retry a`, "href", &retry, nil, chromedp.ByQuery),
+	); err != nil {
+		t.Fatalf("the page did not offer a retry: %v", err)
+	}
+	screenshot(t, browser, "cancelled.png")
+	if !strings.Contains(status, "cancelled") || retry != "/gold/" {
+		t.Errorf("after a refusal the page says %q and retries at %q", status, retry)
+	}
+
 	// Step-up with pairing: /adults/ asks a value, so the page pairs.
 	if err := chromedp.Run(browser,
 		chromedp.Navigate(s.base+"/adults/"),
