@@ -40,7 +40,7 @@ func TestNginx(t *testing.T) {
 		// A script gets 401 with the login URL, in JSON and in X-Irma-Login;
 		// the URL names the path it asked for, whatever X-Forwarded-Uri the
 		// client sent.
-		resp, body := do(t, b, "GET", nginx+page, http.Header{
+		resp, body := rawRequest(t, b, "GET", nginx+page, http.Header{
 			"Accept": {"application/json"}, "X-Forwarded-Uri": {"/elsewhere"}, "X-Irma-Identity": {forged},
 		}, "")
 		var answer struct {
@@ -56,21 +56,24 @@ func TestNginx(t *testing.T) {
 			t.Errorf("JSON 401: Cache-Control %q", cc)
 		}
 		// A browser's page navigation is sent to the login page.
-		resp, _ = do(t, b, "GET", nginx+page, http.Header{"Accept": {"text/html"}, "Sec-Fetch-Mode": {"navigate"}}, "")
+		resp, _ = rawRequest(t, b, "GET", nginx+page, http.Header{"Accept": {"text/html"}, "Sec-Fetch-Mode": {"navigate"}}, "")
 		if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != login || resp.Header.Get("Cache-Control") != "no-store" {
 			t.Errorf("page navigation: %d to %q (Cache-Control %q), want 302 to %q",
 				resp.StatusCode, resp.Header.Get("Location"), resp.Header.Get("Cache-Control"), login)
 		}
 		// Paths that would leave the site come back as /.
 		for _, path := range []string{"//evil.example/", "/%2F%2Fevil.example/", "/%5Cevil.example"} {
-			resp, _ := do(t, b, "GET", nginx+path, http.Header{"Accept": {"text/html"}}, "")
+			resp, _ := rawRequest(t, b, "GET", nginx+path, http.Header{"Accept": {"text/html"}}, "")
 			if want := "/irma/login?policy=members&return=%2F"; resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != want {
 				t.Errorf("%s: %d to %q, want 302 to %q", path, resp.StatusCode, resp.Header.Get("Location"), want)
 			}
 		}
-		// The forward-auth endpoint is nginx's own.
-		if resp, _ := do(t, b, "GET", nginx+"/irma/auth?policy=members", nil, ""); resp.StatusCode != http.StatusNotFound {
-			t.Errorf("/irma/auth through nginx: %d, want 404", resp.StatusCode)
+		// The forward-auth endpoint and the subrequest's location are
+		// nginx's own.
+		for _, path := range []string{"/irma/auth?policy=members", "/_irma_auth"} {
+			if resp, _ := rawRequest(t, b, "GET", nginx+path, nil, ""); resp.StatusCode != http.StatusNotFound {
+				t.Errorf("%s through nginx: %d, want 404", path, resp.StatusCode)
+			}
 		}
 		if got := s.upstream.lastSeen(); got.claims != nil {
 			t.Errorf("the app was reached without a login: %+v", got.claims)
@@ -79,7 +82,7 @@ func TestNginx(t *testing.T) {
 
 	t.Run("login", func(t *testing.T) {
 		b.login(ctx, alice, nginx+login)
-		resp, _ := do(t, b, "GET", nginx+login, http.Header{"Accept": {"text/html"}}, "")
+		resp, _ := rawRequest(t, b, "GET", nginx+login, http.Header{"Accept": {"text/html"}}, "")
 		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/app/page?a=1&b=2" {
 			t.Fatalf("finishing the login: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
 		}
@@ -89,7 +92,7 @@ func TestNginx(t *testing.T) {
 	})
 
 	t.Run("logged in", func(t *testing.T) {
-		resp, body := do(t, b, "GET", nginx+page, http.Header{
+		resp, body := rawRequest(t, b, "GET", nginx+page, http.Header{
 			"Accept":          {"text/html"},
 			"X-Irma-Identity": {forged},
 			"X-IRMA-IDENTITY": {forged},
@@ -115,7 +118,7 @@ func TestNginx(t *testing.T) {
 		}
 		// A form post: the subrequest goes without the body. (Small: the
 		// test upstream does not read bodies.)
-		resp, body = do(t, b, "POST", nginx+"/app/form", http.Header{
+		resp, body = rawRequest(t, b, "POST", nginx+"/app/form", http.Header{
 			"Accept": {"text/html"}, "Content-Type": {"application/x-www-form-urlencoded"},
 		}, "q=1")
 		if resp.StatusCode != 200 || body != "upstream /app/form for alice@example.com" {
@@ -134,7 +137,7 @@ func TestNginx(t *testing.T) {
 			url.QueryEscape("/\\evil.example"):       "/",
 			"%252F%252Fevil.example":                 "/",
 		} {
-			resp, _ := do(t, b, "GET", nginx+"/irma/login?policy=members&return="+ret, http.Header{"Accept": {"text/html"}}, "")
+			resp, _ := rawRequest(t, b, "GET", nginx+"/irma/login?policy=members&return="+ret, http.Header{"Accept": {"text/html"}}, "")
 			if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != want {
 				t.Errorf("login?return=%s: %d to %q, want 303 to %q", ret, resp.StatusCode, resp.Header.Get("Location"), want)
 			}
@@ -142,19 +145,19 @@ func TestNginx(t *testing.T) {
 	})
 
 	t.Run("logout", func(t *testing.T) {
-		resp, _ := do(t, b, "GET", nginx+"/irma/logout?return=%2Fapp%2F", nil, "")
+		resp, _ := rawRequest(t, b, "GET", nginx+"/irma/logout?return=%2Fapp%2F", nil, "")
 		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/app/" {
 			t.Errorf("logout: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
 		}
-		if resp, _ := do(t, b, "GET", nginx+page, http.Header{"Accept": {"application/json"}}, ""); resp.StatusCode != http.StatusUnauthorized {
+		if resp, _ := rawRequest(t, b, "GET", nginx+page, http.Header{"Accept": {"application/json"}}, ""); resp.StatusCode != http.StatusUnauthorized {
 			t.Errorf("after logout: %d, want 401", resp.StatusCode)
 		}
 	})
 }
 
-// do sends a request with the browser's cookies and exactly the header
+// rawRequest sends a request with the browser's cookies and exactly the header
 // names given (no canonicalization), and returns the response and its body.
-func do(t *testing.T, b *browser, method, target string, header http.Header, body string) (*http.Response, string) {
+func rawRequest(t *testing.T, b *browser, method, target string, header http.Header, body string) (*http.Response, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, target, strings.NewReader(body))
 	if err != nil {
