@@ -604,6 +604,24 @@ func (a *App) Configuration() *irma.Configuration { return a.irmaConf }
 // trailing slash, such as "/irma/".
 func (a *App) PathPrefix() string { return a.prefix }
 
+// shield makes r safe to pass on: without identity headers that a client
+// sent, and without the gateway's cookies (kept in r's context for the
+// gateway's own handlers).
+//
+// It works once per request: the identity headers that irma_auth sets on
+// the way in must survive an irma_endpoints route after it.
+func (a *App) shield(r *http.Request) *http.Request {
+	if r.Context().Value(shieldedKey{}) != nil {
+		return r
+	}
+	a.stripIdentityHeaders(r)
+	r = a.Login.hideCookies(r)
+	return r.WithContext(context.WithValue(r.Context(), shieldedKey{}, true))
+}
+
+// shieldedKey marks, in a request's context, that shield has done its work.
+type shieldedKey struct{}
+
 // stripIdentityHeaders removes from r every header the gateway sets for
 // upstreams, in any spelling, so that no client can forge one.
 func (a *App) stripIdentityHeaders(r *http.Request) {

@@ -2,6 +2,7 @@ package caddyirma
 
 import (
 	"crypto/sha256"
+	"errors"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	irma "github.com/privacybydesign/irmago/irma"
+	"github.com/privacybydesign/irmago/irma/server/irmaserver"
 	"go.uber.org/zap"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/assertion"
@@ -129,6 +131,9 @@ func (h *Auth) Provision(ctx caddy.Context) error {
 		if !validHeaderName(name) {
 			return fmt.Errorf("irma_auth: headers: attribute %s: %q is not a header name", id, name)
 		}
+		if reservedHeaders[normalizeHeader(name)] || normalizeHeader(name) == normalizeHeader(h.app.Login.IdentityHeader) {
+			return fmt.Errorf("irma_auth: headers: attribute %s: header %q is not for attributes", id, name)
+		}
 		h.app.identityHeaders.Store(normalizeHeader(name), true)
 	}
 	return nil
@@ -140,11 +145,17 @@ func (h *Auth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	if h.app.servesEndpoint(r) {
 		return h.app.serveEndpoint(w, r, next)
 	}
-	h.app.stripIdentityHeaders(r)
+	r = h.app.shield(r)
 	if err := h.app.waitStarted(r.Context()); err != nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma_auth: %w", err))
 	}
-	ret, err := returnurl.Check(r.URL.RequestURI())
+	// Back to the URL the browser asked for, not the one that rewrite or
+	// handle_path made of it.
+	uri := r.URL.RequestURI()
+	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok {
+		uri = orig.URL.RequestURI()
+	}
+	ret, err := returnurl.Check(uri)
 	if err != nil {
 		ret = "/"
 	}
@@ -173,7 +184,7 @@ func (h *Auth) check(w http.ResponseWriter, r *http.Request, f flow) (*loginStat
 	if login != nil && h.policy.SatisfiedBy(toAttributes(login.Attributes)) {
 		return login, nil
 	}
-	if p := l.readPending(r, now); p != nil && p.Route == h.route {
+	if p := l.readPending(r, h.route, now); p != nil {
 		return h.resume(w, r, p, login, now, f)
 	}
 	return nil, h.challenge(w, r, login, now, f)
@@ -201,7 +212,6 @@ func (h *Auth) token(login *loginState) (string, error) {
 // pass sends the logged-in request on.
 func (h *Auth) pass(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, login *loginState) error {
 	l := h.app.Login
-	l.stripCookies(r)
 	token, err := h.token(login)
 	if err != nil {
 		return err
@@ -212,15 +222,56 @@ func (h *Auth) pass(w http.ResponseWriter, r *http.Request, next caddyhttp.Handl
 			r.Header.Set(name, v)
 		}
 	}
-	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !ok {
+		return caddyhttp.Error(http.StatusInternalServerError, errors.New("irma_auth: no replacer in the request"))
+	}
 	for id, v := range login.Attributes {
 		repl.Set(placeholderPrefix+"attr."+id, v)
 	}
 	repl.Set(placeholderPrefix+"policy", h.name)
 	repl.Set(placeholderPrefix+"login_id", login.ID)
 	repl.Set(placeholderPrefix+"login_expires", login.Expires.UTC().Format(time.RFC3339))
-	return next.ServeHTTP(w, r)
+	return next.ServeHTTP(&privateResponse{ResponseWriter: w}, r)
 }
+
+// privateResponse keeps shared caches from storing what a login sees: the
+// response to an authenticated request is for this visitor only, and the
+// one that completes a login also sets the session cookie.
+type privateResponse struct {
+	http.ResponseWriter
+	wroteHeader bool
+}
+
+func (p *privateResponse) WriteHeader(code int) {
+	if !p.wroteHeader {
+		p.wroteHeader = true
+		h := p.Header()
+		if len(h.Values("Set-Cookie")) > 0 {
+			h.Set("Cache-Control", "no-store")
+		} else if cc := strings.ToLower(h.Get("Cache-Control")); !strings.Contains(cc, "private") && !strings.Contains(cc, "no-store") {
+			// Keep what the upstream said about freshness, for this browser.
+			cc = strings.TrimSpace(strings.ReplaceAll(strings.ReplaceAll(cc, "public,", ""), "public", ""))
+			cc = strings.Trim(cc, ", ")
+			if cc == "" {
+				h.Set("Cache-Control", "private")
+			} else {
+				h.Set("Cache-Control", "private, "+cc)
+			}
+		}
+		h.Add("Vary", "Cookie")
+	}
+	p.ResponseWriter.WriteHeader(code)
+}
+
+func (p *privateResponse) Write(b []byte) (int, error) {
+	if !p.wroteHeader {
+		p.WriteHeader(http.StatusOK)
+	}
+	return p.ResponseWriter.Write(b)
+}
+
+func (p *privateResponse) Unwrap() http.ResponseWriter { return p.ResponseWriter }
 
 // resume picks up a login session the visitor started earlier.
 func (h *Auth) resume(w http.ResponseWriter, r *http.Request, p *pendingLogin, login *loginState, now time.Time, f flow) (*loginState, error) {
@@ -229,11 +280,18 @@ func (h *Auth) resume(w http.ResponseWriter, r *http.Request, p *pendingLogin, l
 	if err != nil {
 		return nil, caddyhttp.Error(http.StatusServiceUnavailable, err)
 	}
+	pending := l.pendingName(h.route)
 	res, err := srv.GetSessionResult(irma.RequestorToken(p.Token))
-	if err != nil || res == nil {
+	var unknown *irmaserver.UnknownSessionError
+	if errors.As(err, &unknown) || (err == nil && res == nil) {
 		// Gone: expired, or from before a restart. Start afresh.
-		l.clearCookie(w, l.pendingName())
+		l.clearCookie(w, pending)
 		return nil, h.challenge(w, r, login, now, f)
+	}
+	if err != nil {
+		// The store failed (Redis, say): the session may well be done. Keep
+		// the pending cookie, so that a retry can still pick it up.
+		return nil, caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma_auth: session result: %w", err))
 	}
 	switch res.Status {
 	case irma.ServerStatusInitialized, irma.ServerStatusPairing, irma.ServerStatusConnected:
@@ -247,13 +305,13 @@ func (h *Auth) resume(w http.ResponseWriter, r *http.Request, p *pendingLogin, l
 	case irma.ServerStatusDone:
 	default:
 		// Cancelled or timed out: the page said so; this is the retry.
-		l.clearCookie(w, l.pendingName())
+		l.clearCookie(w, pending)
 		return nil, h.challenge(w, r, login, now, f)
 	}
 
-	l.clearCookie(w, l.pendingName())
 	got, err := policy.FromResult(res)
 	if err != nil {
+		l.clearCookie(w, pending)
 		h.logger.Warn("login refused: the session result does not count", zap.String("route", h.route), zap.Error(err))
 		return nil, h.deny(w, r, p.Return)
 	}
@@ -264,6 +322,7 @@ func (h *Auth) resume(w http.ResponseWriter, r *http.Request, p *pendingLogin, l
 	if err != nil {
 		return nil, caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma_auth: %w", err))
 	}
+	l.clearCookie(w, pending) // final from here on
 	if !ok {
 		h.logger.Warn("login refused: no credential validity recorded for the session (already used, or the proofs went elsewhere)",
 			zap.String("route", h.route), zap.String("session", logbridge.Fingerprint(clientToken)))
@@ -282,6 +341,12 @@ func (h *Auth) resume(w http.ResponseWriter, r *http.Request, p *pendingLogin, l
 	}
 	if credExpiry.Before(next2.Expires) {
 		next2.Expires = credExpiry
+	}
+	if conflicts := have.Conflicts(got); len(conflicts) > 0 {
+		// A step-up must not overwrite what the login holds: that would
+		// assert two people's attributes about one login.
+		h.logger.Warn("login refused: the step-up disclosed other values than the login holds", zap.String("route", h.route), zap.Int("conflicts", len(conflicts)))
+		return nil, h.deny(w, r, p.Return)
 	}
 	merged := have.Merge(got)
 	if !h.policy.SatisfiedBy(merged) || !next2.Expires.After(now) {
@@ -370,6 +435,14 @@ func checkAttributeID(a *App, id string) error {
 // same variable).
 func normalizeHeader(name string) string {
 	return strings.ReplaceAll(strings.ToLower(name), "_", "-")
+}
+
+// reservedHeaders are headers that an attribute must not stand in for:
+// the gateway removes what clients send in attribute headers.
+var reservedHeaders = map[string]bool{
+	"cookie": true, "authorization": true, "host": true, "content-length": true, "content-type": true,
+	"transfer-encoding": true, "connection": true, "x-forwarded-for": true, "x-forwarded-host": true,
+	"x-forwarded-proto": true, "forwarded": true, "proxy-authorization": true, "te": true, "upgrade": true,
 }
 
 func validHeaderName(name string) bool {
@@ -490,6 +563,12 @@ func parseRequire(d *caddyfile.Dispenser) (policy.Requirement, error) {
 	args := d.RemainingArgs()
 	if len(args) == 0 {
 		return policy.Requirement{}, d.Err("require needs an expression, such as caddy-demo.gateway.person.over18=yes")
+	}
+	if len(args) > 1 && strings.Contains(strings.Join(args, " "), `"`) {
+		// Caddy's lexer honours a quote only at the start of a token, so a
+		// quoted value with spaces would be cut up and joined with one space:
+		// a required value could change unnoticed.
+		return policy.Requirement{}, d.Err("require: put an expression with a quoted value in backticks, such as `a.b.c.d=\"Alice Demo\"`")
 	}
 	req, err := policy.ParseRequirement(strings.Join(args, " "))
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/logbridge"
 	"github.com/caddy-irma/caddy-irma/caddyirma/returnurl"
 	"github.com/caddy-irma/caddy-irma/caddyirma/sessionpage"
 )
@@ -62,7 +63,10 @@ func (e *Endpoints) Provision(ctx caddy.Context) error {
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (e *Endpoints) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if !e.app.servesEndpoint(r) {
-		return next.ServeHTTP(w, r)
+		// At the top of a site, the endpoints also keep forged identity
+		// headers and the gateway's cookies from every route, protected or
+		// not.
+		return next.ServeHTTP(w, e.app.shield(r))
 	}
 	return e.app.serveEndpoint(w, r, next)
 }
@@ -96,7 +100,7 @@ func (a *App) serveEndpoint(w http.ResponseWriter, r *http.Request, next caddyht
 	if !allowedIRMAPath(r.Method, rest) {
 		// irmaserver also routes revocation, static sessions and server-sent
 		// events; the gateway offers none of those, so none are reachable.
-		return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("irma_endpoints: no endpoint %q", rest))
+		return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("irma_endpoints: no endpoint %q", logbridge.RedactPaths(rest)))
 	}
 	rs := a.srv.Load()
 	if rs == nil {
@@ -198,9 +202,11 @@ func (a *App) serveLogout(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Allow", "GET, POST")
 		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("irma: logout: method %s", r.Method))
 	}
-	l := a.Login
-	l.clearCookie(w, l.CookieName)
-	l.clearCookie(w, l.pendingName())
+	if site := r.Header.Get("Sec-Fetch-Site"); r.Method == http.MethodGet && site != "" && site != "same-origin" && site != "none" {
+		// A link on another site must not log the visitor out.
+		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("irma: logout from another site (%s)", site))
+	}
+	a.Login.clearAll(w, r)
 	ret, err := returnurl.Check(r.URL.Query().Get("return"))
 	if err != nil || r.URL.Query().Get("return") == "" {
 		ret = "/"

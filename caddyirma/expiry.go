@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/go-redis/redis/v8"
 	"github.com/privacybydesign/gabi"
 	irma "github.com/privacybydesign/irmago/irma"
@@ -58,21 +59,25 @@ func serveProofs(w http.ResponseWriter, r *http.Request, next http.Handler, stor
 		return nil
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
+	// Recorded before irmaserver marks the session DONE: the login page
+	// that sees DONE must find it. Proofs that irmaserver refuses leave
+	// nothing behind.
+	var disclosure irma.Disclosure
+	recorded := false
+	if irma.UnmarshalValidate(body, &disclosure) == nil {
+		if expiry, ok := earliestExpiry(disclosure.Proofs); ok {
+			if err := store.put(r.Context(), clientToken, expiry); err != nil {
+				return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("recording credential expiry: %w", err))
+			}
+			recorded = true
+		}
+	}
 	rec := &statusRecorder{ResponseWriter: w}
 	next.ServeHTTP(rec, r)
-	if rec.status != http.StatusOK {
-		return nil
+	if recorded && rec.status != http.StatusOK {
+		_, _, _ = store.take(r.Context(), clientToken)
 	}
-	var disclosure irma.Disclosure
-	if err := irma.UnmarshalValidate(body, &disclosure); err != nil {
-		// A signature session's body, or nothing a login can use.
-		return nil
-	}
-	expiry, ok := earliestExpiry(disclosure.Proofs)
-	if !ok {
-		return nil
-	}
-	return store.put(r.Context(), clientToken, expiry)
+	return nil
 }
 
 // earliestExpiry returns when the first of the disclosed credentials

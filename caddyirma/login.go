@@ -3,12 +3,16 @@ package caddyirma
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -224,18 +228,39 @@ func newLoginID() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-// pendingName is the name of the pending-login cookie.
-func (l *LoginConfig) pendingName() string { return l.CookieName + "_pending" }
+// pendingName is the name of the pending-login cookie of a route: one per
+// route, so that a login started in one tab does not undo one in another.
+func (l *LoginConfig) pendingName(route string) string {
+	sum := sha256.Sum256([]byte(route))
+	return l.CookieName + "_pending_" + hex.EncodeToString(sum[:4])
+}
+
+// ours says whether a cookie name is one of the gateway's.
+func (l *LoginConfig) ours(name string) bool {
+	return name == l.CookieName || strings.HasPrefix(name, l.CookieName+"_pending_")
+}
 
 // cookieOptions are the attributes of both cookies.
 func (l *LoginConfig) cookieOptions() sealedcookie.CookieOptions {
 	return sealedcookie.CookieOptions{Domain: l.CookieDomain, Path: "/", Secure: l.secure, SameSite: http.SameSiteLaxMode}
 }
 
+// gatewayCookiesKey keeps, in a request's context, the Cookie headers as
+// they arrived, before the gateway removed its own cookies from them.
+type gatewayCookiesKey struct{}
+
+// cookieSource returns a request whose cookies are those r arrived with.
+func cookieSource(r *http.Request) *http.Request {
+	if orig, ok := r.Context().Value(gatewayCookiesKey{}).([]string); ok {
+		return &http.Request{Header: http.Header{"Cookie": orig}}
+	}
+	return r
+}
+
 // readLogin returns the login of r, or nil if it has none that opens.
 func (l *LoginConfig) readLogin(r *http.Request, now time.Time) *loginState {
 	var s loginState
-	if err := l.cookies.ReadCookie(r, l.CookieName, &s, now); err != nil {
+	if err := l.cookies.ReadCookie(cookieSource(r), l.CookieName, &s, now); err != nil {
 		return nil
 	}
 	if s.ID == "" || len(s.Attributes) == 0 || !now.Before(s.Expires) {
@@ -254,17 +279,17 @@ func (l *LoginConfig) setLogin(w http.ResponseWriter, s *loginState) error {
 	return nil
 }
 
-// readPending returns the pending login of r, or nil.
-func (l *LoginConfig) readPending(r *http.Request, now time.Time) *pendingLogin {
+// readPending returns the pending login of r for route, or nil.
+func (l *LoginConfig) readPending(r *http.Request, route string, now time.Time) *pendingLogin {
 	var p pendingLogin
-	if err := l.cookies.ReadCookie(r, l.pendingName(), &p, now); err != nil || p.Token == "" {
+	if err := l.cookies.ReadCookie(cookieSource(r), l.pendingName(route), &p, now); err != nil || p.Token == "" || p.Route != route {
 		return nil
 	}
 	return &p
 }
 
 func (l *LoginConfig) setPending(w http.ResponseWriter, p *pendingLogin, expires time.Time) error {
-	c, err := l.cookies.Cookie(l.pendingName(), p, expires, l.cookieOptions())
+	c, err := l.cookies.Cookie(l.pendingName(p.Route), p, expires, l.cookieOptions())
 	if err != nil {
 		return err
 	}
@@ -279,23 +304,47 @@ func (l *LoginConfig) clearCookie(w http.ResponseWriter, name string) {
 		Secure: opts.Secure, HttpOnly: true, SameSite: opts.SameSite})
 }
 
-// stripCookies removes the gateway's cookies from the request, so that the
-// upstream never sees them.
-func (l *LoginConfig) stripCookies(r *http.Request) {
-	cookies := r.Cookies()
-	kept := cookies[:0]
-	for _, c := range cookies {
-		if c.Name != l.CookieName && c.Name != l.pendingName() {
-			kept = append(kept, c)
+// clearAll removes every cookie of the gateway that r carries.
+func (l *LoginConfig) clearAll(w http.ResponseWriter, r *http.Request) {
+	l.clearCookie(w, l.CookieName)
+	for _, c := range cookieSource(r).Cookies() {
+		if l.ours(c.Name) && c.Name != l.CookieName {
+			l.clearCookie(w, c.Name)
 		}
 	}
-	if len(kept) == len(cookies) {
-		return
+}
+
+// hideCookies removes the gateway's cookies from r's Cookie headers, so
+// that no upstream ever sees them, keeping the headers as they arrived in
+// r's context for the gateway's own handlers. Other cookies are left
+// byte for byte as they were: rebuilding them would drop values that Go's
+// cookie parser does not like.
+func (l *LoginConfig) hideCookies(r *http.Request) *http.Request {
+	orig := r.Header.Values("Cookie")
+	if len(orig) == 0 {
+		return r
+	}
+	if _, stashed := r.Context().Value(gatewayCookiesKey{}).([]string); !stashed {
+		r = r.WithContext(context.WithValue(r.Context(), gatewayCookiesKey{}, slices.Clone(orig)))
+	}
+	var kept []string
+	for _, line := range orig {
+		var parts []string
+		for _, pair := range strings.Split(line, ";") {
+			name, _, _ := strings.Cut(strings.TrimSpace(pair), "=")
+			if !l.ours(strings.TrimSpace(name)) {
+				parts = append(parts, pair)
+			}
+		}
+		if v := strings.TrimSpace(strings.Join(parts, ";")); v != "" {
+			kept = append(kept, v)
+		}
 	}
 	r.Header.Del("Cookie")
-	for _, c := range kept {
-		r.AddCookie(c)
+	for _, v := range kept {
+		r.Header.Add("Cookie", v)
 	}
+	return r
 }
 
 // loadKeyFile reads a PEM file of one or more private keys, newest first.

@@ -51,6 +51,13 @@ type seen struct {
 func newUpstream(t *testing.T) *upstream {
 	u := &upstream{t: t}
 	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		u.last = seen{header: r.Header.Clone(), cookies: r.Cookies()}
+		u.mu.Unlock()
+		if strings.HasPrefix(r.URL.Path, "/open/") {
+			fmt.Fprint(w, "open")
+			return
+		}
 		resp, err := http.Get(u.jwksURL)
 		if err != nil {
 			http.Error(w, "jwks: "+err.Error(), http.StatusBadGateway)
@@ -157,6 +164,27 @@ http://127.0.0.1:%[1]d {
 		respond @gold "gold member {irma.attr.caddy-demo.gateway.membership.club}"
 		respond "not gold" 403
 	}
+	handle /open/* {
+		reverse_proxy %[7]s
+	}
+	irma_auth /name/* {
+		require caddy-demo.gateway.person.fullname
+	}
+	irma_auth /both/* {
+		require caddy-demo.gateway.person.fullname and caddy-demo.gateway.person.over18
+	}
+	handle /name/* {
+		respond "name {irma.attr.caddy-demo.gateway.person.fullname}"
+	}
+	handle /both/* {
+		respond "both {irma.attr.caddy-demo.gateway.person.fullname}"
+	}
+	handle_path /app/* {
+		irma_auth {
+			require caddy-demo.gateway.person.email
+		}
+		respond "app {path}"
+	}
 	respond "public"
 }
 `, port, base, s.scheme.SchemesPath, s.scheme.PrivateKeysPath, s.scheme.TimestampKeyFile, filepath.Join(s.scheme.Dir, "caddy"), up, store) + more
@@ -172,6 +200,18 @@ func (s *authSite) newWallet(t *testing.T, email, over18 string) *wallet.Wallet 
 	return s.newWalletPairing(t, email, over18, nil)
 }
 
+// newWalletLevel opens a wallet whose person is called name and whose
+// membership has the given level.
+func (s *authSite) newWalletLevel(t *testing.T, name, email, level string) *wallet.Wallet {
+	w, err := wallet.Open(wallet.Options{Dir: t.TempDir(), SchemesPath: s.scheme.SchemesPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	s.issueAll(t, w, map[string]string{"fullname": name, "email": email, "over18": "yes"}, level)
+	return w
+}
+
 // newWalletPairing is newWallet with a pairing code callback.
 func (s *authSite) newWalletPairing(t *testing.T, email, over18 string, onPairingCode func(string)) *wallet.Wallet {
 	w, err := wallet.Open(wallet.Options{Dir: t.TempDir(), SchemesPath: s.scheme.SchemesPath, OnPairingCode: onPairingCode})
@@ -183,8 +223,13 @@ func (s *authSite) newWalletPairing(t *testing.T, email, over18 string, onPairin
 	return w
 }
 
-// issue gives w a person credential (valid a week) and a membership.
+// issue gives w a person credential (valid a week) and a gold membership.
 func (s *authSite) issue(t testing.TB, w *wallet.Wallet, email, over18 string) {
+	t.Helper()
+	s.issueAll(t, w, map[string]string{"fullname": "Alice Demo", "email": email, "over18": over18}, "gold")
+}
+
+func (s *authSite) issueAll(t testing.TB, w *wallet.Wallet, person map[string]string, level string) {
 	t.Helper()
 	week := irma.Timestamp(time.Now().Add(7 * 24 * time.Hour))
 	srv, err := s.app.Server()
@@ -193,9 +238,9 @@ func (s *authSite) issue(t testing.TB, w *wallet.Wallet, email, over18 string) {
 	}
 	ptr, _, _, err := srv.StartSession(irma.NewIssuanceRequest([]*irma.CredentialRequest{
 		{CredentialTypeID: s.scheme.Credential(demoscheme.CredentialPerson), Validity: &week,
-			Attributes: map[string]string{"fullname": "Alice Demo", "email": email, "over18": over18}},
+			Attributes: person},
 		{CredentialTypeID: s.scheme.Credential(demoscheme.CredentialMembership),
-			Attributes: map[string]string{"club": "Caddy demo club", "level": "gold"}},
+			Attributes: map[string]string{"club": "Caddy demo club", "level": level}},
 	}), nil, "")
 	if err != nil {
 		t.Fatal(err)
@@ -253,6 +298,17 @@ func (b *browser) login(ctx context.Context, w *wallet.Wallet, url string) *wall
 	return res
 }
 
+// cookiePrefix returns the first cookie whose name starts with prefix.
+func (b *browser) cookiePrefix(base, prefix string) *http.Cookie {
+	u, _ := url.Parse(base)
+	for _, c := range b.jar.Cookies(u) {
+		if strings.HasPrefix(c.Name, prefix) {
+			return c
+		}
+	}
+	return nil
+}
+
 func (b *browser) cookie(base, name string) *http.Cookie {
 	u, _ := url.Parse(base)
 	for _, c := range b.jar.Cookies(u) {
@@ -286,8 +342,30 @@ func TestAuth(t *testing.T) {
 			!strings.HasPrefix(info.SessionPtr.URL, s.base+"/irma/session/") || info.Frontend.StatusURL == "" || info.Frontend.Authorization == "" {
 			t.Fatalf("401 JSON: %v %s", err, body)
 		}
-		if strings.Contains(body, "requestor") || strings.Contains(resp.Header.Get("Set-Cookie"), "requestor") {
-			t.Error("the 401 mentions the requestor token")
+		// The requestor token is sealed in the pending cookie, and nowhere
+		// else in what the browser gets.
+		var pending *http.Cookie
+		for _, c := range resp.Cookies() {
+			if strings.HasPrefix(c.Name, "irma_session_pending_") {
+				pending = c
+			}
+		}
+		if pending == nil {
+			t.Fatal("no pending cookie")
+		}
+		var p struct {
+			Token string `json:"t"`
+		}
+		if err := storedCookieKeys(t, s).Open(pending.Name, pending.Value, &p, time.Now()); err != nil || p.Token == "" {
+			t.Fatalf("opening the pending cookie: %v", err)
+		}
+		for name, vals := range resp.Header {
+			if name != "Set-Cookie" && strings.Contains(strings.Join(vals, " "), p.Token) {
+				t.Errorf("header %s holds the requestor token", name)
+			}
+		}
+		if strings.Contains(body, p.Token) {
+			t.Error("the 401 body holds the requestor token")
 		}
 	})
 
@@ -311,6 +389,9 @@ func TestAuth(t *testing.T) {
 		}
 		if session == nil || !session.HttpOnly || session.SameSite != http.SameSiteLaxMode {
 			t.Fatalf("session cookie %+v", session)
+		}
+		if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
+			t.Errorf("the response that sets the session cookie has Cache-Control %q", cc)
 		}
 		if session.Expires.After(time.Now().Add(15*24*time.Hour)) || session.Expires.Before(time.Now().Add(6*24*time.Hour)) {
 			t.Errorf("the login lasts until %s: not bounded by the credential's expiry", session.Expires)
@@ -429,7 +510,7 @@ func TestAuth(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pending := b.cookie(s.base, "irma_session_pending")
+		pending := b.cookiePrefix(s.base, "irma_session_pending_")
 		if pending == nil {
 			t.Fatal("no pending cookie")
 		}
@@ -441,7 +522,7 @@ func TestAuth(t *testing.T) {
 		}
 		// Someone with a copy of the pending cookie gets nothing from it.
 		thief := newBrowser(t)
-		resp, _ := thief.get(s.base+"/members/", map[string]string{"Cookie": "irma_session_pending=" + pending.Value})
+		resp, _ := thief.get(s.base+"/members/", map[string]string{"Cookie": pending.Name + "=" + pending.Value})
 		if resp.StatusCode == 200 || thief.cookie(s.base, "irma_session") != nil {
 			t.Errorf("a replayed pending cookie logged in: %d", resp.StatusCode)
 		}
@@ -480,6 +561,58 @@ func TestAuth(t *testing.T) {
 		}
 	})
 
+	t.Run("unprotected routes", func(t *testing.T) {
+		// Forged identity headers and the gateway's cookies reach no
+		// upstream, protected or not; other cookies pass untouched.
+		session := b.cookie(s.base, "irma_session")
+		resp, body := newBrowser(t).get(s.base+"/open/x", map[string]string{
+			"X-Irma-Identity": "forged", "x_irma_attr_email": "mallory@example.com",
+			"Cookie": `pref={"a":1,"b":2}; irma_session=` + session.Value + `; irma_session_pending_00000000=x; other=1`,
+		})
+		if resp.StatusCode != 200 || body != "open" {
+			t.Fatalf("open route: %d %q", resp.StatusCode, body)
+		}
+		got := s.upstream.lastSeen().header
+		if got.Get("X-Irma-Identity") != "" || got.Get("X_irma_attr_email") != "" || got.Get("x_irma_attr_email") != "" {
+			t.Errorf("forged headers reached an unprotected upstream: %v", got)
+		}
+		if c := strings.Join(got.Values("Cookie"), "; "); c != `pref={"a":1,"b":2}; other=1` {
+			t.Errorf("the upstream got the cookies %q", c)
+		}
+	})
+
+	t.Run("step-up with other values", func(t *testing.T) {
+		b := newBrowser(t)
+		b.login(ctx, alice, s.base+"/name/")
+		if resp, body := b.get(s.base+"/name/", nil); resp.StatusCode != 200 || body != "name Alice Demo" {
+			t.Fatalf("/name/: %d %q", resp.StatusCode, body)
+		}
+		// Someone else's wallet answers the step-up: its name differs.
+		bob := s.newWalletLevel(t, "Bob", "bob@example.com", "silver")
+		b.login(ctx, bob, s.base+"/both/")
+		if resp, body := b.get(s.base+"/both/", nil); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("a step-up with another person's name: %d %q", resp.StatusCode, body)
+		}
+		// A silver member is no gold member.
+		b2 := newBrowser(t)
+		b2.login(ctx, bob, s.base+"/gold/")
+		if resp, body := b2.get(s.base+"/gold/", nil); resp.StatusCode != http.StatusForbidden || body != "not gold" {
+			t.Errorf("silver at /gold/: %d %q", resp.StatusCode, body)
+		}
+	})
+
+	t.Run("return to the URL asked for", func(t *testing.T) {
+		// handle_path strips /app from the path; the login page must still
+		// send the browser back to /app/x.
+		resp, body := newBrowser(t).get(s.base+"/app/x?y=1", map[string]string{"Accept": "text/html", "Sec-Fetch-Mode": "navigate"})
+		if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, `"doneUrl":"/app/x?y=1"`) {
+			t.Errorf("login page under handle_path: %d %.2000s", resp.StatusCode, body)
+		}
+		if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
+			t.Errorf("login page Cache-Control %q", cc)
+		}
+	})
+
 	t.Run("logout and return URLs", func(t *testing.T) {
 		for ret, want := range map[string]string{
 			"/members/":            "/members/",
@@ -500,6 +633,10 @@ func TestAuth(t *testing.T) {
 		}
 		if b.cookie(s.base, "irma_session") != nil {
 			t.Error("the session cookie survived the logout")
+		}
+		// A link on another site cannot log anyone out.
+		if resp, _ := newBrowser(t).get(s.base+"/irma/logout", map[string]string{"Sec-Fetch-Site": "cross-site"}); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("cross-site logout: %d", resp.StatusCode)
 		}
 		if resp, _ := b.get(s.base+"/members/page", nil); resp.StatusCode != http.StatusUnauthorized {
 			t.Errorf("after logout: %d", resp.StatusCode)
