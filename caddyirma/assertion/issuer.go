@@ -25,8 +25,9 @@ const (
 
 // Identity is what the gateway asserts about a logged-in visitor.
 type Identity struct {
-	// Subject is the "sub" claim: who the visitor is, as the policy defines it (for
-	// instance the value of an e-mail attribute). Empty leaves "sub" out.
+	// Subject is the "sub" claim: who the visitor is to the upstream. The gateway uses
+	// the random id of the login: IRMA attributes are not identifiers. Empty leaves
+	// "sub" out.
 	Subject string
 	// Attributes maps each disclosed attribute id to its value.
 	Attributes map[string]string

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -762,5 +763,28 @@ func TestLoginSurvives(t *testing.T) {
 	}
 	if resp, body := b.get(s.base+"/members/", nil); resp.StatusCode != 200 {
 		t.Errorf("after a restart: %d %s", resp.StatusCode, body)
+	}
+
+	// Key rotation: a new key first, the stored one after it, and the
+	// login goes on; without the old key, it is over.
+	stored, err := os.ReadFile(filepath.Join(s.scheme.Dir, "caddy", "caddy-irma", "session-cookie-keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("n", 64)))
+	withKeys := func(keys string) string {
+		return strings.Replace(s.config, "cookie_lifetime 2400h", "cookie_lifetime 2400h\n\t\t\tcookie_keys "+keys, 1)
+	}
+	if err := caddytest.Load(withKeys(fresh + " " + strings.TrimSpace(string(stored)))); err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := b.get(s.base+"/members/", nil); resp.StatusCode != 200 {
+		t.Errorf("with a new key before the old one: %d %s", resp.StatusCode, body)
+	}
+	if err := caddytest.Load(withKeys(fresh)); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := b.get(s.base+"/members/", nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("without the key that sealed the cookie: %d, want 401", resp.StatusCode)
 	}
 }
