@@ -604,6 +604,15 @@ func (a *App) Configuration() *irma.Configuration { return a.irmaConf }
 // trailing slash, such as "/irma/".
 func (a *App) PathPrefix() string { return a.prefix }
 
+// irmaApp returns the irma app of ctx, for the handler called who.
+func irmaApp(ctx caddy.Context, who string) (*App, error) {
+	app, err := ctx.App("irma")
+	if err != nil {
+		return nil, fmt.Errorf("%s: loading the irma app: %w", who, err)
+	}
+	return app.(*App), nil
+}
+
 // shield makes r safe to pass on: without identity headers that a client
 // sent, and without the gateway's cookies (kept in r's context for the
 // gateway's own handlers).

@@ -94,11 +94,11 @@ func (Auth) CaddyModule() caddy.ModuleInfo {
 // Provision resolves the policy and checks it against the schemes.
 func (h *Auth) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
-	app, err := ctx.App("irma")
+	app, err := irmaApp(ctx, "irma_auth")
 	if err != nil {
-		return fmt.Errorf("irma_auth: loading the irma app: %w", err)
+		return err
 	}
-	h.app = app.(*App)
+	h.app = app
 	switch {
 	case h.Policy != "" && len(h.Requirements) > 0:
 		return fmt.Errorf("irma_auth: policy %q and requirements given: use one", h.Policy)

@@ -52,11 +52,11 @@ func (Endpoints) CaddyModule() caddy.ModuleInfo {
 
 // Provision finds the irma app.
 func (e *Endpoints) Provision(ctx caddy.Context) error {
-	app, err := ctx.App("irma")
+	app, err := irmaApp(ctx, "irma_endpoints")
 	if err != nil {
-		return fmt.Errorf("irma_endpoints: loading the irma app: %w", err)
+		return err
 	}
-	e.app = app.(*App)
+	e.app = app
 	return nil
 }
 

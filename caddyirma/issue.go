@@ -77,11 +77,11 @@ func (Issue) CaddyModule() caddy.ModuleInfo {
 // Provision checks the credentials against the irma app's schemes and keys.
 func (h *Issue) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
-	app, err := ctx.App("irma")
+	app, err := irmaApp(ctx, "irma_issue")
 	if err != nil {
-		return fmt.Errorf("irma_issue: loading the irma app: %w", err)
+		return err
 	}
-	h.app = app.(*App)
+	h.app = app
 	if len(h.Credentials) == 0 {
 		return fmt.Errorf("irma_issue: no credentials configured")
 	}
