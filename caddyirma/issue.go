@@ -13,6 +13,7 @@ import (
 	irma "github.com/privacybydesign/irmago/irma"
 	"go.uber.org/zap"
 
+	"github.com/caddy-irma/caddy-irma/caddyirma/policy"
 	"github.com/caddy-irma/caddy-irma/caddyirma/returnurl"
 	"github.com/caddy-irma/caddy-irma/caddyirma/sessionpage"
 )
@@ -33,6 +34,12 @@ type Issue struct {
 	// Credentials are the credentials to issue, at least one. Each type must
 	// be in the irma app's schemes, with the issuer's private key present.
 	Credentials []CredentialSpec `json:"credentials,omitempty"`
+
+	// Disclose makes the session disclose-then-issue (in one session, as
+	// IRMA does it): the Yivi app must first disclose these requirements,
+	// as in an irma_auth policy, and receives the credentials only if the
+	// IRMA server verified the disclosure. Optional.
+	Disclose []policy.Requirement `json:"disclose,omitempty"`
 
 	// Redirect is a same-site path that the browser goes to when the session
 	// is done. Default: the page says that it is done.
@@ -94,6 +101,11 @@ func (h *Issue) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("irma_issue: %w", err)
 	}
 	conf := h.app.Configuration()
+	if len(h.Disclose) > 0 {
+		if err := (policy.Policy{Requirements: h.Disclose}).Validate(conf); err != nil {
+			return fmt.Errorf("irma_issue: disclose: %w", err)
+		}
+	}
 	for _, c := range h.Credentials {
 		if err := checkCredentialSpec(conf, c); err != nil {
 			return fmt.Errorf("irma_issue: %w", err)
@@ -186,7 +198,12 @@ func (h *Issue) request(repl *caddy.Replacer) (*irma.IssuanceRequest, error) {
 		}
 		creds = append(creds, cr)
 	}
-	return irma.NewIssuanceRequest(creds), nil
+	req := irma.NewIssuanceRequest(creds)
+	if len(h.Disclose) > 0 {
+		d := policy.Policy{Requirements: h.Disclose}.DisclosureRequest()
+		req.Disclose, req.Labels = d.Disclose, d.Labels
+	}
+	return req, nil
 }
 
 // parseIssue sets up the handler from Caddyfile tokens. Syntax:
@@ -197,6 +214,9 @@ func (h *Issue) request(repl *caddy.Replacer) (*irma.IssuanceRequest, error) {
 //			...
 //			validity <duration>
 //		}
+//		disclose <expression> [{
+//			label <lang> <text>
+//		}]
 //		redirect <path>
 //		pairing  auto|on|off
 //	}
@@ -247,6 +267,12 @@ func (h *Issue) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				c.Attributes[name] = v
 			}
 			h.Credentials = append(h.Credentials, c)
+		case "disclose":
+			req, err := parseRequire(d)
+			if err != nil {
+				return err
+			}
+			h.Disclose = append(h.Disclose, req)
 		case "pairing":
 			if h.Pairing != "" {
 				return d.Err("irma_issue: pairing given twice")
