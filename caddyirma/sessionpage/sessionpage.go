@@ -197,12 +197,13 @@ func Language(r *http.Request) string {
 	return "en"
 }
 
-//go:embed page.html message.html
+//go:embed page.html message.html signed.html
 var templates embed.FS
 
 var (
 	pageTemplate    = template.Must(template.New("page.html").ParseFS(templates, "page.html"))
 	messageTemplate = template.Must(template.New("message.html").ParseFS(templates, "message.html"))
+	signedTemplate  = template.Must(template.New("signed.html").ParseFS(templates, "signed.html"))
 )
 
 // pageData is what page.html renders.
@@ -214,6 +215,11 @@ type pageData struct {
 	Link    string
 	Refresh template.URL
 	Config  map[string]string
+	// For the signed page: the message, the signature JSON and a data URL
+	// to download it.
+	Message   string
+	Signature string
+	Download  template.URL
 }
 
 // Render writes the HTML page for p, with a strict Content-Security-Policy.
@@ -301,6 +307,29 @@ func RenderRedirect(w http.ResponseWriter, code int, lang, target string) error 
 	}
 	w.Header().Set("Location", target) // for clients that follow it on any status
 	return write(w, code, messageTemplate, pageData{Lang: lang, Nonce: nonce, Text: text, Link: target, Refresh: template.URL(target)})
+}
+
+// RenderSigned writes the page that ends a signature session: the message
+// that was signed, the signature to download (a JSON file), and a link to
+// verifyURL, where anyone can check it.
+func RenderSigned(w http.ResponseWriter, lang, message string, signature []byte, verifyURL string) error {
+	if _, ok := texts[lang]; !ok {
+		lang = "en"
+	}
+	text := map[string]string{}
+	for k, v := range texts[lang]["signed"] {
+		text[k] = v
+	}
+	nonce, err := newNonce()
+	if err != nil {
+		return err
+	}
+	return write(w, http.StatusOK, signedTemplate, pageData{
+		Lang: lang, Nonce: nonce, Text: text, Link: verifyURL, Message: message, Signature: string(signature),
+		// A data URL the page builds itself: no second request, and the
+		// file is exactly what was shown.
+		Download: template.URL("data:application/json;base64," + base64.StdEncoding.EncodeToString(signature)),
+	})
 }
 
 // RenderMessage writes a page that says one thing, such as why a login was

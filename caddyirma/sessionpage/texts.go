@@ -33,6 +33,12 @@ var texts = map[string]map[string]map[string]string{
 			"intro": "This page asks you to show some of your data with the Yivi app.",
 			"done":  "Done: you are logged in.",
 		},
+		"signed": {
+			"title":    "Signed",
+			"intro":    "You signed this statement with your Yivi app:",
+			"download": "Download the signature",
+			"verify":   "Verify a signature",
+		},
 		"redirect": {
 			"title":   "Log in with Yivi",
 			"message": "This page asks you to log in with the Yivi app.",
@@ -77,6 +83,12 @@ var texts = map[string]map[string]map[string]string{
 			"title": "Inloggen met Yivi",
 			"intro": "Deze pagina vraagt u om enkele gegevens te tonen met de Yivi-app.",
 			"done":  "Klaar: u bent ingelogd.",
+		},
+		"signed": {
+			"title":    "Ondertekend",
+			"intro":    "U hebt deze verklaring ondertekend met uw Yivi-app:",
+			"download": "Download de handtekening",
+			"verify":   "Een handtekening controleren",
 		},
 		"redirect": {
 			"title":   "Inloggen met Yivi",

@@ -166,6 +166,28 @@ func FetchSession(ctx context.Context, client *http.Client, s string) (*Session,
 	return sess, nil
 }
 
+// ParseSession reads a page's JSON answer (as FetchSession does) that a caller fetched itself, for instance with
+// a POST: the session pointer and, if the page pairs, its pairing. page is the URL that answered, against which the
+// pairing URL is resolved.
+func ParseSession(body []byte, page string) (*Session, error) {
+	if len(body) > MaxPointerSize {
+		return nil, fmt.Errorf("session answer larger than %d bytes", MaxPointerSize)
+	}
+	u, err := url.Parse(page)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("page %q: want an absolute http or https URL", page)
+	}
+	qr, err := parsePointerJSON(bytes.TrimSpace(body), true)
+	if err != nil {
+		return nil, err
+	}
+	sess := &Session{Pointer: qr}
+	if sess.Pairing, err = parsePairing(body, u); err != nil {
+		return nil, err
+	}
+	return sess, nil
+}
+
 // parsePairing reads the pairing a page's answer asks for, if any: {"frontend": {"authorization": ...,
 // "pairingCode": ..., "pairingCompletedUrl": ...}}, the URL relative to the page's. It must stay on the page's
 // origin: the frontend authorization goes there.

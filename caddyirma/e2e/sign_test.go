@@ -1,0 +1,148 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	irma "github.com/privacybydesign/irmago/irma"
+
+	"github.com/caddy-irma/caddy-irma/caddyirma"
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/caddytest"
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testscheme"
+	"github.com/caddy-irma/caddy-irma/caddyirma/wallet"
+)
+
+// TestSigning asks the wallet to sign a message made from placeholders:
+// the upstream receives the signature and its verification, the visitor
+// gets it too, and irmago's own verification accepts it.
+func TestSigning(t *testing.T) {
+	var mu sync.Mutex
+	var received []caddyirma.SignResult
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var res caddyirma.SignResult
+		b, _ := io.ReadAll(r.Body)
+		if err := json.Unmarshal(b, &res); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		received = append(received, res)
+		mu.Unlock()
+	}))
+	defer up.Close()
+
+	port := caddytest.FreePort(t)
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	scheme := testscheme.New(t, base+"/irma/timestamp")
+	caddytest.Start(t, fmt.Sprintf(`{
+	admin off
+	storage file_system %[5]s
+	irma {
+		url %[2]s/irma/
+		schemes_path %[3]s
+		issuer_private_keys_path %[4]s
+		timestamp_key_file %[6]s
+		schemes_update off
+	}
+}
+http://127.0.0.1:%[1]d {
+	irma_endpoints
+	handle /sign {
+		irma_sign {
+			message "I, {http.request.uri.query.name}, agree to the terms."
+			require caddy-demo.gateway.person.email
+			upstream %[7]s/signed
+		}
+	}
+	handle /sign-form {
+		irma_sign {
+			message_field statement
+			require caddy-demo.gateway.person.fullname
+		}
+	}
+}
+`, port, base, scheme.SchemesPath, scheme.PrivateKeysPath, filepath.Join(scheme.Dir, "caddy"), scheme.TimestampKeyFile, up.URL))
+	app := caddytest.App[*caddyirma.App](t, "irma")
+	site := &authSite{base: base, scheme: scheme, app: app}
+	w, err := wallet.Open(wallet.Options{Dir: t.TempDir(), SchemesPath: scheme.SchemesPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	site.issue(t, w, "alice@example.com", "yes")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	b := newBrowser(t)
+	sess, err := wallet.FetchSession(ctx, b.c, base+"/sign?name=Alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := w.RunSession(ctx, sess, wallet.Accept)
+	if err != nil {
+		t.Fatalf("signing: %+v, %v", res, err)
+	}
+	if len(res.Requests) != 1 || res.Requests[0].Message != "I, Alice, agree to the terms." {
+		t.Errorf("the wallet was asked to sign %+v", res.Requests)
+	}
+	resp, body := b.get(base+"/sign?name=Alice", nil)
+	var got caddyirma.SignResult
+	if err := json.Unmarshal([]byte(body), &got); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("after signing: %d %v %s", resp.StatusCode, err, body)
+	}
+	v := got.Verification
+	if !v.Valid || v.Message != "I, Alice, agree to the terms." || v.Attributes["caddy-demo.gateway.person.email"] != "alice@example.com" || v.Timestamp == nil {
+		t.Errorf("verification %+v", v)
+	}
+	// The upstream got the same signature.
+	mu.Lock()
+	n := len(received)
+	mu.Unlock()
+	if n != 1 || received[0].Signature == nil || received[0].Signature.Message != got.Signature.Message {
+		t.Fatalf("the upstream received %d signatures", n)
+	}
+	// Anyone can verify it later with irmago; a changed message does not.
+	if _, status, err := got.Signature.Verify(app.Configuration(), nil); status != irma.ProofStatusValid || err != nil {
+		t.Errorf("irmago's verification: %s %v", status, err)
+	}
+	forged := *got.Signature
+	forged.Message = "I, Alice, agree to nothing."
+	if _, status, _ := forged.Verify(app.Configuration(), nil); status == irma.ProofStatusValid {
+		t.Error("a signature with another message verified")
+	}
+
+	// The message from a form field; GET is refused for it.
+	if resp, _ := newBrowser(t).get(base+"/sign-form", nil); resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET for a form message: %d", resp.StatusCode)
+	}
+	fb := newBrowser(t)
+	req, _ := http.NewRequestWithContext(ctx, "POST", base+"/sign-form", strings.NewReader("statement=I+resign."))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	presp, err := fb.c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ptrBody, _ := io.ReadAll(presp.Body)
+	presp.Body.Close()
+	fsess, err := wallet.ParseSession(ptrBody, base+"/sign-form")
+	if err != nil {
+		t.Fatalf("form signing session: %v: %s", err, ptrBody)
+	}
+	if res, err := w.RunSession(ctx, fsess, wallet.Accept); err != nil || res.Requests[0].Message != "I resign." {
+		t.Fatalf("form signing: %+v, %v", res, err)
+	}
+	resp, body = fb.get(base+"/sign-form", nil)
+	if err := json.Unmarshal([]byte(body), &got); err != nil || resp.StatusCode != 200 || !got.Verification.Valid || got.Verification.Message != "I resign." {
+		t.Errorf("after form signing: %d %s", resp.StatusCode, body)
+	}
+}

@@ -1,0 +1,420 @@
+package caddyirma
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	irma "github.com/privacybydesign/irmago/irma"
+	"github.com/privacybydesign/irmago/irma/server/irmaserver"
+	"go.uber.org/zap"
+
+	"github.com/caddy-irma/caddy-irma/caddyirma/policy"
+	"github.com/caddy-irma/caddy-irma/caddyirma/returnurl"
+	"github.com/caddy-irma/caddy-irma/caddyirma/sessionpage"
+)
+
+func init() {
+	caddy.RegisterModule(Sign{})
+	httpcaddyfile.RegisterHandlerDirective("irma_sign", parseSign)
+	httpcaddyfile.RegisterDirectiveOrder("irma_sign", httpcaddyfile.Before, "respond")
+}
+
+// MaxSignMessage is the longest message that irma_sign asks to sign, in
+// bytes.
+const MaxSignMessage = 64 << 10
+
+// Sign asks the visitor to sign a message with attributes, in an IRMA
+// attribute-based signature session: the Yivi app shows the message and
+// the attributes, and the result is a signature that anyone can verify
+// later. The message comes from a template with placeholders, from a form
+// field of a POST, or from the request body. When the session is done, the
+// gateway POSTs the signature and its verification to the upstream (if
+// configured) and offers the visitor the signature to download.
+type Sign struct {
+	// Message is the message to sign, with placeholders. One of Message,
+	// MessageField and MessageBody must be set.
+	Message string `json:"message,omitempty"`
+
+	// MessageField is the name of the field of a POSTed form
+	// (application/x-www-form-urlencoded) that holds the message.
+	MessageField string `json:"message_field,omitempty"`
+
+	// MessageBody takes the message from the request body (a POST, text, at
+	// most 64 KiB).
+	MessageBody bool `json:"message_body,omitempty"`
+
+	// Requirements are the attributes to sign with, as in irma_auth. At
+	// least one.
+	Requirements []policy.Requirement `json:"requirements,omitempty"`
+
+	// Upstream is a URL that receives, when a signature is done, a POST
+	// with {"signature": <the IRMA signature>, "verification": <its
+	// verification result>}. Optional; a failed POST is logged and the
+	// visitor still gets the signature.
+	Upstream string `json:"upstream,omitempty"`
+
+	// Pairing: "auto" (irmago's advice, which for signatures is to pair),
+	// "on" or "off". Default: auto.
+	Pairing string `json:"pairing,omitempty"`
+
+	app    *App
+	route  string
+	logger *zap.Logger
+	client *http.Client
+}
+
+// CaddyModule returns the Caddy module information.
+func (Sign) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.irma_sign",
+		New: func() caddy.Module { return new(Sign) },
+	}
+}
+
+// Provision checks the settings against the schemes.
+func (h *Sign) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	app, err := irmaApp(ctx, "irma_sign")
+	if err != nil {
+		return err
+	}
+	h.app = app
+	n := 0
+	for _, set := range []bool{h.Message != "", h.MessageField != "", h.MessageBody} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		return errors.New("irma_sign: give exactly one of message, message_field and message_body")
+	}
+	if len(h.Requirements) == 0 {
+		return errors.New("irma_sign: at least one require line is needed")
+	}
+	if err := (policy.Policy{Requirements: h.Requirements}).Validate(h.app.Configuration()); err != nil {
+		return fmt.Errorf("irma_sign: %w", err)
+	}
+	if err := checkPairing(h.Pairing); err != nil {
+		return fmt.Errorf("irma_sign: %w", err)
+	}
+	if h.Upstream != "" {
+		u, err := url.Parse(h.Upstream)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("irma_sign: upstream %q: want an absolute http or https URL", h.Upstream)
+		}
+	}
+	b, err := json.Marshal(h)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(b)
+	h.route = "sign:" + hex.EncodeToString(sum[:12])
+	h.client = &http.Client{Timeout: 10 * time.Second}
+	return nil
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (h *Sign) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	if err := h.app.waitStarted(r.Context()); err != nil {
+		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma_sign: %w", err))
+	}
+	l := h.app.Login
+	now := time.Now()
+	uri := r.URL.RequestURI()
+	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok {
+		uri = orig.URL.RequestURI()
+	}
+	ret, err := returnurl.Check(uri)
+	if err != nil {
+		ret = "/"
+	}
+	// A GET with a pending signature session picks up its result.
+	if r.Method == http.MethodGet {
+		if p := l.readPending(r, h.route, now); p != nil {
+			return h.resume(w, r, p, ret, now)
+		}
+	}
+	msg, err := h.message(r)
+	if err != nil {
+		return err
+	}
+	req := irma.NewSignatureRequest(msg)
+	d := policy.Policy{Requirements: h.Requirements}.DisclosureRequest()
+	req.Disclose, req.Labels = d.Disclose, d.Labels
+	s, token, err := h.app.startSession(req, h.Pairing)
+	if err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma_sign: %w", err))
+	}
+	p := &pendingLogin{Token: string(token), Pointer: s.Pointer.URL, FrontendAuth: string(s.FrontendAuth),
+		PairingCode: s.PairingCode, Route: h.route, Return: ret}
+	if err := l.setPending(w, p, now.Add(time.Duration(h.app.MaxSessionLifetime))); err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma_sign: pending cookie: %w", err))
+	}
+	return h.respond(w, r, s, ret)
+}
+
+// message returns the message to sign for r.
+func (h *Sign) message(r *http.Request) (string, error) {
+	var msg string
+	switch {
+	case h.Message != "":
+		repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+		if !ok {
+			return "", caddyhttp.Error(http.StatusInternalServerError, errors.New("irma_sign: no replacer in the request"))
+		}
+		msg = repl.ReplaceAll(h.Message, "")
+	case h.MessageField != "":
+		if r.Method != http.MethodPost {
+			w := http.StatusMethodNotAllowed
+			return "", caddyhttp.Error(w, fmt.Errorf("irma_sign: the message comes from a POSTed form, not a %s", r.Method))
+		}
+		r.Body = http.MaxBytesReader(nil, r.Body, MaxSignMessage+4096)
+		if err := r.ParseForm(); err != nil {
+			return "", caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("irma_sign: reading the form: %w", err))
+		}
+		msg = r.PostForm.Get(h.MessageField)
+	case h.MessageBody:
+		if r.Method != http.MethodPost {
+			return "", caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("irma_sign: the message is the body of a POST, not a %s", r.Method))
+		}
+		b, err := io.ReadAll(io.LimitReader(r.Body, MaxSignMessage+1))
+		if err != nil {
+			return "", caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("irma_sign: reading the body: %w", err))
+		}
+		if len(b) > MaxSignMessage {
+			return "", caddyhttp.Error(http.StatusRequestEntityTooLarge, fmt.Errorf("irma_sign: a message of more than %d bytes", MaxSignMessage))
+		}
+		msg = string(b)
+	}
+	if strings.TrimSpace(msg) == "" {
+		return "", caddyhttp.Error(http.StatusBadRequest, errors.New("irma_sign: no message to sign"))
+	}
+	if len(msg) > MaxSignMessage {
+		return "", caddyhttp.Error(http.StatusRequestEntityTooLarge, fmt.Errorf("irma_sign: a message of more than %d bytes", MaxSignMessage))
+	}
+	return msg, nil
+}
+
+// respond shows the signing page, or tells a client as JSON how to run the
+// session.
+func (h *Sign) respond(w http.ResponseWriter, r *http.Request, s sessionpage.Session, ret string) error {
+	w.Header().Set("Cache-Control", "no-store")
+	if !sessionpage.WantsPage(r) {
+		info, err := sessionpage.NewInfo(s)
+		if err != nil {
+			return caddyhttp.Error(http.StatusInternalServerError, err)
+		}
+		sessionpage.WriteJSON(w, http.StatusOK, info)
+		return nil
+	}
+	return sessionpage.Render(w, sessionpage.Page{Kind: sessionpage.KindSign, Lang: sessionpage.Language(r), Session: s, DoneURL: ret, RetryURL: ret})
+}
+
+// SignResult is what irma_sign answers when the signature is done (as JSON),
+// and what it POSTs to the upstream.
+type SignResult struct {
+	// Signature is the IRMA attribute-based signature, as irmago makes it.
+	Signature *irma.SignedMessage `json:"signature"`
+	// Verification says whether it verifies, and what it holds.
+	Verification *SignatureVerification `json:"verification"`
+}
+
+// SignatureVerification is the verification of a signature.
+type SignatureVerification struct {
+	Valid      bool              `json:"valid"`
+	Status     irma.ProofStatus  `json:"status"`
+	Message    string            `json:"message"`
+	Attributes map[string]string `json:"attributes"`
+	Timestamp  *time.Time        `json:"timestamp,omitempty"`
+}
+
+// resume picks up a finished signature session.
+func (h *Sign) resume(w http.ResponseWriter, r *http.Request, p *pendingLogin, ret string, now time.Time) error {
+	l := h.app.Login
+	srv, err := h.app.Server()
+	if err != nil {
+		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+	}
+	pending := l.pendingName(h.route)
+	res, err := srv.GetSessionResult(irma.RequestorToken(p.Token))
+	var unknown *irmaserver.UnknownSessionError
+	switch {
+	case errors.As(err, &unknown) || (err == nil && res == nil):
+		l.clearCookie(w, pending)
+		return caddyhttp.Error(http.StatusGone, errors.New("irma_sign: the signature session is gone; start again"))
+	case err != nil:
+		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma_sign: session result: %w", err))
+	}
+	switch res.Status {
+	case irma.ServerStatusInitialized, irma.ServerStatusPairing, irma.ServerStatusConnected:
+		return h.respond(w, r, sessionpage.Session{
+			Pointer:      &irma.Qr{URL: p.Pointer, Type: irma.ActionSigning},
+			FrontendAuth: irma.FrontendAuthorization(p.FrontendAuth),
+			PathPrefix:   h.app.PathPrefix(),
+			PairingCode:  p.PairingCode,
+		}, ret)
+	case irma.ServerStatusDone:
+	default:
+		l.clearCookie(w, pending)
+		return caddyhttp.Error(http.StatusConflict, fmt.Errorf("irma_sign: the signature session ended %s", res.Status))
+	}
+	l.clearCookie(w, pending)
+	if res.Type != irma.ActionSigning || res.Signature == nil || res.ProofStatus != irma.ProofStatusValid {
+		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("irma_sign: the session gave no valid signature (%s)", res.ProofStatus))
+	}
+	result := &SignResult{Signature: res.Signature, Verification: verifySignature(h.app.Configuration(), res.Signature)}
+	if h.Upstream != "" {
+		h.post(r.Context(), result)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	if !sessionpage.WantsPage(r) {
+		sessionpage.WriteJSON(w, http.StatusOK, result)
+		return nil
+	}
+	sigJSON, err := json.MarshalIndent(res.Signature, "", "  ")
+	if err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	return sessionpage.RenderSigned(w, sessionpage.Language(r), result.Verification.Message, sigJSON, h.app.PathPrefix()+"verify")
+}
+
+// post sends a finished signature to the upstream.
+func (h *Sign) post(ctx context.Context, result *SignResult) {
+	b, err := json.Marshal(result)
+	if err != nil {
+		h.logger.Error("encoding the signature for the upstream", zap.Error(err))
+		return
+	}
+	req, err := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodPost, h.Upstream, bytes.NewReader(b))
+	if err != nil {
+		h.logger.Error("posting the signature to the upstream", zap.Error(err))
+		return
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := h.client.Do(req)
+	if err != nil {
+		h.logger.Error("posting the signature to the upstream", zap.String("upstream", h.Upstream), zap.Error(err))
+		return
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		h.logger.Error("the upstream refused the signature", zap.String("upstream", h.Upstream), zap.Int("status", resp.StatusCode))
+	}
+}
+
+// verifySignature verifies sig with irmago, as anyone can later.
+func verifySignature(conf *irma.Configuration, sig *irma.SignedMessage) *SignatureVerification {
+	v := &SignatureVerification{Message: sig.Message, Attributes: map[string]string{}}
+	disclosed, status, err := sig.Verify(conf, nil)
+	v.Status = status
+	if err != nil && status == "" {
+		v.Status = irma.ProofStatusInvalid
+	}
+	if sig.Timestamp == nil {
+		// irmago takes a signature without a timestamp as made now: it says
+		// nothing about when it was made.
+		v.Status = irma.ProofStatusInvalidTimestamp
+	} else {
+		t := time.Unix(sig.Timestamp.Time, 0).UTC()
+		v.Timestamp = &t
+	}
+	v.Valid = v.Status == irma.ProofStatusValid
+	for _, con := range disclosed {
+		for _, a := range con {
+			// Verified without the request, every disclosed attribute is
+			// "extra": disclosed, though nothing asked for it.
+			if (a.Status == irma.AttributeProofStatusPresent || a.Status == irma.AttributeProofStatusExtra) && a.RawValue != nil {
+				v.Attributes[a.Identifier.String()] = *a.RawValue
+			}
+		}
+	}
+	return v
+}
+
+// parseSign sets up irma_sign from Caddyfile tokens. Syntax:
+//
+//	irma_sign [<matcher>] {
+//		message       <text with placeholders>
+//		message_field <form field>
+//		message_body
+//		require       <expression> [{
+//			label <lang> <text>
+//		}]
+//		upstream      <url>
+//		pairing       auto|on|off
+//	}
+func parseSign(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	s := new(Sign)
+	if err := s.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// UnmarshalCaddyfile implements caddyfile.Unmarshaler.
+func (h *Sign) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.Errf("irma_sign: unexpected argument %q", d.Val())
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		name := d.Val()
+		if name != "require" && seen[name] {
+			return d.Errf("irma_sign: %s given twice", name)
+		}
+		seen[name] = true
+		var err error
+		switch name {
+		case "message":
+			err = oneArg(d, &h.Message)
+		case "message_field":
+			err = oneArg(d, &h.MessageField)
+		case "message_body":
+			if d.NextArg() {
+				return d.Errf("irma_sign: message_body takes no argument, got %q", d.Val())
+			}
+			h.MessageBody = true
+		case "require":
+			var req policy.Requirement
+			if req, err = parseRequire(d); err == nil {
+				h.Requirements = append(h.Requirements, req)
+			}
+		case "upstream":
+			err = oneArg(d, &h.Upstream)
+		case "pairing":
+			if err = oneArg(d, &h.Pairing); err == nil {
+				if perr := checkPairing(h.Pairing); perr != nil {
+					return d.Errf("irma_sign: %v", perr)
+				}
+			}
+		default:
+			return d.Errf("irma_sign: unknown setting %q", name)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Sign)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Sign)(nil)
+	_ caddyfile.Unmarshaler       = (*Sign)(nil)
+)
