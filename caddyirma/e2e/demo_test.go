@@ -134,8 +134,33 @@ func TestDemoTour(t *testing.T) {
 		}
 	}
 
+	// Sign a statement from the form.
+	if body := page("/sign/"); !strings.Contains(body, `action="/sign/start"`) {
+		t.Errorf("sign form: %.300s", body)
+	}
+	req, _ := http.NewRequestWithContext(ctx, "POST", base+"/sign/start", strings.NewReader("statement=I+like+it."))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	presp, err := b.c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ptrBody, _ := io.ReadAll(presp.Body)
+	presp.Body.Close()
+	signing, err := wallet.ParseSession(ptrBody, base+"/sign/start")
+	if err != nil {
+		t.Fatalf("signing session: %v: %s", err, ptrBody)
+	}
+	if res, err := w.RunSession(ctx, signing, wallet.Accept); err != nil {
+		t.Fatalf("signing: %+v, %v", res, err)
+	}
+	resp, body := b.get(base+"/sign/start", map[string]string{"Accept": "text/html", "Sec-Fetch-Mode": "navigate"})
+	if resp.StatusCode != 200 || !strings.Contains(body, "I like it.") || !strings.Contains(body, `download="signature.json"`) || !strings.Contains(body, `href="/irma/verify"`) {
+		t.Errorf("signed page: %d %.600s", resp.StatusCode, body)
+	}
+
 	// The upstream trusts no one but the gateway.
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/members/", upstreamPort))
+	resp, err = http.Get(fmt.Sprintf("http://127.0.0.1:%d/members/", upstreamPort))
 	if err != nil {
 		t.Fatal(err)
 	}
