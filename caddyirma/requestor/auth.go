@@ -1,0 +1,195 @@
+package requestor
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v4"
+	irma "github.com/privacybydesign/irmago/irma"
+	"github.com/privacybydesign/irmago/irma/server"
+)
+
+// tokenRequestor is a requestor authenticating with a token; only the token's hash is kept, so that
+// comparing takes the same time whatever the lengths.
+type tokenRequestor struct {
+	name string
+	hash [sha256.Size]byte
+}
+
+// initRequestors parses every requestor's key and validates its permissions, naming the requestor in errors.
+func (h *Handler) initRequestors() error {
+	var errs []error
+	seen := map[[sha256.Size]byte]string{}
+	for name, req := range h.cfg.Requestors {
+		label := fmt.Sprintf("requestor %q", name)
+		if err := h.validatePermissions(label, req.Permissions); err != nil {
+			errs = append(errs, err)
+		}
+		h.perms[name] = req.Permissions
+		if name == "" {
+			if (req.AuthMethod != "" && req.AuthMethod != AuthNone) || req.Key != "" {
+				errs = append(errs, errors.New(`requestor "": holds the permissions of unauthenticated requests: it takes no auth method and no key`))
+			}
+			continue
+		}
+		if req.Key == "" {
+			errs = append(errs, fmt.Errorf("%s: no key", label))
+			continue
+		}
+		switch req.AuthMethod {
+		case AuthToken:
+			sum := sha256.Sum256([]byte(req.Key))
+			if other, dup := seen[sum]; dup {
+				errs = append(errs, fmt.Errorf("%s: same token as requestor %q", label, other))
+				continue
+			}
+			seen[sum] = name
+			h.tokens = append(h.tokens, tokenRequestor{name: name, hash: sum})
+		case AuthHMAC:
+			key, err := base64Decode(strings.TrimSpace(req.Key))
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: hmac key is not base64", label))
+				continue
+			}
+			if len(key) == 0 {
+				errs = append(errs, fmt.Errorf("%s: empty hmac key", label))
+				continue
+			}
+			h.hmac[name] = key
+		case AuthPublicKey:
+			pk, err := jwt.ParseRSAPublicKeyFromPEM([]byte(req.Key))
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: public key: %w", label, err))
+				continue
+			}
+			h.rsa[name] = pk
+		default:
+			errs = append(errs, fmt.Errorf("%s: unsupported authentication method %q (supported: %s, %s, %s)",
+				label, req.AuthMethod, AuthToken, AuthHMAC, AuthPublicKey))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("requestor: %w", err)
+	}
+	return nil
+}
+
+// base64Decode accepts any of the base64 encodings, as irma server does (in its order).
+func base64Decode(s string) ([]byte, error) {
+	var err error
+	for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding, base64.StdEncoding} {
+		var b []byte
+		if b, err = enc.DecodeString(s); err == nil {
+			return b, nil
+		}
+	}
+	return nil, err
+}
+
+// authenticate finds the requestor of a session request, as irma server's authenticators do. applies is
+// false when no method applies to the request (then irma server answers from the Content-Type alone).
+func (h *Handler) authenticate(headers http.Header, body []byte) (applies bool, req irma.RequestorRequest, requestor string, rerr *irma.RemoteError) {
+	auth := headers.Get("Authorization")
+	ctype := headers.Get("Content-Type")
+	switch {
+	case auth != "" && strings.HasPrefix(ctype, "application/json"):
+		name, ok := h.tokenRequestor(auth)
+		if !ok {
+			return true, nil, "", server.RemoteError(server.ErrorUnauthorized, "")
+		}
+		req, err := server.ParseSessionRequest(body)
+		if err != nil {
+			return true, nil, "", server.RemoteError(server.ErrorInvalidRequest, err.Error())
+		}
+		return true, req, name, nil
+	case auth == "" && strings.HasPrefix(ctype, "text/plain"):
+		alg, err := jwtSignatureAlg(string(body))
+		if err != nil {
+			return false, nil, "", nil
+		}
+		switch {
+		case alg == jwt.SigningMethodHS256.Name:
+			return h.jwtAuthenticate(body, h.hmac)
+		case alg == jwt.SigningMethodRS256.Name:
+			return h.jwtAuthenticate(body, h.rsa)
+		}
+	case auth == "" && strings.HasPrefix(ctype, "application/json") && h.cfg.AllowUnauthenticated:
+		req, err := server.ParseSessionRequest(body)
+		if err != nil {
+			return true, nil, "", server.RemoteError(server.ErrorInvalidRequest, err.Error())
+		}
+		return true, req, "", nil
+	}
+	return false, nil, "", nil
+}
+
+// tokenRequestor compares auth with every token in constant time.
+func (h *Handler) tokenRequestor(auth string) (string, bool) {
+	sum := sha256.Sum256([]byte(auth))
+	found := -1
+	for i := range h.tokens {
+		if subtle.ConstantTimeCompare(sum[:], h.tokens[i].hash[:]) == 1 {
+			found = i
+		}
+	}
+	if found < 0 {
+		return "", false
+	}
+	return h.tokens[found].name, true
+}
+
+// jwtAuthenticate verifies a requestor JWT against keys (those of one signing method only), checks its
+// iat, and parses the session request inside it by the JWT's sub.
+func (h *Handler) jwtAuthenticate(body []byte, keys map[string]any) (bool, irma.RequestorRequest, string, *irma.RemoteError) {
+	claims := &jwt.StandardClaims{}
+	requestorJwt := string(body)
+	if _, err := jwt.ParseWithClaims(requestorJwt, claims, jwtKeyFunc(keys)); err != nil {
+		return true, nil, "", server.RemoteError(server.ErrorInvalidRequest, err.Error())
+	}
+	now := time.Now()
+	if time.Unix(claims.IssuedAt, 0).Add(h.cfg.MaxRequestAge).Before(now) {
+		return true, nil, "", server.RemoteError(server.ErrorUnauthorized, "jwt too old")
+	}
+	if !claims.VerifyIssuedAt(now.Unix(), true) {
+		return true, nil, "", server.RemoteError(server.ErrorUnauthorized, "jwt not yet valid")
+	}
+	parsed, err := irma.ParseRequestorJwt(claims.Subject, requestorJwt)
+	if err != nil {
+		return true, nil, "", server.RemoteError(server.ErrorInvalidRequest, err.Error())
+	}
+	return true, parsed.RequestorRequest(), claims.Issuer, nil
+}
+
+// jwtKeyFunc picks the key of the requestor named by the JWT's kid header, or else by its iss, as irma
+// server does, and records that name as the issuer.
+func jwtKeyFunc(keys map[string]any) jwt.Keyfunc {
+	return func(token *jwt.Token) (any, error) {
+		kid, ok := token.Header["kid"]
+		if !ok {
+			kid = token.Claims.(*jwt.StandardClaims).Issuer
+		}
+		name, ok := kid.(string)
+		if !ok {
+			return nil, errors.New("requestor name was not a string")
+		}
+		token.Claims.(*jwt.StandardClaims).Issuer = name
+		if key, ok := keys[name]; ok {
+			return key, nil
+		}
+		return nil, fmt.Errorf("Unknown requestor: %s", name)
+	}
+}
+
+func jwtSignatureAlg(j string) (string, error) {
+	token, _, err := new(jwt.Parser).ParseUnverified(j, &jwt.StandardClaims{})
+	if err != nil {
+		return "", err
+	}
+	return token.Method.Alg(), nil
+}

@@ -1,0 +1,238 @@
+package requestor
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"time"
+
+	"github.com/golang-jwt/jwt/v4"
+	irma "github.com/privacybydesign/irmago/irma"
+	"github.com/privacybydesign/irmago/irma/server"
+	"github.com/privacybydesign/irmago/irma/server/irmaserver"
+	"go.uber.org/zap"
+)
+
+var (
+	jsonType  = regexp.MustCompile("^application/json")
+	plainType = regexp.MustCompile("^text/plain")
+)
+
+func (h *Handler) handleCreateSession(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodySize))
+	if err != nil {
+		server.WriteError(w, server.ErrorInvalidRequest, err.Error())
+		return
+	}
+
+	applies, rrequest, requestor, rerr := h.authenticate(r.Header, body)
+	if rerr != nil {
+		h.log.Info("session request refused", zap.String("error", rerr.ErrorName), zap.String("message", rerr.Message))
+		server.WriteResponse(w, nil, rerr)
+		return
+	}
+	if !applies {
+		ctype := r.Header.Get("Content-Type")
+		if !jsonType.MatchString(ctype) && !plainType.MatchString(ctype) {
+			server.WriteError(w, server.ErrorInvalidRequest, "Unsupported Content-Type: "+ctype)
+			return
+		}
+		h.log.Info("session request refused: unknown authentication method")
+		server.WriteError(w, server.ErrorInvalidRequest, "request could not be authenticated")
+		return
+	}
+
+	if allowed, reason := h.CanRequest(requestor, rrequest.SessionRequest()); !allowed {
+		h.log.Warn("requestor not authorized to do session", zap.String("requestor", requestor), zap.String("reason", reason))
+		server.WriteError(w, server.ErrorUnauthorized, reason)
+		return
+	}
+	base := rrequest.Base()
+	if base.NextSession != nil && base.NextSession.URL == "" {
+		// irma server writes this error and carries on (a missing return); we stop here.
+		server.WriteError(w, server.ErrorInvalidRequest, "nextSession provided with empty URL")
+		return
+	}
+	if h.cfg.JWTKey == nil && !h.cfg.AllowUnsignedCallbacks {
+		var field string
+		if base.CallbackURL != "" {
+			field = "callbackUrl"
+		} else if base.NextSession != nil {
+			field = "nextSession"
+		}
+		if field != "" {
+			server.WriteError(w, server.ErrorUnsupported, field+" provided but no JWT private key is installed: either install JWT or enable allow_unsigned_callbacks in configuration")
+			return
+		}
+	}
+
+	qr, token, frontend, err := h.srv.StartSession(rrequest, nil, requestor)
+	if err != nil {
+		var redisErr *irmaserver.RedisError
+		if errors.As(err, &redisErr) {
+			h.log.Error("failed to start session", zap.Error(err))
+			server.WriteError(w, server.ErrorInternal, "")
+		} else {
+			server.WriteError(w, server.ErrorInvalidRequest, err.Error())
+		}
+		return
+	}
+	h.log.Debug("session started", zap.String("requestor", requestor), zap.String("type", string(rrequest.SessionRequest().Action())))
+	server.WriteJson(w, server.SessionPackage{SessionPtr: qr, Token: token, FrontendRequest: frontend})
+}
+
+func (h *Handler) handleStatus(w http.ResponseWriter, token irma.RequestorToken) {
+	res, err := h.srv.GetSessionResult(token)
+	if err != nil {
+		h.mapError(w, err)
+		return
+	}
+	server.WriteJson(w, res.Status)
+}
+
+// handleStatusEvents answers as irma server without server-sent events (its default): 500 SSE_DISABLED
+// for a known session, 501 UNSUPPORTED for an unknown one.
+func (h *Handler) handleStatusEvents(w http.ResponseWriter, token irma.RequestorToken) {
+	if _, err := h.srv.GetSessionResult(token); err != nil {
+		server.WriteResponse(w, nil, &irma.RemoteError{
+			Status:      server.ErrorUnsupported.Status,
+			ErrorName:   string(server.ErrorUnsupported.Type),
+			Description: server.ErrorUnsupported.Description,
+		})
+		return
+	}
+	server.WriteResponse(w, nil, &irma.RemoteError{
+		Status:      http.StatusInternalServerError,
+		Description: "Server sent events disabled",
+		ErrorName:   "SSE_DISABLED",
+	})
+}
+
+func (h *Handler) handleDelete(w http.ResponseWriter, token irma.RequestorToken) {
+	if err := h.srv.CancelSession(token); err != nil {
+		h.mapError(w, err)
+	}
+}
+
+func (h *Handler) handleResult(w http.ResponseWriter, token irma.RequestorToken) {
+	res, err := h.srv.GetSessionResult(token)
+	if err != nil {
+		h.mapError(w, err)
+		return
+	}
+	if res.LegacySession {
+		server.WriteJson(w, res.Legacy())
+		return
+	}
+	server.WriteJson(w, res)
+}
+
+func (h *Handler) handleJWTResult(w http.ResponseWriter, token irma.RequestorToken) {
+	if h.cfg.JWTKey == nil {
+		server.WriteError(w, server.ErrorUnknown, "JWT signing not supported")
+		return
+	}
+	res, err := h.srv.GetSessionResult(token)
+	if err != nil {
+		h.mapError(w, err)
+		return
+	}
+	request, err := h.srv.GetRequest(token)
+	if err != nil {
+		h.mapError(w, err)
+		return
+	}
+	j, err := server.ResultJwt(res, h.cfg.JWTIssuer, request.Base().ResultJwtValidity, h.cfg.JWTKey)
+	if err != nil {
+		h.log.Error("failed to sign session result JWT", zap.Error(err))
+		server.WriteError(w, server.ErrorUnknown, err.Error())
+		return
+	}
+	server.WriteString(w, j)
+}
+
+// handleJWTProofs serves the irma_api_server-compatible result JWT of /getproof.
+func (h *Handler) handleJWTProofs(w http.ResponseWriter, token irma.RequestorToken) {
+	if h.cfg.JWTKey == nil {
+		server.WriteError(w, server.ErrorUnknown, "JWT signing not supported")
+		return
+	}
+	res, err := h.srv.GetSessionResult(token)
+	if err != nil {
+		h.mapError(w, err)
+		return
+	}
+	claims := jwt.MapClaims{}
+	switch res.Type {
+	case irma.ActionDisclosing:
+		claims["sub"] = "disclosure_result"
+	case irma.ActionSigning:
+		claims["sub"] = "abs_result"
+	case irma.ActionIssuing:
+		claims["sub"] = "issue_result"
+	default:
+		server.WriteError(w, server.ErrorInvalidRequest, "")
+		return
+	}
+	now := time.Now().Unix()
+	claims["iat"] = now
+	if h.cfg.JWTIssuer != "" {
+		claims["iss"] = h.cfg.JWTIssuer
+	}
+	claims["status"] = res.ProofStatus
+	request, err := h.srv.GetRequest(token)
+	if err != nil {
+		h.mapError(w, err)
+		return
+	}
+	if validity := request.Base().ResultJwtValidity; validity != 0 {
+		claims["exp"] = now + int64(validity)
+	}
+	attrs := make(map[irma.AttributeTypeIdentifier]string, len(res.Disclosed))
+	for _, set := range res.Disclosed {
+		for _, attr := range set {
+			attrs[attr.Identifier] = attr.Value[""]
+		}
+	}
+	claims["attributes"] = attrs
+	if res.Signature != nil {
+		claims["signature"] = res.Signature
+	}
+	j, err := jwt.NewWithClaims(jwt.SigningMethodRS256, claims).SignedString(h.cfg.JWTKey)
+	if err != nil {
+		h.log.Error("failed to sign session result JWT", zap.Error(err))
+		server.WriteError(w, server.ErrorUnknown, err.Error())
+		return
+	}
+	server.WriteString(w, j)
+}
+
+func (h *Handler) handlePublicKey(w http.ResponseWriter) {
+	if h.cfg.JWTKey == nil {
+		server.WriteError(w, server.ErrorUnsupported, "")
+		return
+	}
+	der, err := x509.MarshalPKIXPublicKey(&h.cfg.JWTKey.PublicKey)
+	if err != nil {
+		server.WriteError(w, server.ErrorUnknown, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+}
+
+// mapError answers SESSION_UNKNOWN for an unknown session and INTERNAL_ERROR otherwise, as irma server.
+func (h *Handler) mapError(w http.ResponseWriter, err error) {
+	var unknown *irmaserver.UnknownSessionError
+	if errors.As(err, &unknown) {
+		server.WriteError(w, server.ErrorSessionUnknown, "")
+		return
+	}
+	// The error may name the session's token: log only its type.
+	h.log.Error("session store failed", zap.String("error_type", fmt.Sprintf("%T", err)))
+	server.WriteError(w, server.ErrorInternal, "")
+}

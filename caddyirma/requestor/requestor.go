@@ -1,0 +1,221 @@
+// Package requestor serves a requestor API compatible with the one of `irma server` (irmago v1.3.0's
+// requestorserver) on top of an embedded IRMA server, as a plain http.Handler that knows nothing of Caddy.
+//
+// Requestors start sessions with POST /session, authenticated as irma server authenticates them: a token in
+// the Authorization header, or a requestor JWT signed with an HMAC key (HS256) or an RSA key (RS256). The
+// requestor token returned is the credential for the session's status, result and cancellation routes.
+package requestor
+
+import (
+	"crypto/rsa"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	irma "github.com/privacybydesign/irmago/irma"
+	"github.com/privacybydesign/irmago/irma/server"
+	"go.uber.org/zap"
+)
+
+// DefaultMaxRequestAge is irma server's default maximum age of a requestor JWT (its max_request_age, 300 s).
+const DefaultMaxRequestAge = 300 * time.Second
+
+// DefaultMaxBodySize is irma server's limit on request bodies (server.PostSizeLimit, 10 MB).
+const DefaultMaxBodySize = 10 << 20
+
+// Authentication methods of requestors, named as in irma server's requestor configuration.
+const (
+	AuthToken     = "token"
+	AuthHMAC      = "hmac"
+	AuthPublicKey = "publickey"
+	// AuthNone is accepted only for the "" requestor, whose permissions apply to unauthenticated requests.
+	AuthNone = "none"
+)
+
+// Server is what the API needs of the IRMA server; *irmaserver.Server satisfies it.
+type Server interface {
+	StartSession(req any, handler server.SessionHandler, requestor string) (*irma.Qr, irma.RequestorToken, *irma.FrontendSessionRequest, error)
+	GetSessionResult(irma.RequestorToken) (*server.SessionResult, error)
+	GetRequest(irma.RequestorToken) (irma.RequestorRequest, error)
+	CancelSession(irma.RequestorToken) error
+}
+
+// Config configures the requestor API.
+type Config struct {
+	// Requestors are the known requestors by name. The name is the `iss` (or `kid`) of its JWTs.
+	// The "" requestor (auth method "" or "none", no key) holds the permissions of unauthenticated requests.
+	Requestors map[string]Requestor
+	// AllowUnauthenticated accepts session requests without authentication (plain JSON without an
+	// Authorization header), with the permissions of the "" requestor (none if it is absent).
+	// By default such requests are refused.
+	AllowUnauthenticated bool
+	// JWTIssuer is the `iss` of session result JWTs. Empty by default.
+	JWTIssuer string
+	// JWTKey signs session result JWTs (RS256) at /result-jwt and /getproof, and its public key is served
+	// at /publickey. Without it those routes answer as irma server without a JWT key does.
+	JWTKey *rsa.PrivateKey
+	// AllowUnsignedCallbacks accepts session requests with a callbackUrl or nextSession while JWTKey is nil,
+	// as irma server's allow_unsigned_callbacks. Off by default: such requests are refused.
+	AllowUnsignedCallbacks bool
+	// MaxRequestAge is how old (by its `iat`) a requestor JWT may be. Default DefaultMaxRequestAge.
+	MaxRequestAge time.Duration
+	// MaxBodySize limits the POST body in bytes. Default DefaultMaxBodySize.
+	MaxBodySize int64
+	// URL is the IRMA server's URL; its host is the only host a session request may name in its "host"
+	// field unless the requestor's Permissions.Hosts allow others. Empty: only requests without a host.
+	URL string
+	// Conf is the IRMA configuration (schemes) against which permissions are validated. Nil: syntax only.
+	Conf *irma.Configuration
+	// SkipPrivateKeysCheck skips checking, as irma server's skip_private_keys_check, that issue
+	// permissions name credentials whose issuer private key is installed in Conf.
+	SkipPrivateKeysCheck bool
+	// Logger logs refusals (never tokens or keys). Default: no logging.
+	Logger *zap.Logger
+}
+
+// Requestor is one requestor's authentication and permissions.
+type Requestor struct {
+	// AuthMethod is "token", "hmac" or "publickey".
+	AuthMethod string
+	// Key is the token value ("token"), the base64 HMAC key ("hmac") or the PEM RSA public key ("publickey").
+	Key string
+	// Permissions say what the requestor may disclose, sign and issue.
+	Permissions Permissions
+}
+
+// Permissions lists what a requestor may do, with irma server's wildcards: "*", "scheme.*", "scheme.issuer.*",
+// "scheme.issuer.credential.*" (not for Issue) and exact identifiers (attributes for Disclose and Sign,
+// credential types for Issue). Disclose also covers disclosures inside issuance sessions.
+type Permissions struct {
+	Disclose []string
+	Sign     []string
+	Issue    []string
+	// Hosts are path.Match patterns of hosts the requestor may put in a session request's "host" field.
+	// Empty: only the host of Config.URL.
+	Hosts []string
+}
+
+// Handler serves the requestor API. Build it with New.
+type Handler struct {
+	srv    Server
+	cfg    Config
+	log    *zap.Logger
+	tokens []tokenRequestor
+	hmac   map[string]any
+	rsa    map[string]any
+	perms  map[string]Permissions
+	maxAge time.Duration
+}
+
+// New validates cfg and returns the requestor API serving srv.
+func New(srv Server, cfg Config) (*Handler, error) {
+	if srv == nil {
+		return nil, errors.New("requestor: no IRMA server")
+	}
+	h := &Handler{
+		srv:   srv,
+		cfg:   cfg,
+		log:   cfg.Logger,
+		hmac:  map[string]any{},
+		rsa:   map[string]any{},
+		perms: map[string]Permissions{},
+	}
+	if h.log == nil {
+		h.log = zap.NewNop()
+	}
+	if h.cfg.MaxRequestAge == 0 {
+		h.cfg.MaxRequestAge = DefaultMaxRequestAge
+	}
+	if h.cfg.MaxRequestAge < 0 {
+		return nil, errors.New("requestor: max request age must not be negative")
+	}
+	if h.cfg.MaxBodySize == 0 {
+		h.cfg.MaxBodySize = DefaultMaxBodySize
+	}
+	if h.cfg.MaxBodySize < 0 {
+		return nil, errors.New("requestor: max body size must not be negative")
+	}
+	if err := h.initRequestors(); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// ServeHTTP routes as irma server's requestor API does, relative to the handler root.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	path := r.URL.Path
+	switch {
+	case path == "/session" || path == "/session/":
+		if !allow(w, r, http.MethodPost) {
+			return
+		}
+		h.handleCreateSession(w, r)
+		return
+	case path == "/publickey":
+		if allow(w, r, http.MethodGet) {
+			h.handlePublicKey(w)
+		}
+		return
+	case path == "/health":
+		if allow(w, r, http.MethodGet) {
+			server.WriteString(w, "OK")
+		}
+		return
+	case strings.HasPrefix(path, "/session/"):
+		h.routeSession(w, r, strings.TrimPrefix(path, "/session/"))
+		return
+	}
+	http.NotFound(w, r)
+}
+
+// routeSession serves /session/{token}[/...]. Like irma server (whose token middleware runs before its
+// method routing), a malformed token is refused before the method is checked.
+func (h *Handler) routeSession(w http.ResponseWriter, r *http.Request, rest string) {
+	raw, sub, _ := strings.Cut(rest, "/")
+	token, err := irma.ParseRequestorToken(raw)
+	if err != nil {
+		server.WriteError(w, server.ErrorInvalidRequest, err.Error())
+		return
+	}
+	switch sub {
+	case "":
+		if allow(w, r, http.MethodDelete) {
+			h.handleDelete(w, token)
+		}
+	case "status":
+		if allow(w, r, http.MethodGet) {
+			h.handleStatus(w, token)
+		}
+	case "statusevents":
+		if allow(w, r, http.MethodGet) {
+			h.handleStatusEvents(w, token)
+		}
+	case "result":
+		if allow(w, r, http.MethodGet) {
+			h.handleResult(w, token)
+		}
+	case "result-jwt":
+		if allow(w, r, http.MethodGet) {
+			h.handleJWTResult(w, token)
+		}
+	case "getproof":
+		if allow(w, r, http.MethodGet) {
+			h.handleJWTProofs(w, token)
+		}
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// allow answers 405 with an empty body, as irma server's router, unless r uses method.
+func allow(w http.ResponseWriter, r *http.Request, method string) bool {
+	if r.Method == method {
+		return true
+	}
+	w.Header().Set("Allow", method)
+	w.WriteHeader(http.StatusMethodNotAllowed)
+	return false
+}
+
+var _ http.Handler = (*Handler)(nil)
