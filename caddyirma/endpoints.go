@@ -17,6 +17,7 @@ import (
 	"github.com/caddy-irma/caddy-irma/caddyirma/internal/logbridge"
 	"github.com/caddy-irma/caddy-irma/caddyirma/returnurl"
 	"github.com/caddy-irma/caddy-irma/caddyirma/sessionpage"
+	"github.com/caddy-irma/caddy-irma/caddyirma/signature"
 )
 
 func init() {
@@ -89,6 +90,10 @@ func (a *App) serveEndpoint(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	case rest == "/jwks.json":
 		a.Login.keys.JWKSHandler().ServeHTTP(w, r)
+		return nil
+	case rest == "/verify":
+		// Anyone may check an attribute-based signature here.
+		http.StripPrefix(prefix+"verify", signature.Handler(a.Configuration)).ServeHTTP(w, r)
 		return nil
 	case rest == "/logout":
 		return a.serveLogout(w, r)

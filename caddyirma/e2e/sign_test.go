@@ -120,6 +120,38 @@ http://127.0.0.1:%[1]d {
 		t.Error("a signature with another message verified")
 	}
 
+	// The verification endpoint: anyone can check it, and the message.
+	sigJSON, _ := json.Marshal(got.Signature)
+	for _, tc := range []struct {
+		body  string
+		valid bool
+	}{
+		{string(sigJSON), true},
+		{`{"signature":` + string(sigJSON) + `,"message":"I, Alice, agree to the terms."}`, true},
+		{`{"signature":` + string(sigJSON) + `,"message":"I, Alice, agree to nothing."}`, false},
+	} {
+		resp, err := http.Post(base+"/irma/verify", "application/json", strings.NewReader(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v struct {
+			Valid   bool   `json:"valid"`
+			Status  string `json:"status"`
+			Message string `json:"message"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&v)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || v.Valid != tc.valid {
+			t.Errorf("verify %.80s: %d %+v %v", tc.body, resp.StatusCode, v, err)
+		}
+	}
+	if resp, err := http.Post(base+"/irma/verify", "application/json", strings.NewReader(`{"signature":`)); err != nil || resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("verify garbage: %v %v", resp.StatusCode, err)
+	}
+	if resp, err := http.Get(base + "/irma/verify"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("verify form: %v %v", resp.StatusCode, err)
+	}
+
 	// The message from a form field; GET is refused for it.
 	if resp, _ := newBrowser(t).get(base+"/sign-form", nil); resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("GET for a form message: %d", resp.StatusCode)

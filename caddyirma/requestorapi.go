@@ -1,0 +1,353 @@
+package caddyirma
+
+import (
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	irma "github.com/privacybydesign/irmago/irma"
+	"github.com/privacybydesign/irmago/irma/server"
+
+	"github.com/caddy-irma/caddy-irma/caddyirma/requestor"
+)
+
+func init() {
+	caddy.RegisterModule(RequestorAPI{})
+	httpcaddyfile.RegisterHandlerDirective("irma_requestor_api", parseRequestorAPI)
+	httpcaddyfile.RegisterDirectiveOrder("irma_requestor_api", httpcaddyfile.Before, "respond")
+}
+
+// RequestorAPI serves a requestor API compatible with `irma server`'s at the
+// root of the path it is given (use handle_path for a prefix): POST
+// /session, GET /session/{token}/status, /statusevents, /result,
+// /result-jwt, /getproof, DELETE /session/{token}, GET /publickey, with the
+// same JSON. Existing IRMA requestors can point at the gateway instead of
+// an irma server. Requests without authentication are refused unless
+// AllowUnauthenticated is set.
+type RequestorAPI struct {
+	// Requestors are the requestors that may start sessions, by name (the
+	// iss of their JWTs).
+	Requestors map[string]RequestorConfig `json:"requestors,omitempty"`
+
+	// AllowUnauthenticated accepts session requests without
+	// authentication, with the permissions of Unauthenticated. Default:
+	// off, every request must authenticate.
+	AllowUnauthenticated bool `json:"allow_unauthenticated,omitempty"`
+
+	// Unauthenticated are the permissions of unauthenticated requests,
+	// when allowed. Default: none.
+	Unauthenticated *RequestorConfig `json:"unauthenticated,omitempty"`
+
+	// JWTKeyFile is a PEM RSA private key that signs session result JWTs
+	// (/result-jwt, /getproof) and callbacks; /publickey serves its public
+	// key. Default: none, and those routes answer as irma server does
+	// without a key.
+	JWTKeyFile string `json:"jwt_key_file,omitempty"`
+
+	// JWTIssuer is the iss of the result JWTs. Default: none.
+	JWTIssuer string `json:"jwt_issuer,omitempty"`
+
+	// MaxRequestAge is how old a requestor JWT may be (its iat). Default:
+	// 5m, as irma server.
+	MaxRequestAge caddy.Duration `json:"max_request_age,omitempty"`
+
+	app     *App
+	handler *requestor.Handler
+}
+
+// RequestorConfig is one requestor: how it authenticates and what it may
+// ask.
+type RequestorConfig struct {
+	// AuthMethod is "token", "hmac" or "publickey", as in irma server.
+	AuthMethod string `json:"auth_method,omitempty"`
+	// Key is the token, the base64 HMAC key, or the PEM RSA public key.
+	// Placeholders such as {env.TOKEN} are replaced.
+	Key string `json:"key,omitempty"`
+	// KeyFile holds the key instead of Key.
+	KeyFile string `json:"key_file,omitempty"`
+	// Disclose, Sign and Issue are what the requestor may ask, with irma
+	// server's wildcards: "*", "scheme.*", "scheme.issuer.*",
+	// "scheme.issuer.credential.*" (not for Issue) and exact ids.
+	Disclose []string `json:"disclose,omitempty"`
+	Sign     []string `json:"sign,omitempty"`
+	Issue    []string `json:"issue,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (RequestorAPI) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.irma_requestor_api",
+		New: func() caddy.Module { return new(RequestorAPI) },
+	}
+}
+
+// Provision checks the requestors and keys.
+func (h *RequestorAPI) Provision(ctx caddy.Context) error {
+	app, err := irmaApp(ctx, "irma_requestor_api")
+	if err != nil {
+		return err
+	}
+	h.app = app
+	repl := caddy.NewReplacer()
+	cfg := requestor.Config{
+		Requestors:           map[string]requestor.Requestor{},
+		AllowUnauthenticated: h.AllowUnauthenticated,
+		JWTIssuer:            h.JWTIssuer,
+		MaxRequestAge:        time.Duration(h.MaxRequestAge),
+		URL:                  app.ServerURL(),
+		Conf:                 app.Configuration(),
+		Logger:               ctx.Logger(),
+	}
+	for name, rc := range h.Requestors {
+		if name == "" {
+			return errors.New("irma_requestor_api: a requestor needs a name")
+		}
+		r, err := rc.requestor(repl)
+		if err != nil {
+			return fmt.Errorf("irma_requestor_api: requestor %q: %w", name, err)
+		}
+		cfg.Requestors[name] = r
+	}
+	if h.Unauthenticated != nil {
+		cfg.Requestors[""] = requestor.Requestor{AuthMethod: requestor.AuthNone, Permissions: requestor.Permissions{
+			Disclose: h.Unauthenticated.Disclose, Sign: h.Unauthenticated.Sign, Issue: h.Unauthenticated.Issue}}
+	}
+	if h.JWTKeyFile != "" {
+		if cfg.JWTKey, err = readRSAKey(repl.ReplaceAll(h.JWTKeyFile, "")); err != nil {
+			return fmt.Errorf("irma_requestor_api: jwt_key_file %q: %w", h.JWTKeyFile, err)
+		}
+	}
+	if h.handler, err = requestor.New(appServer{app}, cfg); err != nil {
+		return fmt.Errorf("irma_requestor_api: %w", err)
+	}
+	return nil
+}
+
+func (rc RequestorConfig) requestor(repl *caddy.Replacer) (requestor.Requestor, error) {
+	key := repl.ReplaceAll(rc.Key, "")
+	if rc.KeyFile != "" {
+		if key != "" {
+			return requestor.Requestor{}, errors.New("key and key_file given: use one")
+		}
+		b, err := os.ReadFile(repl.ReplaceAll(rc.KeyFile, ""))
+		if err != nil {
+			return requestor.Requestor{}, fmt.Errorf("key_file: %w", err)
+		}
+		key = string(b)
+	}
+	return requestor.Requestor{AuthMethod: rc.AuthMethod, Key: key,
+		Permissions: requestor.Permissions{Disclose: rc.Disclose, Sign: rc.Sign, Issue: rc.Issue}}, nil
+}
+
+func readRSAKey(path string) (*rsa.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, errors.New("no PEM block in it")
+	}
+	if k, err := x509.ParsePKCS1PrivateKey(block.Bytes); err == nil {
+		return k, nil
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("not an RSA private key: %w", err)
+	}
+	rk, ok := k.(*rsa.PrivateKey)
+	if !ok {
+		return nil, errors.New("not an RSA private key")
+	}
+	return rk, nil
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (h *RequestorAPI) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	if err := h.app.waitStarted(r.Context()); err != nil {
+		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+	}
+	h.handler.ServeHTTP(w, r)
+	return nil
+}
+
+// appServer is the running IRMA server of an app, looked up per call: the
+// API is built in Provision, before the server runs.
+type appServer struct{ app *App }
+
+func (s appServer) server() (*runningServer, error) {
+	rs := s.app.srv.Load()
+	if rs == nil {
+		return nil, errors.New("irma: the IRMA server is not running")
+	}
+	return rs, nil
+}
+
+func (s appServer) StartSession(req any, handler server.SessionHandler, requestor string) (*irma.Qr, irma.RequestorToken, *irma.FrontendSessionRequest, error) {
+	rs, err := s.server()
+	if err != nil {
+		return nil, "", nil, err
+	}
+	return rs.StartSession(req, handler, requestor)
+}
+
+func (s appServer) GetSessionResult(t irma.RequestorToken) (*server.SessionResult, error) {
+	rs, err := s.server()
+	if err != nil {
+		return nil, err
+	}
+	return rs.GetSessionResult(t)
+}
+
+func (s appServer) GetRequest(t irma.RequestorToken) (irma.RequestorRequest, error) {
+	rs, err := s.server()
+	if err != nil {
+		return nil, err
+	}
+	return rs.GetRequest(t)
+}
+
+func (s appServer) CancelSession(t irma.RequestorToken) error {
+	rs, err := s.server()
+	if err != nil {
+		return err
+	}
+	return rs.CancelSession(t)
+}
+
+// parseRequestorAPI sets up irma_requestor_api from Caddyfile tokens.
+// Syntax:
+//
+//	irma_requestor_api [<matcher>] {
+//		requestor <name> {
+//			auth     token|hmac|publickey <key>
+//			key_file <file>
+//			disclose <pattern> ...
+//			sign     <pattern> ...
+//			issue    <pattern> ...
+//		}
+//		allow_unauthenticated [{
+//			disclose <pattern> ...
+//			sign     <pattern> ...
+//			issue    <pattern> ...
+//		}]
+//		jwt_key_file    <RSA PEM file>
+//		jwt_issuer      <iss>
+//		max_request_age <duration>
+//	}
+func parseRequestorAPI(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	a := new(RequestorAPI)
+	if err := a.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// UnmarshalCaddyfile implements caddyfile.Unmarshaler.
+func (h *RequestorAPI) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.Errf("irma_requestor_api: unexpected argument %q", d.Val())
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		name := d.Val()
+		if name != "requestor" && seen[name] {
+			return d.Errf("irma_requestor_api: %s given twice", name)
+		}
+		seen[name] = true
+		var err error
+		switch name {
+		case "requestor":
+			var rname string
+			if err = oneArg(d, &rname); err != nil {
+				return err
+			}
+			if _, dup := h.Requestors[rname]; dup {
+				return d.Errf("irma_requestor_api: requestor %q given twice", rname)
+			}
+			var rc RequestorConfig
+			if err = rc.unmarshal(d, true); err != nil {
+				return err
+			}
+			if h.Requestors == nil {
+				h.Requestors = map[string]RequestorConfig{}
+			}
+			h.Requestors[rname] = rc
+		case "allow_unauthenticated":
+			h.AllowUnauthenticated = true
+			if d.NextArg() {
+				return d.Errf("irma_requestor_api: allow_unauthenticated takes a block, not %q", d.Val())
+			}
+			rc := new(RequestorConfig)
+			if err = rc.unmarshal(d, false); err != nil {
+				return err
+			}
+			h.Unauthenticated = rc
+		case "jwt_key_file":
+			err = oneArg(d, &h.JWTKeyFile)
+		case "jwt_issuer":
+			err = oneArg(d, &h.JWTIssuer)
+		case "max_request_age":
+			var v string
+			if err = oneArg(d, &v); err == nil {
+				err = durationArg(d, name, v, &h.MaxRequestAge)
+			}
+		default:
+			return d.Errf("irma_requestor_api: unknown setting %q", name)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (rc *RequestorConfig) unmarshal(d *caddyfile.Dispenser, auth bool) error {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch name := d.Val(); name {
+		case "auth":
+			if !auth {
+				return d.Err("irma_requestor_api: unauthenticated requests have no auth")
+			}
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 {
+				return d.Err("irma_requestor_api: auth takes a method (token, hmac, publickey) and a key")
+			}
+			rc.AuthMethod = args[0]
+			if len(args) == 2 {
+				rc.Key = args[1]
+			}
+		case "key_file":
+			if err := oneArg(d, &rc.KeyFile); err != nil {
+				return err
+			}
+		case "disclose":
+			rc.Disclose = append(rc.Disclose, d.RemainingArgs()...)
+		case "sign":
+			rc.Sign = append(rc.Sign, d.RemainingArgs()...)
+		case "issue":
+			rc.Issue = append(rc.Issue, d.RemainingArgs()...)
+		default:
+			return d.Errf("irma_requestor_api: unknown requestor setting %q", name)
+		}
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*RequestorAPI)(nil)
+	_ caddyhttp.MiddlewareHandler = (*RequestorAPI)(nil)
+	_ caddyfile.Unmarshaler       = (*RequestorAPI)(nil)
+	_ requestor.Server            = appServer{}
+)
