@@ -184,6 +184,7 @@ http://127.0.0.1:%[1]d {
 		{"issue not permitted", `{"@context":"https://irma.app/ld/request/issuance/v2","credentials":[{"credential":"caddy-demo.gateway.membership","attributes":{"club":"x","level":"y"}}]}`, "application/json", "s3cret-token", 403, "UNAUTHORIZED"},
 		{"HMAC with a wrong key", wrongKey, "text/plain", "", 400, "INVALID_REQUEST"},
 		{"stale JWT", staleJWT, "text/plain", "", 403, "UNAUTHORIZED"},
+		{"replayed JWT", signed, "text/plain", "", 403, "UNAUTHORIZED"},
 		{"malformed JSON", `{"@context":`, "application/json", "s3cret-token", 400, "INVALID_REQUEST"},
 	} {
 		code, body := post(tc.body, tc.contentType, tc.auth)

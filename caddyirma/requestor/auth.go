@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v4"
@@ -163,7 +164,43 @@ func (h *Handler) jwtAuthenticate(body []byte, keys map[string]any) (bool, irma.
 	if err != nil {
 		return true, nil, "", server.RemoteError(server.ErrorInvalidRequest, err.Error())
 	}
+	// irma server takes the same JWT again and again while its iat is fresh:
+	// whoever saw one could start (and so receive) the same issuance. Here a
+	// requestor JWT starts one session only.
+	if !h.replays.first(requestorJwt, time.Unix(claims.IssuedAt, 0).Add(h.cfg.MaxRequestAge), now) {
+		return true, nil, "", server.RemoteError(server.ErrorUnauthorized, "jwt already used")
+	}
 	return true, parsed.RequestorRequest(), claims.Issuer, nil
+}
+
+// replayCache remembers the requestor JWTs used, until they would be too
+// old anyway. In one process: with several gateways behind a load
+// balancer, a JWT may be replayed once per gateway within its age.
+type replayCache struct {
+	mu   sync.Mutex
+	seen map[[32]byte]time.Time
+}
+
+// first records jwt until expires, and says whether it was new.
+func (c *replayCache) first(jwt string, expires, now time.Time) bool {
+	key := sha256.Sum256([]byte(jwt))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.seen == nil {
+		c.seen = map[[32]byte]time.Time{}
+	}
+	if len(c.seen) > 1000 {
+		for k, exp := range c.seen {
+			if exp.Before(now) {
+				delete(c.seen, k)
+			}
+		}
+	}
+	if exp, ok := c.seen[key]; ok && exp.After(now) {
+		return false
+	}
+	c.seen[key] = expires
+	return true
 }
 
 // jwtKeyFunc picks the key of the requestor named by the JWT's kid header, or else by its iss, as irma

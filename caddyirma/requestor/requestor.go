@@ -106,6 +106,8 @@ type Handler struct {
 	rsa    map[string]any
 	perms  map[string]Permissions
 	maxAge time.Duration
+
+	replays replayCache
 }
 
 // New validates cfg and returns the requestor API serving srv.
