@@ -44,6 +44,18 @@ func TestRequestorAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	hmacKey := []byte(strings.Repeat("h", 32))
+	requestorKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubDER, err := x509.MarshalPKIXPublicKey(&requestorKey.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubFile := filepath.Join(dir, "requestor.pub.pem")
+	if err := os.WriteFile(pubFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	caddytest.Start(t, fmt.Sprintf(`{
 	admin off
 	storage file_system %[5]s
@@ -68,13 +80,18 @@ http://127.0.0.1:%[1]d {
 				auth hmac %[7]s
 				sign *
 			}
+			requestor rsaapp {
+				auth publickey
+				key_file %[9]s
+				disclose caddy-demo.gateway.person.fullname
+			}
 			jwt_key_file %[8]s
 			jwt_issuer caddy-irma-test
 		}
 	}
 }
 `, port, base, scheme.SchemesPath, scheme.PrivateKeysPath, filepath.Join(scheme.Dir, "caddy"), scheme.TimestampKeyFile,
-		base64.StdEncoding.EncodeToString(hmacKey), keyFile))
+		base64.StdEncoding.EncodeToString(hmacKey), keyFile, pubFile))
 	app := caddytest.App[*caddyirma.App](t, "irma")
 	api := base + "/api/irma"
 
@@ -165,6 +182,20 @@ http://127.0.0.1:%[1]d {
 		t.Errorf("signature %+v", res.Signature)
 	}
 
+	// RSA public-key JWT.
+	nameReq := irma.NewDisclosureRequest(irma.NewAttributeTypeIdentifier("caddy-demo.gateway.person.fullname"))
+	rsaJWT, err := irma.SignSessionRequest(nameReq, jwtv4.SigningMethodRS256, requestorKey, "rsaapp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res = run(post(rsaJWT, "text/plain", ""))
+	if len(res.Disclosed) != 1 || *res.Disclosed[0][0].RawValue != "Alice" {
+		t.Errorf("disclosed %+v", res.Disclosed)
+	}
+	otherKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	forgedRSA, _ := irma.SignSessionRequest(nameReq, jwtv4.SigningMethodRS256, otherKey, "rsaapp")
+	rsaNoPerm, _ := irma.SignSessionRequest(irma.NewDisclosureRequest(irma.NewAttributeTypeIdentifier("caddy-demo.gateway.person.email")), jwtv4.SigningMethodRS256, requestorKey, "rsaapp")
+
 	// Refusals, in irma server's error format.
 	stale := jwtv4.NewWithClaims(jwtv4.SigningMethodHS256, irma.NewSignatureRequestorJwt("signer", sigReq))
 	stale.Claims.(*irma.SignatureRequestorJwt).IssuedAt = irma.Timestamp(time.Now().Add(-time.Hour))
@@ -185,6 +216,8 @@ http://127.0.0.1:%[1]d {
 		{"HMAC with a wrong key", wrongKey, "text/plain", "", 400, "INVALID_REQUEST"},
 		{"stale JWT", staleJWT, "text/plain", "", 403, "UNAUTHORIZED"},
 		{"replayed JWT", signed, "text/plain", "", 403, "UNAUTHORIZED"},
+		{"RSA JWT with another key", forgedRSA, "text/plain", "", 400, "INVALID_REQUEST"},
+		{"RSA JWT without permission", rsaNoPerm, "text/plain", "", 403, "UNAUTHORIZED"},
 		{"malformed JSON", `{"@context":`, "application/json", "s3cret-token", 400, "INVALID_REQUEST"},
 	} {
 		code, body := post(tc.body, tc.contentType, tc.auth)
