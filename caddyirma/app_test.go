@@ -286,6 +286,11 @@ func TestLoadErrors(t *testing.T) {
 		{"login algorithm", replace("schemes_update off", "schemes_update off\n\t\tlogin {\n\t\t\talgorithm HS256\n\t\t}"), []string{"algorithm", "HS256"}},
 		{"login cookie key", replace("schemes_update off", "schemes_update off\n\t\tlogin {\n\t\t\tcookie_keys c2hvcnQ=\n\t\t}"), []string{"cookie_keys", "key 1"}},
 		{"login key file", replace("schemes_update off", "schemes_update off\n\t\tlogin {\n\t\t\tkey_file /nonexistent/jwt.pem\n\t\t}"), []string{"key_file", "/nonexistent/jwt.pem"}},
+		{"irma_sign without message", replace("respond \"next handler\"", "irma_sign /s {\n\t\trequire caddy-demo.gateway.person.email\n\t}\n\trespond \"next handler\""), []string{"irma_sign", "exactly one of message"}},
+		{"irma_sign unknown attribute", replace("respond \"next handler\"", "irma_sign /s {\n\t\tmessage hi\n\t\trequire caddy-demo.gateway.person.shoesize\n\t}\n\trespond \"next handler\""), []string{"irma_sign", "shoesize"}},
+		{"irma_sign upstream", replace("respond \"next handler\"", "irma_sign /s {\n\t\tmessage hi\n\t\trequire caddy-demo.gateway.person.email\n\t\tupstream ftp://x\n\t}\n\trespond \"next handler\""), []string{"irma_sign", `upstream "ftp://x"`}},
+		{"requestor api bad key", replace("respond \"next handler\"", "irma_requestor_api /api/* {\n\t\trequestor a {\n\t\t\tauth hmac not-base64!\n\t\t}\n\t}\n\trespond \"next handler\""), []string{"irma_requestor_api", `"a"`}},
+		{"requestor api permission", replace("respond \"next handler\"", "irma_requestor_api /api/* {\n\t\trequestor a {\n\t\t\tauth token t\n\t\t\tdisclose caddy-demo.nosuch.*\n\t\t}\n\t}\n\trespond \"next handler\""), []string{"irma_requestor_api", "nosuch"}},
 		{"unknown setting", replace("schemes_update off", "schemes_update off\n\t\tshemes_path /x"), []string{`unknown setting "shemes_path"`}},
 		{"repeated setting", replace("schemes_update off", "schemes_update off\n\t\tschemes_update 1h"), []string{"schemes_update given twice"}},
 	} {

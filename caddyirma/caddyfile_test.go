@@ -42,6 +42,14 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"issue no credential", "irma_issue", "at least one credential", issueUnmarshal},
 		{"issue validity", "irma_issue {\n credential a.b.c {\n validity soon\n }\n}", `validity "soon"`, issueUnmarshal},
 		{"endpoints argument", "irma_endpoints /x", "takes no arguments", endpointsUnmarshal},
+		{"sign unknown", "irma_sign {\n mesage x\n}", `unknown setting "mesage"`, signUnmarshal},
+		{"sign twice", "irma_sign {\n message x\n message y\n}", "message given twice", signUnmarshal},
+		{"sign body argument", "irma_sign {\n message_body yes\n}", "message_body takes no argument", signUnmarshal},
+		{"sign pairing", "irma_sign {\n pairing maybe\n}", `pairing "maybe"`, signUnmarshal},
+		{"api unknown", "irma_requestor_api {\n requester x {\n }\n}", `unknown setting "requester"`, apiUnmarshal},
+		{"api requestor twice", "irma_requestor_api {\n requestor a {\n }\n requestor a {\n }\n}", `requestor "a" given twice`, apiUnmarshal},
+		{"api auth", "irma_requestor_api {\n requestor a {\n auth\n }\n}", "auth takes a method", apiUnmarshal},
+		{"api unauthenticated auth", "irma_requestor_api {\n allow_unauthenticated {\n auth token x\n }\n}", "unauthenticated requests have no auth", apiUnmarshal},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.unmarshal(caddyfile.NewTestDispenser(tc.input))
@@ -56,3 +64,5 @@ func authUnmarshal(d *caddyfile.Dispenser) error      { return new(Auth).Unmarsh
 func appUnmarshal(d *caddyfile.Dispenser) error       { return new(App).UnmarshalCaddyfile(d) }
 func issueUnmarshal(d *caddyfile.Dispenser) error     { return new(Issue).UnmarshalCaddyfile(d) }
 func endpointsUnmarshal(d *caddyfile.Dispenser) error { return new(Endpoints).UnmarshalCaddyfile(d) }
+func signUnmarshal(d *caddyfile.Dispenser) error      { return new(Sign).UnmarshalCaddyfile(d) }
+func apiUnmarshal(d *caddyfile.Dispenser) error       { return new(RequestorAPI).UnmarshalCaddyfile(d) }
