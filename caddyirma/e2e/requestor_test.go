@@ -219,6 +219,8 @@ http://127.0.0.1:%[1]d {
 		{"RSA JWT with another key", forgedRSA, "text/plain", "", 400, "INVALID_REQUEST"},
 		{"RSA JWT without permission", rsaNoPerm, "text/plain", "", 403, "UNAUTHORIZED"},
 		{"malformed JSON", `{"@context":`, "application/json", "s3cret-token", 400, "INVALID_REQUEST"},
+		{"attribute missing from an issuance", `{"@context":"https://irma.app/ld/request/issuance/v2","credentials":[{"credential":"caddy-demo.gateway.person","attributes":{"fullname":"Alice","email":"alice@example.com"}}]}`, "application/json", "s3cret-token", 400, "INVALID_REQUEST"},
+		{"unknown attribute in an issuance", `{"@context":"https://irma.app/ld/request/issuance/v2","credentials":[{"credential":"caddy-demo.gateway.person","attributes":{"fullname":"Alice","email":"a@b.c","over18":"yes","shoesize":"42"}}]}`, "application/json", "s3cret-token", 400, "INVALID_REQUEST"},
 	} {
 		code, body := post(tc.body, tc.contentType, tc.auth)
 		var e struct {
