@@ -1,6 +1,7 @@
 package caddyirma
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -151,7 +152,10 @@ func (h *Issue) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Ha
 		w.Header().Set("Allow", "GET, POST")
 		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("irma_issue: method %s", r.Method))
 	}
-	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !ok {
+		return caddyhttp.Error(http.StatusInternalServerError, errors.New("irma_issue: no replacer in the request"))
+	}
 	req, err := h.request(repl)
 	if err != nil {
 		return caddyhttp.Error(http.StatusBadRequest, err)

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -25,6 +26,7 @@ import (
 	"github.com/caddy-irma/caddy-irma/caddyirma/policy"
 	"github.com/caddy-irma/caddy-irma/caddyirma/returnurl"
 	"github.com/caddy-irma/caddy-irma/caddyirma/sessionpage"
+	"github.com/caddy-irma/caddy-irma/caddyirma/signature"
 )
 
 func init() {
@@ -148,6 +150,11 @@ func (h *Sign) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Han
 			return h.resume(w, r, p, ret, now)
 		}
 	}
+	if crossSite(r) {
+		// Another site must not start a signature over its own statement
+		// on the gateway's page, in this visitor's name.
+		return caddyhttp.Error(http.StatusForbidden, errors.New("irma_sign: a signature session started from another site"))
+	}
 	msg, err := h.message(r)
 	if err != nil {
 		return err
@@ -184,6 +191,10 @@ func (h *Sign) message(r *http.Request) (string, error) {
 		}
 		r.Body = http.MaxBytesReader(nil, r.Body, MaxSignMessage+4096)
 		if err := r.ParseForm(); err != nil {
+			var tooLarge *http.MaxBytesError
+			if errors.As(err, &tooLarge) {
+				return "", caddyhttp.Error(http.StatusRequestEntityTooLarge, fmt.Errorf("irma_sign: a form of more than %d bytes", tooLarge.Limit))
+			}
 			return "", caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("irma_sign: reading the form: %w", err))
 		}
 		msg = r.PostForm.Get(h.MessageField)
@@ -203,10 +214,26 @@ func (h *Sign) message(r *http.Request) (string, error) {
 	if strings.TrimSpace(msg) == "" {
 		return "", caddyhttp.Error(http.StatusBadRequest, errors.New("irma_sign: no message to sign"))
 	}
+	if !utf8.ValidString(msg) {
+		// JSON would turn it into other text than the visitor sent.
+		return "", caddyhttp.Error(http.StatusBadRequest, errors.New("irma_sign: the message is not UTF-8"))
+	}
 	if len(msg) > MaxSignMessage {
 		return "", caddyhttp.Error(http.StatusRequestEntityTooLarge, fmt.Errorf("irma_sign: a message of more than %d bytes", MaxSignMessage))
 	}
 	return msg, nil
+}
+
+// crossSite says whether a browser sent r from another site.
+func crossSite(r *http.Request) bool {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
+		return site == "cross-site"
+	}
+	if origin := r.Header.Get("Origin"); origin != "" && origin != "null" {
+		u, err := url.Parse(origin)
+		return err != nil || u.Host != r.Host
+	}
+	return false
 }
 
 // respond shows the signing page, or tells a client as JSON how to run the
@@ -229,17 +256,8 @@ func (h *Sign) respond(w http.ResponseWriter, r *http.Request, s sessionpage.Ses
 type SignResult struct {
 	// Signature is the IRMA attribute-based signature, as irmago makes it.
 	Signature *irma.SignedMessage `json:"signature"`
-	// Verification says whether it verifies, and what it holds.
-	Verification *SignatureVerification `json:"verification"`
-}
-
-// SignatureVerification is the verification of a signature.
-type SignatureVerification struct {
-	Valid      bool              `json:"valid"`
-	Status     irma.ProofStatus  `json:"status"`
-	Message    string            `json:"message"`
-	Attributes map[string]string `json:"attributes"`
-	Timestamp  *time.Time        `json:"timestamp,omitempty"`
+	// Verification is what /irma/verify says of it.
+	Verification *signature.Result `json:"verification"`
 }
 
 // resume picks up a finished signature session.
@@ -276,7 +294,15 @@ func (h *Sign) resume(w http.ResponseWriter, r *http.Request, p *pendingLogin, r
 	if res.Type != irma.ActionSigning || res.Signature == nil || res.ProofStatus != irma.ProofStatusValid {
 		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("irma_sign: the session gave no valid signature (%s)", res.ProofStatus))
 	}
-	result := &SignResult{Signature: res.Signature, Verification: verifySignature(h.app.Configuration(), res.Signature)}
+	sigJSON, err := json.Marshal(res.Signature)
+	if err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	verification, err := signature.Verify(h.app.Configuration(), sigJSON, nil, now)
+	if err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma_sign: verifying the signature: %w", err))
+	}
+	result := &SignResult{Signature: res.Signature, Verification: verification}
 	if h.Upstream != "" {
 		h.post(r.Context(), result)
 	}
@@ -285,11 +311,11 @@ func (h *Sign) resume(w http.ResponseWriter, r *http.Request, p *pendingLogin, r
 		sessionpage.WriteJSON(w, http.StatusOK, result)
 		return nil
 	}
-	sigJSON, err := json.MarshalIndent(res.Signature, "", "  ")
+	pretty, err := json.MarshalIndent(res.Signature, "", "  ")
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
-	return sessionpage.RenderSigned(w, sessionpage.Language(r), result.Verification.Message, sigJSON, h.app.PathPrefix()+"verify")
+	return sessionpage.RenderSigned(w, sessionpage.Language(r), res.Signature.Message, pretty, h.app.PathPrefix()+"verify")
 }
 
 // post sends a finished signature to the upstream.
@@ -314,35 +340,6 @@ func (h *Sign) post(ctx context.Context, result *SignResult) {
 	if resp.StatusCode/100 != 2 {
 		h.logger.Error("the upstream refused the signature", zap.String("upstream", h.Upstream), zap.Int("status", resp.StatusCode))
 	}
-}
-
-// verifySignature verifies sig with irmago, as anyone can later.
-func verifySignature(conf *irma.Configuration, sig *irma.SignedMessage) *SignatureVerification {
-	v := &SignatureVerification{Message: sig.Message, Attributes: map[string]string{}}
-	disclosed, status, err := sig.Verify(conf, nil)
-	v.Status = status
-	if err != nil && status == "" {
-		v.Status = irma.ProofStatusInvalid
-	}
-	if sig.Timestamp == nil {
-		// irmago takes a signature without a timestamp as made now: it says
-		// nothing about when it was made.
-		v.Status = irma.ProofStatusInvalidTimestamp
-	} else {
-		t := time.Unix(sig.Timestamp.Time, 0).UTC()
-		v.Timestamp = &t
-	}
-	v.Valid = v.Status == irma.ProofStatusValid
-	for _, con := range disclosed {
-		for _, a := range con {
-			// Verified without the request, every disclosed attribute is
-			// "extra": disclosed, though nothing asked for it.
-			if (a.Status == irma.AttributeProofStatusPresent || a.Status == irma.AttributeProofStatusExtra) && a.RawValue != nil {
-				v.Attributes[a.Identifier.String()] = *a.RawValue
-			}
-		}
-	}
-	return v
 }
 
 // parseSign sets up irma_sign from Caddyfile tokens. Syntax:

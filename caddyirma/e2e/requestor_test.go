@@ -216,6 +216,8 @@ http://127.0.0.1:%[1]d {
 		{"HMAC with a wrong key", wrongKey, "text/plain", "", 400, "INVALID_REQUEST"},
 		{"stale JWT", staleJWT, "text/plain", "", 403, "UNAUTHORIZED"},
 		{"replayed JWT", signed, "text/plain", "", 403, "UNAUTHORIZED"},
+		{"replayed JWT with a newline after it", signed + "\r\n", "text/plain", "", 403, "UNAUTHORIZED"},
+		{"replayed JWT with a newline in it", signed[:len(signed)-5] + "\n" + signed[len(signed)-5:], "text/plain", "", 400, "INVALID_REQUEST"},
 		{"RSA JWT with another key", forgedRSA, "text/plain", "", 400, "INVALID_REQUEST"},
 		{"RSA JWT without permission", rsaNoPerm, "text/plain", "", 403, "UNAUTHORIZED"},
 		{"malformed JSON", `{"@context":`, "application/json", "s3cret-token", 400, "INVALID_REQUEST"},

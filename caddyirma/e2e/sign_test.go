@@ -100,7 +100,8 @@ http://127.0.0.1:%[1]d {
 		t.Fatalf("after signing: %d %v %s", resp.StatusCode, err, body)
 	}
 	v := got.Verification
-	if !v.Valid || v.Message != "I, Alice, agree to the terms." || v.Attributes["caddy-demo.gateway.person.email"] != "alice@example.com" || v.Timestamp == nil {
+	if !v.Valid || v.Message != "I, Alice, agree to the terms." || len(v.Attributes) != 1 ||
+		v.Attributes[0].ID != "caddy-demo.gateway.person.email" || v.Attributes[0].Value != "alice@example.com" || v.Timestamp == nil {
 		t.Errorf("verification %+v", v)
 	}
 	// The upstream got the same signature.
@@ -150,6 +151,33 @@ http://127.0.0.1:%[1]d {
 	}
 	if resp, err := http.Get(base + "/irma/verify"); err != nil || resp.StatusCode != 200 {
 		t.Errorf("verify form: %v %v", resp.StatusCode, err)
+	}
+
+	status := func(req *http.Request) int {
+		t.Helper()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	// Another site cannot start a signature session in this visitor's name.
+	xreq, _ := http.NewRequestWithContext(ctx, "POST", base+"/sign-form", strings.NewReader("statement=I+owe+you."))
+	xreq.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	xreq.Header.Set("Sec-Fetch-Site", "cross-site")
+	if code := status(xreq); code != http.StatusForbidden {
+		t.Errorf("cross-site signing: %d", code)
+	}
+	xreq, _ = http.NewRequestWithContext(ctx, "POST", base+"/sign-form", strings.NewReader("statement=%ff%fe"))
+	xreq.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if code := status(xreq); code != http.StatusBadRequest {
+		t.Errorf("a message that is not UTF-8: %d", code)
+	}
+	xreq, _ = http.NewRequestWithContext(ctx, "POST", base+"/sign-form", strings.NewReader("statement="+strings.Repeat("a", 80<<10)))
+	xreq.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if code := status(xreq); code != http.StatusRequestEntityTooLarge {
+		t.Errorf("an oversized message: %d", code)
 	}
 
 	// The message from a form field; GET is refused for it.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -149,7 +150,12 @@ func (h *Handler) tokenRequestor(auth string) (string, bool) {
 // iat, and parses the session request inside it by the JWT's sub.
 func (h *Handler) jwtAuthenticate(body []byte, keys map[string]any) (bool, irma.RequestorRequest, string, *irma.RemoteError) {
 	claims := &jwt.StandardClaims{}
-	requestorJwt := string(body)
+	requestorJwt := strings.TrimSpace(string(body))
+	if !compactJWT.MatchString(requestorJwt) {
+		// Go's base64 skips line breaks: without this, copies of one JWT
+		// with a newline in them would each count as new.
+		return true, nil, "", server.RemoteError(server.ErrorInvalidRequest, "malformed requestor JWT")
+	}
 	if _, err := jwt.ParseWithClaims(requestorJwt, claims, jwtKeyFunc(keys)); err != nil {
 		return true, nil, "", server.RemoteError(server.ErrorInvalidRequest, err.Error())
 	}
@@ -167,10 +173,25 @@ func (h *Handler) jwtAuthenticate(body []byte, keys map[string]any) (bool, irma.
 	// irma server takes the same JWT again and again while its iat is fresh:
 	// whoever saw one could start (and so receive) the same issuance. Here a
 	// requestor JWT starts one session only.
-	if !h.replays.first(requestorJwt, time.Unix(claims.IssuedAt, 0).Add(h.cfg.MaxRequestAge), now) {
+	if !h.replays.first(replayKey(requestorJwt), time.Unix(claims.IssuedAt, 0).Add(h.cfg.MaxRequestAge), now) {
 		return true, nil, "", server.RemoteError(server.ErrorUnauthorized, "jwt already used")
 	}
 	return true, parsed.RequestorRequest(), claims.Issuer, nil
+}
+
+// compactJWT is a JWT in compact serialization, and nothing else.
+var compactJWT = regexp.MustCompile(`^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$`)
+
+// replayKey identifies a verified JWT whatever unused bits its signature's
+// base64 carries: the signed part as written (any other spelling would not
+// verify), and the signature as bytes.
+func replayKey(token string) string {
+	i := strings.LastIndexByte(token, '.')
+	sig, err := base64.RawURLEncoding.DecodeString(token[i+1:])
+	if err != nil {
+		return token
+	}
+	return token[:i] + "." + string(sig)
 }
 
 // replayCache remembers the requestor JWTs used, until they would be too

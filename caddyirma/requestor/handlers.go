@@ -52,9 +52,11 @@ func (h *Handler) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	base := rrequest.Base()
-	if base.NextSession != nil && base.NextSession.URL == "" {
-		// irma server writes this error and carries on (a missing return); we stop here.
-		server.WriteError(w, server.ErrorInvalidRequest, "nextSession provided with empty URL")
+	if base.NextSession != nil {
+		// The embedded server refuses chained sessions (it has no way to ask
+		// this API whether the requestor may start the next one), so refuse
+		// them here, at once, rather than fail after the first session.
+		server.WriteError(w, server.ErrorUnsupported, "chained sessions (nextSession) are not supported by this server")
 		return
 	}
 	if h.cfg.JWTKey == nil && !h.cfg.AllowUnsignedCallbacks {

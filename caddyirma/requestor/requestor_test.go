@@ -256,8 +256,8 @@ func TestStartSessionAuth(t *testing.T) {
 
 		{"foreign host refused", ts, jsonHeaders(testToken), `{"@context":"https://irma.app/ld/request/disclosure/v2","host":"evil.example","disclose":[[["caddy-demo.gateway.person.fullname"]]]}`, 403, "UNAUTHORIZED", "host"},
 		{"callback with JWT key", ts, jsonHeaders(testToken), `{"callbackUrl":"http://127.0.0.1:1/cb","request":` + discloseFullname + `}`, 200, "", ""},
-		{"next session without JWT key", nokey, jsonHeaders(testToken), `{"nextSession":{"url":"http://127.0.0.1:1/next"},"request":` + discloseFullname + `}`, 501, "UNSUPPORTED", "nextSession provided but no JWT private key"},
-		{"next session without URL", ts, jsonHeaders(testToken), `{"nextSession":{"url":""},"request":` + discloseFullname + `}`, 400, "INVALID_REQUEST", "nextSession provided with empty URL"},
+		{"next session without JWT key", nokey, jsonHeaders(testToken), `{"nextSession":{"url":"http://127.0.0.1:1/next"},"request":` + discloseFullname + `}`, 501, "UNSUPPORTED", "chained sessions (nextSession) are not supported"},
+		{"next session", ts, jsonHeaders(testToken), `{"nextSession":{"url":"http://127.0.0.1:1/next"},"request":` + discloseFullname + `}`, 501, "UNSUPPORTED", "chained sessions (nextSession) are not supported"},
 		{"callback unsigned allowed", unsigned, jsonHeaders(testToken), `{"callbackUrl":"http://127.0.0.1:1/cb","request":` + discloseFullname + `}`, 200, "", ""},
 		{"callback without JWT key", nokey, jsonHeaders(testToken), `{"callbackUrl":"http://127.0.0.1:1/cb","request":` + discloseFullname + `}`, 501, "UNSUPPORTED", "callbackUrl provided but no JWT private key"},
 	}
