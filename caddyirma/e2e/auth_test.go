@@ -761,6 +761,7 @@ func TestLoginSurvives(t *testing.T) {
 	if err := caddytest.Load(s.config); err != nil {
 		t.Fatal(err)
 	}
+	b.c.CloseIdleConnections() // those went to the stopped server
 	if resp, body := b.get(s.base+"/members/", nil); resp.StatusCode != 200 {
 		t.Errorf("after a restart: %d %s", resp.StatusCode, body)
 	}
@@ -778,12 +779,14 @@ func TestLoginSurvives(t *testing.T) {
 	if err := caddytest.Load(withKeys(fresh + " " + strings.TrimSpace(string(stored)))); err != nil {
 		t.Fatal(err)
 	}
+	b.c.CloseIdleConnections()
 	if resp, body := b.get(s.base+"/members/", nil); resp.StatusCode != 200 {
 		t.Errorf("with a new key before the old one: %d %s", resp.StatusCode, body)
 	}
 	if err := caddytest.Load(withKeys(fresh)); err != nil {
 		t.Fatal(err)
 	}
+	b.c.CloseIdleConnections()
 	if resp, _ := b.get(s.base+"/members/", nil); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("without the key that sealed the cookie: %d, want 401", resp.StatusCode)
 	}
