@@ -59,17 +59,11 @@ func (h *Handler) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 		server.WriteError(w, server.ErrorUnsupported, "chained sessions (nextSession) are not supported by this server")
 		return
 	}
-	if h.cfg.JWTKey == nil && !h.cfg.AllowUnsignedCallbacks {
-		var field string
-		if base.CallbackURL != "" {
-			field = "callbackUrl"
-		} else if base.NextSession != nil {
-			field = "nextSession"
-		}
-		if field != "" {
-			server.WriteError(w, server.ErrorUnsupported, field+" provided but no JWT private key is installed: either install JWT or enable allow_unsigned_callbacks in configuration")
-			return
-		}
+	if base.CallbackURL != "" {
+		// The embedded IRMA server is shared by the whole gateway and would
+		// post results unsigned; poll /result instead.
+		server.WriteError(w, server.ErrorUnsupported, "session callbacks (callbackUrl) are not supported by this server: poll the result")
+		return
 	}
 
 	qr, token, frontend, err := h.srv.StartSession(rrequest, nil, requestor)

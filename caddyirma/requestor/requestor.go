@@ -55,9 +55,6 @@ type Config struct {
 	// JWTKey signs session result JWTs (RS256) at /result-jwt and /getproof, and its public key is served
 	// at /publickey. Without it those routes answer as irma server without a JWT key does.
 	JWTKey *rsa.PrivateKey
-	// AllowUnsignedCallbacks accepts session requests with a callbackUrl or nextSession while JWTKey is nil,
-	// as irma server's allow_unsigned_callbacks. Off by default: such requests are refused.
-	AllowUnsignedCallbacks bool
 	// MaxRequestAge is how old (by its `iat`) a requestor JWT may be. Default DefaultMaxRequestAge.
 	MaxRequestAge time.Duration
 	// MaxBodySize limits the POST body in bytes. Default DefaultMaxBodySize.
