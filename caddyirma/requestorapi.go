@@ -48,7 +48,7 @@ type RequestorAPI struct {
 	Unauthenticated *RequestorConfig `json:"unauthenticated,omitempty"`
 
 	// JWTKeyFile is a PEM RSA private key that signs session result JWTs
-	// (/result-jwt, /getproof) and callbacks; /publickey serves its public
+	// (/result-jwt, /getproof); /publickey serves its public
 	// key. Default: none, and those routes answer as irma server does
 	// without a key.
 	JWTKeyFile string `json:"jwt_key_file,omitempty"`
