@@ -15,7 +15,6 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	irma "github.com/privacybydesign/irmago/irma"
-	"github.com/privacybydesign/irmago/irma/server/irmaserver"
 	"go.uber.org/zap"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/assertion"
@@ -276,35 +275,16 @@ func (p *privateResponse) Unwrap() http.ResponseWriter { return p.ResponseWriter
 // resume picks up a login session the visitor started earlier.
 func (h *Auth) resume(w http.ResponseWriter, r *http.Request, p *pendingLogin, login *loginState, now time.Time, f flow) (*loginState, error) {
 	l := h.app.Login
-	srv, err := h.app.Server()
-	if err != nil {
-		return nil, caddyhttp.Error(http.StatusServiceUnavailable, err)
-	}
 	pending := l.pendingName(h.route)
-	res, err := srv.GetSessionResult(irma.RequestorToken(p.Token))
-	var unknown *irmaserver.UnknownSessionError
-	if errors.As(err, &unknown) || (err == nil && res == nil) {
-		// Gone: expired, or from before a restart. Start afresh.
-		l.clearCookie(w, pending)
-		return nil, h.challenge(w, r, login, now, f)
-	}
-	if err != nil {
-		// The store failed (Redis, say): the session may well be done. Keep
-		// the pending cookie, so that a retry can still pick it up.
-		return nil, caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma_auth: session result: %w", err))
-	}
-	switch res.Status {
-	case irma.ServerStatusInitialized, irma.ServerStatusPairing, irma.ServerStatusConnected:
+	state, res, err := h.app.pendingResult(p)
+	switch {
+	case err != nil:
+		return nil, caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma_auth: %w", err))
+	case state == pendingRunning:
 		// Still going: the same page again, for the same session.
-		return nil, h.respond(w, r, sessionpage.Session{
-			Pointer:      &irma.Qr{URL: p.Pointer, Type: irma.ActionDisclosing},
-			FrontendAuth: irma.FrontendAuthorization(p.FrontendAuth),
-			PathPrefix:   h.app.PathPrefix(),
-			PairingCode:  p.PairingCode,
-		}, f)
-	case irma.ServerStatusDone:
-	default:
-		// Cancelled or timed out: the page said so; this is the retry.
+		return nil, h.respond(w, r, p.session(irma.ActionDisclosing, h.app.PathPrefix()), f)
+	case state != pendingDone:
+		// Gone, cancelled or timed out (the page said so): this is the retry.
 		l.clearCookie(w, pending)
 		return nil, h.challenge(w, r, login, now, f)
 	}

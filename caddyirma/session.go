@@ -1,9 +1,12 @@
 package caddyirma
 
 import (
+	"errors"
 	"fmt"
 
 	irma "github.com/privacybydesign/irmago/irma"
+	"github.com/privacybydesign/irmago/irma/server"
+	"github.com/privacybydesign/irmago/irma/server/irmaserver"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/sessionpage"
 )
@@ -50,4 +53,49 @@ func (a *App) startSession(req irma.SessionRequest, pairing string) (sessionpage
 		s.PairingCode = opts.PairingCode
 	}
 	return s, token, nil
+}
+
+// pendingState is where a pending session stands.
+type pendingState int
+
+const (
+	pendingGone    pendingState = iota // unknown to the server: expired, or from before a restart
+	pendingRunning                     // still going: show the same page again
+	pendingDone                        // DONE: the result is there
+	pendingEnded                       // cancelled or timed out
+)
+
+// pendingResult looks up the session of a pending cookie. An error means
+// the store failed (Redis, say): the session may well be done, so callers
+// keep the pending cookie for a retry.
+func (a *App) pendingResult(p *pendingLogin) (pendingState, *server.SessionResult, error) {
+	srv, err := a.Server()
+	if err != nil {
+		return 0, nil, err
+	}
+	res, err := srv.GetSessionResult(irma.RequestorToken(p.Token))
+	var unknown *irmaserver.UnknownSessionError
+	switch {
+	case errors.As(err, &unknown) || (err == nil && res == nil):
+		return pendingGone, nil, nil
+	case err != nil:
+		return 0, nil, fmt.Errorf("session result: %w", err)
+	}
+	switch res.Status {
+	case irma.ServerStatusInitialized, irma.ServerStatusPairing, irma.ServerStatusConnected:
+		return pendingRunning, res, nil
+	case irma.ServerStatusDone:
+		return pendingDone, res, nil
+	}
+	return pendingEnded, res, nil
+}
+
+// session returns the page's view of a pending session of the given kind.
+func (p *pendingLogin) session(action irma.Action, prefix string) sessionpage.Session {
+	return sessionpage.Session{
+		Pointer:      &irma.Qr{URL: p.Pointer, Type: action},
+		FrontendAuth: irma.FrontendAuthorization(p.FrontendAuth),
+		PathPrefix:   prefix,
+		PairingCode:  p.PairingCode,
+	}
 }

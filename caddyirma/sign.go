@@ -20,7 +20,6 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	irma "github.com/privacybydesign/irmago/irma"
-	"github.com/privacybydesign/irmago/irma/server/irmaserver"
 	"go.uber.org/zap"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/policy"
@@ -263,30 +262,17 @@ type SignResult struct {
 // resume picks up a finished signature session.
 func (h *Sign) resume(w http.ResponseWriter, r *http.Request, p *pendingLogin, ret string, now time.Time) error {
 	l := h.app.Login
-	srv, err := h.app.Server()
-	if err != nil {
-		return caddyhttp.Error(http.StatusServiceUnavailable, err)
-	}
 	pending := l.pendingName(h.route)
-	res, err := srv.GetSessionResult(irma.RequestorToken(p.Token))
-	var unknown *irmaserver.UnknownSessionError
+	state, res, err := h.app.pendingResult(p)
 	switch {
-	case errors.As(err, &unknown) || (err == nil && res == nil):
+	case err != nil:
+		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma_sign: %w", err))
+	case state == pendingRunning:
+		return h.respond(w, r, p.session(irma.ActionSigning, h.app.PathPrefix()), ret)
+	case state == pendingGone:
 		l.clearCookie(w, pending)
 		return caddyhttp.Error(http.StatusGone, errors.New("irma_sign: the signature session is gone; start again"))
-	case err != nil:
-		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma_sign: session result: %w", err))
-	}
-	switch res.Status {
-	case irma.ServerStatusInitialized, irma.ServerStatusPairing, irma.ServerStatusConnected:
-		return h.respond(w, r, sessionpage.Session{
-			Pointer:      &irma.Qr{URL: p.Pointer, Type: irma.ActionSigning},
-			FrontendAuth: irma.FrontendAuthorization(p.FrontendAuth),
-			PathPrefix:   h.app.PathPrefix(),
-			PairingCode:  p.PairingCode,
-		}, ret)
-	case irma.ServerStatusDone:
-	default:
+	case state == pendingEnded:
 		l.clearCookie(w, pending)
 		return caddyhttp.Error(http.StatusConflict, fmt.Errorf("irma_sign: the signature session ended %s", res.Status))
 	}
