@@ -5,14 +5,11 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/caddy-irma/caddy-irma/caddyirma/internal/caddytest"
-	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testscheme"
 	"github.com/caddy-irma/caddy-irma/caddyirma/wallet"
 )
 
@@ -28,27 +25,15 @@ func (b basicAuth) RoundTrip(r *http.Request) (*http.Response, error) {
 // TestIssuance issues from Caddy placeholders (the user of a preceding
 // basic_auth), and disclose-then-issue: show your email, get a membership.
 func TestIssuance(t *testing.T) {
-	port := caddytest.FreePort(t)
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	scheme := testscheme.New(t, base+"/irma/timestamp")
+	g := newGateway(t)
+	base, scheme := g.base, g.scheme
 	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
 	}
-	caddytest.Start(t, fmt.Sprintf(`{
-	admin off
-	storage file_system %[5]s
-	irma {
-		url %[2]s/irma/
-		schemes_path %[3]s
-		issuer_private_keys_path %[4]s
-		schemes_update off
-	}
-}
-http://127.0.0.1:%[1]d {
-	irma_endpoints
+	g.start(t, "", fmt.Sprintf(`irma_endpoints
 	basic_auth /staff/* {
-		alice %[6]s
+		alice %s
 	}
 	handle /staff/card {
 		irma_issue {
@@ -69,9 +54,7 @@ http://127.0.0.1:%[1]d {
 				level silver
 			}
 		}
-	}
-}
-`, port, base, scheme.SchemesPath, scheme.PrivateKeysPath, filepath.Join(scheme.Dir, "caddy"), base64.StdEncoding.EncodeToString(hash)))
+	}`, base64.StdEncoding.EncodeToString(hash)))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

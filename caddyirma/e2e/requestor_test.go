@@ -22,18 +22,14 @@ import (
 	irma "github.com/privacybydesign/irmago/irma"
 	"github.com/privacybydesign/irmago/irma/server"
 
-	"github.com/caddy-irma/caddy-irma/caddyirma"
-	"github.com/caddy-irma/caddy-irma/caddyirma/internal/caddytest"
-	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testscheme"
 	"github.com/caddy-irma/caddy-irma/caddyirma/wallet"
 )
 
 // TestRequestorAPI drives sessions through the irma server-compatible
 // requestor API, with token and HMAC JWT requestors, and the real wallet.
 func TestRequestorAPI(t *testing.T) {
-	port := caddytest.FreePort(t)
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	scheme := testscheme.New(t, base+"/irma/timestamp")
+	g := newGateway(t)
+	base, scheme := g.base, g.scheme
 	dir := t.TempDir()
 	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -56,19 +52,7 @@ func TestRequestorAPI(t *testing.T) {
 	if err := os.WriteFile(pubFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	caddytest.Start(t, fmt.Sprintf(`{
-	admin off
-	storage file_system %[5]s
-	irma {
-		url %[2]s/irma/
-		schemes_path %[3]s
-		issuer_private_keys_path %[4]s
-		timestamp_key_file %[6]s
-		schemes_update off
-	}
-}
-http://127.0.0.1:%[1]d {
-	irma_endpoints
+	g.start(t, "", fmt.Sprintf(`irma_endpoints
 	handle_path /api/irma/* {
 		irma_requestor_api {
 			requestor app {
@@ -77,22 +61,18 @@ http://127.0.0.1:%[1]d {
 				issue caddy-demo.gateway.person
 			}
 			requestor signer {
-				auth hmac %[7]s
+				auth hmac %[1]s
 				sign *
 			}
 			requestor rsaapp {
 				auth publickey
-				key_file %[9]s
+				key_file %[3]s
 				disclose caddy-demo.gateway.person.fullname
 			}
-			jwt_key_file %[8]s
+			jwt_key_file %[2]s
 			jwt_issuer caddy-irma-test
 		}
-	}
-}
-`, port, base, scheme.SchemesPath, scheme.PrivateKeysPath, filepath.Join(scheme.Dir, "caddy"), scheme.TimestampKeyFile,
-		base64.StdEncoding.EncodeToString(hmacKey), keyFile, pubFile))
-	app := caddytest.App[*caddyirma.App](t, "irma")
+	}`, base64.StdEncoding.EncodeToString(hmacKey), keyFile, pubFile))
 	api := base + "/api/irma"
 
 	post := func(body, contentType, auth string) (int, []byte) {
@@ -236,5 +216,4 @@ http://127.0.0.1:%[1]d {
 	if code, body := get("/session/AAAAAAAAAAAAAAAAAAAA/result"); code != 400 || !strings.Contains(string(body), "SESSION_UNKNOWN") {
 		t.Errorf("unknown session: %d %s", code, body)
 	}
-	_ = app
 }

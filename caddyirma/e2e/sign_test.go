@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,8 +15,6 @@ import (
 	irma "github.com/privacybydesign/irmago/irma"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma"
-	"github.com/caddy-irma/caddy-irma/caddyirma/internal/caddytest"
-	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testscheme"
 	"github.com/caddy-irma/caddy-irma/caddyirma/wallet"
 )
 
@@ -40,27 +37,14 @@ func TestSigning(t *testing.T) {
 	}))
 	defer up.Close()
 
-	port := caddytest.FreePort(t)
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	scheme := testscheme.New(t, base+"/irma/timestamp")
-	caddytest.Start(t, fmt.Sprintf(`{
-	admin off
-	storage file_system %[5]s
-	irma {
-		url %[2]s/irma/
-		schemes_path %[3]s
-		issuer_private_keys_path %[4]s
-		timestamp_key_file %[6]s
-		schemes_update off
-	}
-}
-http://127.0.0.1:%[1]d {
-	irma_endpoints
+	g := newGateway(t)
+	base, scheme := g.base, g.scheme
+	app := g.start(t, "", fmt.Sprintf(`irma_endpoints
 	handle /sign {
 		irma_sign {
 			message "I, {http.request.uri.query.name}, agree to the terms."
 			require caddy-demo.gateway.person.email
-			upstream %[7]s/signed
+			upstream %s/signed
 		}
 	}
 	handle /sign-form {
@@ -68,10 +52,7 @@ http://127.0.0.1:%[1]d {
 			message_field statement
 			require caddy-demo.gateway.person.fullname
 		}
-	}
-}
-`, port, base, scheme.SchemesPath, scheme.PrivateKeysPath, filepath.Join(scheme.Dir, "caddy"), scheme.TimestampKeyFile, up.URL))
-	app := caddytest.App[*caddyirma.App](t, "irma")
+	}`, up.URL))
 	site := &authSite{base: base, scheme: scheme, app: app}
 	w, err := wallet.Open(wallet.Options{Dir: t.TempDir(), SchemesPath: scheme.SchemesPath})
 	if err != nil {

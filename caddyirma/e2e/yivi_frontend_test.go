@@ -20,8 +20,6 @@ import (
 	irma "github.com/privacybydesign/irmago/irma"
 	"github.com/privacybydesign/irmago/irma/server"
 
-	"github.com/caddy-irma/caddy-irma/caddyirma/internal/caddytest"
-	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testscheme"
 	"github.com/caddy-irma/caddy-irma/caddyirma/wallet"
 )
 
@@ -65,22 +63,9 @@ func TestYiviFrontend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := caddytest.FreePort(t)
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	scheme := testscheme.New(t, base+"/irma/timestamp")
-	caddytest.Start(t, fmt.Sprintf(`{
-	admin off
-	storage file_system %[5]s
-	irma {
-		url %[2]s/irma/
-		schemes_path %[3]s
-		issuer_private_keys_path %[4]s
-		timestamp_key_file %[6]s
-		schemes_update off
-	}
-}
-http://127.0.0.1:%[1]d {
-	irma_endpoints
+	g := newGateway(t)
+	base, scheme := g.base, g.scheme
+	g.start(t, "", fmt.Sprintf(`irma_endpoints
 	handle_path /api/irma/* {
 		irma_requestor_api {
 			requestor app {
@@ -91,15 +76,13 @@ http://127.0.0.1:%[1]d {
 		}
 	}
 	handle_path /yivi-frontend/* {
-		root * %[7]s
+		root * %[1]s
 		file_server
 	}
 	handle_path /page/* {
-		root * %[8]s
+		root * %[2]s
 		file_server
-	}
-}
-`, port, base, scheme.SchemesPath, scheme.PrivateKeysPath, filepath.Join(scheme.Dir, "caddy"), scheme.TimestampKeyFile, dist, page))
+	}`, dist, page))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
