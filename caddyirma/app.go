@@ -49,8 +49,9 @@ const (
 )
 
 // App is the irma app: one embedded IRMA server per Caddy process, the server
-// that the Yivi app on a visitor's phone talks to. Handlers (irma_endpoints,
-// irma_issue) use it by name.
+// that the Yivi app on a visitor's phone talks to. The handlers
+// (irma_endpoints, irma_auth, irma_issue, irma_sign, irma_requestor_api) use
+// it by name.
 //
 // The server survives config reloads that do not change its settings (or the
 // schemes and keys it loaded), so sessions under way are not lost; otherwise
@@ -109,8 +110,9 @@ type App struct {
 	// this gateway. Default: no timestamp service.
 	TimestampKeyFile string `json:"timestamp_key_file,omitempty"`
 
-	// Policies are named disclosure policies that irma_auth routes refer
-	// to. Each is checked against the schemes when the config loads.
+	// Policies are named disclosure policies that irma_auth routes and the
+	// forward-auth endpoint refer to. Each is checked against the schemes
+	// when the config loads. Default: none.
 	Policies map[string]policy.Policy `json:"policies,omitempty"`
 
 	// Login configures the session cookie and the identity JWT of
@@ -144,22 +146,23 @@ type App struct {
 type RedisConfig struct {
 	// Address is host:port of the Redis server. Required.
 	Address string `json:"address,omitempty"`
-	// Username for Redis ACL authentication. Optional.
+	// Username for Redis ACL authentication. Default: none.
 	Username string `json:"username,omitempty"`
-	// Password for Redis authentication. Optional; placeholders such as
-	// {env.REDIS_PASSWORD} are replaced when the config loads.
+	// Password for Redis authentication; placeholders such as
+	// {env.REDIS_PASSWORD} are replaced when the config loads. Default: none.
 	Password string `json:"password,omitempty"`
 	// DB is the Redis database number. Default: 0.
 	DB int `json:"db,omitempty"`
-	// TLS is on by default: plain connections need DisableTLS.
+	// DisableTLS makes plain connections. Default: TLS.
 	DisableTLS bool `json:"disable_tls,omitempty"`
 	// TLSCACertFile is a PEM file with the CA certificate that the Redis
 	// server's certificate must chain to. Default: the system roots.
 	TLSCACertFile string `json:"tls_ca_cert_file,omitempty"`
 	// TLSClientCertFile is a PEM client certificate for mutual TLS, with
-	// TLSClientKeyFile. Optional; needs TLSCACertFile.
+	// TLSClientKeyFile; needs TLSCACertFile. Default: none.
 	TLSClientCertFile string `json:"tls_client_cert_file,omitempty"`
 	// TLSClientKeyFile is the PEM private key of TLSClientCertFile.
+	// Default: none.
 	TLSClientKeyFile string `json:"tls_client_key_file,omitempty"`
 }
 

@@ -58,16 +58,17 @@ const placeholderPrefix = "irma."
 // cookies never reach the upstream.
 type Auth struct {
 	// Policy names a policy of the irma app (its "policies"). Either Policy
-	// or Requirements must be given, not both.
+	// or Requirements must be given, not both. Default: none.
 	Policy string `json:"policy,omitempty"`
 
 	// Requirements is a policy of this route alone: every requirement must
-	// be met.
+	// be met. Default: none.
 	Requirements []policy.Requirement `json:"requirements,omitempty"`
 
 	// Headers are plain request headers for upstreams that cannot verify a
 	// JWT: attribute id -> header name. A header is set only if the login
 	// holds the attribute, and always removed from what the client sent.
+	// Default: none.
 	Headers map[string]string `json:"headers,omitempty"`
 
 	// Pairing says whether the login page asks for the pairing code that the

@@ -31,9 +31,9 @@ func init() {
 // Endpoints serves the IRMA endpoints of the irma app on a site: the protocol
 // that the Yivi app speaks (under session/), the frontend status and pairing
 // endpoints that a session page uses (under session/{token}/frontend/), the
-// public keys of the identity JWT (jwks.json), the end of a login (logout),
-// and, when the app has a timestamp key, the timestamp service (under
-// timestamp).
+// public keys of the identity JWT (jwks.json), login and logout, forward
+// auth (auth), the verification of signatures (verify), and, when the app
+// has a timestamp key, the timestamp service (under timestamp).
 // Other paths under the prefix are not found: irmaserver's revocation,
 // static-session and server-sent-event routes are not exposed.
 // It answers requests whose path starts with the path of the app's URL (by

@@ -39,7 +39,7 @@ type Issue struct {
 	// Disclose makes the session disclose-then-issue (in one session, as
 	// IRMA does it): the Yivi app must first disclose these requirements,
 	// as in an irma_auth policy, and receives the credentials only if the
-	// IRMA server verified the disclosure. Optional.
+	// IRMA server verified the disclosure. Default: none, issuance only.
 	Disclose []policy.Requirement `json:"disclose,omitempty"`
 
 	// Redirect is a same-site path that the browser goes to when the session

@@ -35,7 +35,7 @@ func init() {
 // AllowUnauthenticated is set.
 type RequestorAPI struct {
 	// Requestors are the requestors that may start sessions, by name (the
-	// iss of their JWTs).
+	// iss of their JWTs). Default: none.
 	Requestors map[string]RequestorConfig `json:"requestors,omitempty"`
 
 	// AllowUnauthenticated accepts session requests without
@@ -68,18 +68,26 @@ type RequestorAPI struct {
 // ask.
 type RequestorConfig struct {
 	// AuthMethod is "token", "hmac" or "publickey", as in irma server.
+	// Required for a requestor.
 	AuthMethod string `json:"auth_method,omitempty"`
 	// Key is the token, the base64 HMAC key, or the PEM RSA public key.
-	// Placeholders such as {env.TOKEN} are replaced.
+	// Placeholders such as {env.TOKEN} are replaced. Key or KeyFile is
+	// required for a requestor.
 	Key string `json:"key,omitempty"`
-	// KeyFile holds the key instead of Key.
+	// KeyFile is a file that holds the key instead of Key.
 	KeyFile string `json:"key_file,omitempty"`
-	// Disclose, Sign and Issue are what the requestor may ask, with irma
-	// server's wildcards: "*", "scheme.*", "scheme.issuer.*",
-	// "scheme.issuer.credential.*" (not for Issue) and exact ids.
+	// Disclose is what the requestor may ask to disclose, also within
+	// issuance sessions, with irma server's wildcards: "*", "scheme.*",
+	// "scheme.issuer.*", "scheme.issuer.credential.*" and exact attribute
+	// ids. Default: nothing.
 	Disclose []string `json:"disclose,omitempty"`
-	Sign     []string `json:"sign,omitempty"`
-	Issue    []string `json:"issue,omitempty"`
+	// Sign is what the requestor may ask to sign with, as Disclose.
+	// Default: nothing.
+	Sign []string `json:"sign,omitempty"`
+	// Issue is which credential types the requestor may issue: "*",
+	// "scheme.*", "scheme.issuer.*" and exact credential type ids.
+	// Default: nothing.
+	Issue []string `json:"issue,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.

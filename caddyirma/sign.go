@@ -46,16 +46,17 @@ const MaxSignMessage = 64 << 10
 // gateway POSTs the signature and its verification to the upstream (if
 // configured) and offers the visitor the signature to download.
 type Sign struct {
-	// Message is the message to sign, with placeholders. One of Message,
-	// MessageField and MessageBody must be set.
+	// Message is the message to sign, with placeholders. Exactly one of
+	// Message, MessageField and MessageBody must be set. Default: none.
 	Message string `json:"message,omitempty"`
 
 	// MessageField is the name of the field of a POSTed form
-	// (application/x-www-form-urlencoded) that holds the message.
+	// (application/x-www-form-urlencoded) that holds the message. Default:
+	// none.
 	MessageField string `json:"message_field,omitempty"`
 
 	// MessageBody takes the message from the request body (a POST, text, at
-	// most 64 KiB).
+	// most 64 KiB). Default: off.
 	MessageBody bool `json:"message_body,omitempty"`
 
 	// Requirements are the attributes to sign with, as in irma_auth. At
