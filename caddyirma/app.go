@@ -654,6 +654,20 @@ func (a *App) takeCredentialExpiry(ctx context.Context, clientToken string) (tim
 	return rs.expiries.take(ctx, clientToken)
 }
 
+// signatureKey is where the store that holds credential expiries keeps the
+// mark of a signature session whose result has not been fetched yet.
+func signatureKey(clientToken string) string { return "signature-" + clientToken }
+
+// markSignature records that the signature session with the client token
+// has a result to fetch, once.
+func (a *App) markSignature(ctx context.Context, clientToken string) error {
+	rs := a.srv.Load()
+	if rs == nil {
+		return errors.New("the IRMA server is not running")
+	}
+	return rs.expiries.put(ctx, signatureKey(clientToken), time.Now())
+}
+
 // ServerURL returns the public URL of the IRMA endpoints, with a trailing
 // slash.
 func (a *App) ServerURL() string { return a.serverURL }

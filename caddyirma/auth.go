@@ -298,7 +298,7 @@ func (h *Auth) resume(w http.ResponseWriter, r *http.Request, p *pendingLogin, l
 	}
 	// The expiry of the credentials is also what makes a result count
 	// once: taking it makes a replayed pending cookie worthless.
-	clientToken := p.Pointer[strings.LastIndex(p.Pointer, "/")+1:]
+	clientToken := clientTokenOf(p.Pointer)
 	credExpiry, ok, err := h.app.takeCredentialExpiry(r.Context(), clientToken)
 	if err != nil {
 		return nil, caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma_auth: %w", err))
@@ -389,6 +389,9 @@ func (h *Auth) deny(w http.ResponseWriter, r *http.Request, ret string) error {
 	}
 	return sessionpage.RenderMessage(w, http.StatusForbidden, sessionpage.Language(r), "refused", ret)
 }
+
+// clientTokenOf returns the client token of a session pointer URL.
+func clientTokenOf(pointer string) string { return pointer[strings.LastIndex(pointer, "/")+1:] }
 
 func toAttributes(m map[string]string) policy.Attributes {
 	a := make(policy.Attributes, len(m))

@@ -168,6 +168,9 @@ func (h *Sign) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Han
 	}
 	p := &pendingLogin{Token: string(token), Pointer: s.Pointer.URL, FrontendAuth: string(s.FrontendAuth),
 		PairingCode: s.PairingCode, Route: h.route, Return: ret}
+	if err := h.app.markSignature(r.Context(), clientTokenOf(p.Pointer)); err != nil {
+		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma_sign: %w", err))
+	}
 	if err := l.setPending(w, p, now.Add(time.Duration(h.app.MaxSessionLifetime))); err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma_sign: pending cookie: %w", err))
 	}
@@ -278,6 +281,13 @@ func (h *Sign) resume(w http.ResponseWriter, r *http.Request, p *pendingLogin, r
 		return caddyhttp.Error(http.StatusConflict, fmt.Errorf("irma_sign: the signature session ended %s", res.Status))
 	}
 	l.clearCookie(w, pending)
+	// A result is fetched, and posted upstream, once: not again for
+	// whoever kept a copy of the pending cookie.
+	if _, first, err := h.app.takeCredentialExpiry(r.Context(), signatureKey(clientTokenOf(p.Pointer))); err != nil {
+		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma_sign: %w", err))
+	} else if !first {
+		return caddyhttp.Error(http.StatusGone, errors.New("irma_sign: the signature was fetched already"))
+	}
 	if res.Type != irma.ActionSigning || res.Signature == nil || res.ProofStatus != irma.ProofStatusValid {
 		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("irma_sign: the session gave no valid signature (%s)", res.ProofStatus))
 	}

@@ -68,6 +68,10 @@ func TestSigning(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	pending := b.cookiePrefix(base, "irma_session_pending_")
+	if pending == nil {
+		t.Fatal("no pending cookie")
+	}
 	res, err := w.RunSession(ctx, sess, wallet.Accept)
 	if err != nil {
 		t.Fatalf("signing: %+v, %v", res, err)
@@ -91,6 +95,17 @@ func TestSigning(t *testing.T) {
 	mu.Unlock()
 	if n != 1 || received[0].Signature == nil || received[0].Signature.Message != got.Signature.Message {
 		t.Fatalf("the upstream received %d signatures", n)
+	}
+	// A kept copy of the pending cookie fetches nothing more, and the
+	// upstream hears of the signature once.
+	if resp, _ := newBrowser(t).get(base+"/sign?name=Alice", map[string]string{"Cookie": pending.Name + "=" + pending.Value}); resp.StatusCode != http.StatusGone {
+		t.Errorf("a replayed pending cookie: %d, want 410", resp.StatusCode)
+	}
+	mu.Lock()
+	n = len(received)
+	mu.Unlock()
+	if n != 1 {
+		t.Errorf("the upstream received the signature %d times", n)
 	}
 	// Anyone can verify it later with irmago; a changed message does not.
 	if _, status, err := got.Signature.Verify(app.Configuration(), nil); status != irma.ProofStatusValid || err != nil {
