@@ -644,14 +644,16 @@ func (a *App) stripIdentityHeaders(r *http.Request) {
 	}
 }
 
-// takeCredentialExpiry returns, once, when the first credential disclosed in
-// the session with the client token expires.
-func (a *App) takeCredentialExpiry(ctx context.Context, clientToken string) (time.Time, bool, error) {
+// takeOnce returns, and forgets, what the one-use store holds under key:
+// by a client token, when the first credential disclosed in that session
+// expires; by signatureKey, the mark of a signature not yet fetched. The
+// store is Redis when the sessions are, so every instance sees one use.
+func (a *App) takeOnce(ctx context.Context, key string) (time.Time, bool, error) {
 	rs := a.srv.Load()
 	if rs == nil {
 		return time.Time{}, false, errors.New("the IRMA server is not running")
 	}
-	return rs.expiries.take(ctx, clientToken)
+	return rs.expiries.take(ctx, key)
 }
 
 // signatureKey is where the store that holds credential expiries keeps the

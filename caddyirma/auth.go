@@ -299,7 +299,7 @@ func (h *Auth) resume(w http.ResponseWriter, r *http.Request, p *pendingLogin, l
 	// The expiry of the credentials is also what makes a result count
 	// once: taking it makes a replayed pending cookie worthless.
 	clientToken := clientTokenOf(p.Pointer)
-	credExpiry, ok, err := h.app.takeCredentialExpiry(r.Context(), clientToken)
+	credExpiry, ok, err := h.app.takeOnce(r.Context(), clientToken)
 	if err != nil {
 		return nil, caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma_auth: %w", err))
 	}
@@ -310,7 +310,7 @@ func (h *Auth) resume(w http.ResponseWriter, r *http.Request, p *pendingLogin, l
 		return nil, h.deny(w, r, p.Return)
 	}
 	have := policy.Attributes{}
-	next2 := &loginState{Expires: now.Add(l.lifetime)}
+	next2 := &loginState{Expires: now.Add(time.Duration(l.CookieLifetime))}
 	if login != nil {
 		have = toAttributes(login.Attributes)
 		next2.ID = login.ID

@@ -18,6 +18,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/assertion"
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/keystore"
 	"github.com/caddy-irma/caddy-irma/caddyirma/policy"
 	"github.com/caddy-irma/caddy-irma/caddyirma/sealedcookie"
 )
@@ -92,7 +93,6 @@ type LoginConfig struct {
 	keys     *assertion.KeyRing
 	tokens   *assertion.Issuer
 	secure   bool
-	lifetime time.Duration
 }
 
 // provision fills in defaults and checks the settings; keys are loaded in
@@ -110,7 +110,6 @@ func (l *LoginConfig) provision(serverURL string) error {
 	if l.CookieLifetime < 0 || time.Duration(l.CookieLifetime) > sealedcookie.MaxLifetime {
 		return fmt.Errorf("login: cookie_lifetime %s: want more than 0 and at most %s", time.Duration(l.CookieLifetime), sealedcookie.MaxLifetime)
 	}
-	l.lifetime = time.Duration(l.CookieLifetime)
 	if l.IdentityHeader == "" {
 		l.IdentityHeader = DefaultIdentityHeader
 	}
@@ -152,12 +151,7 @@ func (l *LoginConfig) provision(serverURL string) error {
 }
 
 // start loads or creates the keys.
-func (l *LoginConfig) start(ctx context.Context, storage interface {
-	Load(context.Context, string) ([]byte, error)
-	Store(context.Context, string, []byte) error
-	Lock(context.Context, string) error
-	Unlock(context.Context, string) error
-}) error {
+func (l *LoginConfig) start(ctx context.Context, storage keystore.Storage) error {
 	var secrets [][]byte
 	if len(l.CookieKeys) > 0 {
 		repl := caddy.NewReplacer()

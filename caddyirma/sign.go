@@ -283,7 +283,7 @@ func (h *Sign) resume(w http.ResponseWriter, r *http.Request, p *pendingLogin, r
 	l.clearCookie(w, pending)
 	// A result is fetched, and posted upstream, once: not again for
 	// whoever kept a copy of the pending cookie.
-	if _, first, err := h.app.takeCredentialExpiry(r.Context(), signatureKey(clientTokenOf(p.Pointer))); err != nil {
+	if _, first, err := h.app.takeOnce(r.Context(), signatureKey(clientTokenOf(p.Pointer))); err != nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma_sign: %w", err))
 	} else if !first {
 		return caddyhttp.Error(http.StatusGone, errors.New("irma_sign: the signature was fetched already"))

@@ -6,14 +6,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/caddy-irma/caddy-irma/caddyirma"
-	"github.com/caddy-irma/caddy-irma/caddyirma/internal/caddytest"
-	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testscheme"
 	"github.com/caddy-irma/caddy-irma/caddyirma/wallet"
 )
 
@@ -31,28 +27,12 @@ func BenchmarkGateway(b *testing.B) {
 		_, _ = io.WriteString(w, "ok")
 	}))
 	defer up.Close()
-	port := caddytest.FreePort(b)
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	scheme := testscheme.New(b, base+"/irma/timestamp")
-	caddytest.Start(b, fmt.Sprintf(`{
-	admin off
-	storage file_system %[4]s
-	irma {
-		url %[2]s/irma/
-		schemes_path %[3]s
-		issuer_private_keys_path %[5]s
-		schemes_update off
-		policy members {
+	g := newGateway(b)
+	base, scheme := g.base, g.scheme
+	app := g.start(b, `policy members {
 			require caddy-demo.gateway.person.email
-		}
-	}
-}
-http://127.0.0.1:%[1]d {
-	irma_auth /members/* members
-	reverse_proxy %[6]s
-}
-`, port, base, scheme.SchemesPath, filepath.Join(scheme.Dir, "caddy"), scheme.PrivateKeysPath, strings.TrimPrefix(up.URL, "http://")))
-	app := caddytest.App[*caddyirma.App](b, "irma")
+		}`, fmt.Sprintf(`irma_auth /members/* members
+	reverse_proxy %s`, strings.TrimPrefix(up.URL, "http://")))
 
 	// Log in once, with a real wallet.
 	w, err := wallet.Open(wallet.Options{Dir: b.TempDir(), SchemesPath: scheme.SchemesPath})

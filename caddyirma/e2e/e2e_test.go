@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,10 +14,8 @@ import (
 	irma "github.com/privacybydesign/irmago/irma"
 	"github.com/privacybydesign/irmago/irma/server"
 
-	"github.com/caddy-irma/caddy-irma/caddyirma"
 	"github.com/caddy-irma/caddy-irma/caddyirma/demoscheme"
 	"github.com/caddy-irma/caddy-irma/caddyirma/internal/caddytest"
-	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testscheme"
 	"github.com/caddy-irma/caddy-irma/caddyirma/wallet"
 )
 
@@ -57,25 +54,9 @@ func TestSessions(t *testing.T) {
 }
 
 func runSessions(t *testing.T, store string) {
-	port := caddytest.FreePort(t)
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	irmaURL := base + "/irma/"
-	scheme := testscheme.New(t, irmaURL+"timestamp")
-	caddytest.Start(t, fmt.Sprintf(`{
-	admin off
-	storage file_system %[6]s
-	irma {
-		url %[2]s
-		schemes_path %[3]s
-		issuer_private_keys_path %[4]s
-		timestamp_key_file %[5]s
-		schemes_update off
-		%[7]s
-	}
-}
-
-http://127.0.0.1:%[1]d {
-	irma_endpoints
+	g := newGateway(t)
+	base, scheme := g.base, g.scheme
+	app := g.start(t, store, `irma_endpoints
 	handle /issue {
 		irma_issue {
 			credential caddy-demo.gateway.person {
@@ -86,10 +67,7 @@ http://127.0.0.1:%[1]d {
 			}
 		}
 	}
-	respond "not here" 404
-}
-`, port, irmaURL, scheme.SchemesPath, scheme.PrivateKeysPath, scheme.TimestampKeyFile, filepath.Join(scheme.Dir, "caddy"), store))
-	app := caddytest.App[*caddyirma.App](t, "irma")
+	respond "not here" 404`)
 	srv, err := app.Server()
 	if err != nil {
 		t.Fatal(err)
