@@ -89,10 +89,10 @@ type LoginConfig struct {
 	// Audience is the JWT's "aud" claim. Default: caddy-irma.
 	Audience string `json:"audience,omitempty"`
 
-	cookies  *sealedcookie.KeyRing
-	keys     *assertion.KeyRing
-	tokens   *assertion.Issuer
-	secure   bool
+	cookies *sealedcookie.KeyRing
+	keys    *assertion.KeyRing
+	tokens  *assertion.Issuer
+	secure  bool
 }
 
 // provision fills in defaults and checks the settings; keys are loaded in
