@@ -9,7 +9,7 @@ DEMO_URL ?= http://localhost:8080/irma/
 # Later runs reuse the key, whatever its size.
 DEMO_KEY_BITS ?= 1024
 
-.PHONY: all build wallet upstream demo-scheme run test vet fmt-check clean
+.PHONY: all build wallet upstream demo-scheme run test vet staticcheck fmt-check clean
 
 all: build wallet
 
@@ -37,12 +37,19 @@ run: build upstream demo-scheme
 	trap 'kill $$upstream 2>/dev/null; wait $$upstream 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/caddy run --config Caddyfile.example --adapter caddyfile
 
-## test: formatting, vet, and every test (unit, Caddy integration, end to end)
-test: fmt-check vet
+## test: formatting, vet, staticcheck, and every test (unit, Caddy
+## integration, end to end)
+test: fmt-check vet staticcheck
 	CGO_ENABLED=1 $(GO) test -count=1 -timeout 15m ./...
 
 vet:
 	CGO_ENABLED=1 $(GO) vet ./...
+
+# staticcheck, at the version the project is clean with, from the Go module
+# proxy (nothing to install by hand).
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+staticcheck:
+	CGO_ENABLED=1 $(GO) run $(STATICCHECK) ./...
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

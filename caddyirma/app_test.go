@@ -26,14 +26,15 @@ import (
 
 // gateway is a test site: a port, the scheme it trusts, and its Caddyfile.
 type gateway struct {
+	ln     *caddytest.Listener
 	port   int
 	scheme *demoscheme.Scheme
 }
 
 func newGateway(t *testing.T) *gateway {
 	t.Helper()
-	port := caddytest.FreePort(t)
-	g := &gateway{port: port}
+	ln := caddytest.Listen(t)
+	g := &gateway{ln: ln, port: ln.Port}
 	g.scheme = testscheme.New(t, g.url()+"timestamp")
 	return g
 }
@@ -63,6 +64,7 @@ func (g *gateway) caddyfile(irmaExtra string) string {
 }
 
 http://127.0.0.1:%[1]d {
+	%[8]s
 	irma_endpoints
 	handle /issue {
 		irma_issue {
@@ -75,7 +77,7 @@ http://127.0.0.1:%[1]d {
 	}
 	respond "next handler"
 }
-`, g.port, g.url(), g.scheme.SchemesPath, g.scheme.PrivateKeysPath, filepath.Join(g.scheme.Dir, "caddy"), g.scheme.TimestampKeyFile, irmaExtra)
+`, g.port, g.url(), g.scheme.SchemesPath, g.scheme.PrivateKeysPath, filepath.Join(g.scheme.Dir, "caddy"), g.scheme.TimestampKeyFile, irmaExtra, g.ln.Bind())
 }
 
 // logs returns what Caddy logged so far.
@@ -241,7 +243,7 @@ func TestLoadErrors(t *testing.T) {
 	}
 	defer busy.Close()
 	busyPort := busy.Addr().(*net.TCPAddr).Port
-	deadPort := caddytest.FreePort(t)
+	dead := caddytest.RefusedAddr(t)
 
 	replace := func(old, new string) string {
 		if !strings.Contains(good, old) {
@@ -275,8 +277,8 @@ func TestLoadErrors(t *testing.T) {
 		{"missing attribute", replace("over18 yes", ""), []string{`attribute "over18" is required`}},
 		{"missing timestamp key", replace("timestamp_key_file "+g.scheme.TimestampKeyFile, "timestamp_key_file /nonexistent/ts.key"), []string{`timestamp_key_file "/nonexistent/ts.key"`}},
 		{"lifetime not whole minutes", replace("schemes_update off", "schemes_update off\n\t\tmax_session_lifetime 90s"), []string{"max_session_lifetime", "whole minutes"}},
-		{"unreachable redis", replace("schemes_update off", fmt.Sprintf("schemes_update off\n\t\tredis 127.0.0.1:%d {\n\t\t\tdisable_tls\n\t\t}", deadPort)), []string{fmt.Sprintf(`redis at "127.0.0.1:%d"`, deadPort)}},
-		{"port in use", strings.ReplaceAll(good, fmt.Sprintf("127.0.0.1:%d {", g.port), fmt.Sprintf("127.0.0.1:%d {", busyPort)), []string{fmt.Sprint(busyPort), "address already in use"}},
+		{"unreachable redis", replace("schemes_update off", fmt.Sprintf("schemes_update off\n\t\tredis %s {\n\t\t\tdisable_tls\n\t\t}", dead)), []string{fmt.Sprintf(`redis at %q`, dead)}},
+		{"port in use", strings.ReplaceAll(strings.ReplaceAll(good, g.ln.Bind(), ""), fmt.Sprintf("127.0.0.1:%d {", g.port), fmt.Sprintf("127.0.0.1:%d {", busyPort)), []string{fmt.Sprint(busyPort), "address already in use"}},
 		{"policy with an unknown attribute", replace("schemes_update off", "schemes_update off\n\t\tpolicy p {\n\t\t\trequire caddy-demo.gateway.person.shoesize\n\t\t}"), []string{`policy "p"`, "caddy-demo.gateway.person.shoesize"}},
 		{"policy with an unknown credential", replace("schemes_update off", "schemes_update off\n\t\tpolicy p {\n\t\t\trequire caddy-demo.gateway.passport.number\n\t\t}"), []string{`policy "p"`, "passport"}},
 		{"policy expression", replace("schemes_update off", "schemes_update off\n\t\tpolicy p {\n\t\t\trequire caddy-demo.gateway.person.email or\n\t\t}"), []string{"require", "caddy-demo.gateway.person.email or"}},
@@ -343,10 +345,10 @@ func TestReload(t *testing.T) {
 
 	// A reload that fails, in Provision or in the irma app's Start, leaves
 	// the running server and its sessions alone.
-	dead := caddytest.FreePort(t)
+	dead := caddytest.RefusedAddr(t)
 	for _, bad := range []string{
 		g.caddyfile("max_session_lifetime 30s"),
-		g.caddyfile(fmt.Sprintf("redis 127.0.0.1:%d {\n\t\t\tdisable_tls\n\t\t}", dead)),
+		g.caddyfile(fmt.Sprintf("redis %s {\n\t\t\tdisable_tls\n\t\t}", dead)),
 	} {
 		if err := caddytest.Load(bad); err == nil {
 			t.Fatal("a bad config loaded")

@@ -19,7 +19,6 @@ import (
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/assertion"
 	"github.com/caddy-irma/caddy-irma/caddyirma/internal/keystore"
-	"github.com/caddy-irma/caddy-irma/caddyirma/policy"
 	"github.com/caddy-irma/caddy-irma/caddyirma/sealedcookie"
 )
 
@@ -355,10 +354,4 @@ func loadKeyFile(path string, alg assertion.Algorithm) (*assertion.KeyRing, erro
 		return nil, err
 	}
 	return assertion.ParseKeyRingPEM(data, alg)
-}
-
-// namedPolicy is a policy of the irma app, by name.
-type namedPolicy struct {
-	name string
-	policy.Policy
 }

@@ -117,7 +117,7 @@ func TestTokenCacheBounded(t *testing.T) {
 
 	off := testIssuer(kr, c)
 	off.CacheSize = -1
-	if mustToken(t, off, alice) == mustToken(t, off, alice) {
+	if first := mustToken(t, off, alice); first == mustToken(t, off, alice) {
 		t.Error("reused with the cache off")
 	}
 }

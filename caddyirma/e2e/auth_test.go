@@ -104,8 +104,8 @@ func newAuthSiteWith(t *testing.T, extra func(s *authSite) string) *authSite {
 
 // newAuthSiteStore also adds store to the irma option (a redis block).
 func newAuthSiteStore(t *testing.T, extra func(s *authSite) string, store string) *authSite {
-	port := caddytest.FreePort(t)
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	ln := caddytest.Listen(t)
+	port, base := ln.Port, "http://"+ln.Addr()
 	s := &authSite{base: base, scheme: testscheme.New(t, base+"/irma/timestamp"), upstream: newUpstream(t)}
 	s.upstream.jwksURL = base + "/irma/jwks.json"
 	s.upstream.issuer = base
@@ -140,6 +140,7 @@ func newAuthSiteStore(t *testing.T, extra func(s *authSite) string, store string
 }
 
 http://127.0.0.1:%[1]d {
+	%[9]s
 	# At the top of the site, irma_auth brings the IRMA endpoints along.
 	irma_auth /members/* members {
 		header caddy-demo.gateway.person.email X-Irma-Attr-Email
@@ -188,7 +189,7 @@ http://127.0.0.1:%[1]d {
 	}
 	respond "public"
 }
-`, port, base, s.scheme.SchemesPath, s.scheme.PrivateKeysPath, s.scheme.TimestampKeyFile, filepath.Join(s.scheme.Dir, "caddy"), up, store) + more
+`, port, base, s.scheme.SchemesPath, s.scheme.PrivateKeysPath, s.scheme.TimestampKeyFile, filepath.Join(s.scheme.Dir, "caddy"), up, store, ln.Bind()) + more
 	caddytest.Start(t, config)
 	s.config = config
 	s.app = caddytest.App[*caddyirma.App](t, "irma")
@@ -232,7 +233,7 @@ func (s *authSite) issue(t testing.TB, w *wallet.Wallet, email, over18 string) {
 
 func (s *authSite) issueAll(t testing.TB, w *wallet.Wallet, person map[string]string, level string) {
 	t.Helper()
-	week := irma.Timestamp(time.Now().Add(7 * 24 * time.Hour))
+	week := irma.Timestamp(time.Now().Add(irma.ExpiryFactor * time.Second)) // IRMA rounds it down to its weekly epochs
 	srv, err := s.app.Server()
 	if err != nil {
 		t.Fatal(err)
@@ -249,6 +250,23 @@ func (s *authSite) issueAll(t testing.TB, w *wallet.Wallet, person map[string]st
 	if res, err := w.Run(context.Background(), ptr, wallet.Accept); err != nil {
 		t.Fatalf("issuing: %+v, %v", res, err)
 	}
+}
+
+// credentialExpiry returns when w's credential of type id expires, as IRMA
+// rounded it.
+func credentialExpiry(t testing.TB, w *wallet.Wallet, id irma.CredentialTypeIdentifier) time.Time {
+	t.Helper()
+	creds, err := w.Credentials()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range creds {
+		if c.Type == id {
+			return c.Expires
+		}
+	}
+	t.Fatalf("the wallet holds no %s", id)
+	return time.Time{}
 }
 
 // browser is an HTTP client with cookies that asks for JSON, as a script
@@ -394,8 +412,11 @@ func TestAuth(t *testing.T) {
 		if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
 			t.Errorf("the response that sets the session cookie has Cache-Control %q", cc)
 		}
-		if session.Expires.After(time.Now().Add(15*24*time.Hour)) || session.Expires.Before(time.Now().Add(6*24*time.Hour)) {
-			t.Errorf("the login lasts until %s: not bounded by the credential's expiry", session.Expires)
+		// IRMA rounds the credential's expiry to its weekly epochs, so on
+		// some days "a week from now" is three days away: compare with the
+		// expiry the wallet holds, not with a number of days.
+		if want := credentialExpiry(t, alice, s.scheme.Credential(demoscheme.CredentialPerson)); !session.Expires.Equal(want) {
+			t.Errorf("the login lasts until %s, the person credential until %s: not bounded by the credential's expiry", session.Expires, want)
 		}
 		got := s.upstream.lastSeen()
 		if got.claims.Policy != "members" || got.claims.Subject == "" || got.claims.Attributes["caddy-demo.gateway.person.email"] != "alice@example.com" {
@@ -673,13 +694,14 @@ func storedCookieKeys(t *testing.T, s *authSite) *sealedcookie.KeyRing {
 // gateway's /irma/auth endpoint, and logs in through /irma/login.
 func TestForwardAuth(t *testing.T) {
 	// The proxy: a second site in the same Caddy, on its own port.
-	proxyPort := caddytest.FreePort(t)
-	proxy := fmt.Sprintf("http://127.0.0.1:%d", proxyPort)
+	proxyLn := caddytest.Listen(t)
+	proxy := "http://" + proxyLn.Addr()
 	s := newAuthSiteWith(t, func(s *authSite) string {
 		gateway := strings.TrimPrefix(s.base, "http://")
 		up := strings.TrimPrefix(s.upstream.srv.URL, "http://")
 		return fmt.Sprintf(`
 http://127.0.0.1:%[1]d {
+	%[4]s
 	handle /irma/* {
 		reverse_proxy %[2]s
 	}
@@ -691,7 +713,7 @@ http://127.0.0.1:%[1]d {
 		reverse_proxy %[3]s
 	}
 }
-`, proxyPort, gateway, up)
+`, proxyLn.Port, gateway, up, proxyLn.Bind())
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

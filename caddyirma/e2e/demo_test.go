@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -30,10 +31,11 @@ func TestDemoTour(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	port, upstreamPort := caddytest.FreePort(t), caddytest.FreePort(t)
+	ln := caddytest.Listen(t)
+	port := ln.Port
 	base := fmt.Sprintf("http://localhost:%d", port)
 	scheme := testscheme.New(t, base+"/irma/timestamp")
-	startExampleUpstream(t, repo, upstreamPort, base)
+	upstream := startExampleUpstream(t, repo, base)
 
 	if !strings.HasPrefix(strings.TrimLeft(stripComments(string(raw)), "\n"), "{\n") {
 		t.Fatal("Caddyfile.example no longer starts with a global options block")
@@ -42,8 +44,9 @@ func TestDemoTour(t *testing.T) {
 	config := strings.Replace(string(raw), "\n{\n", "\n{\n\tadmin off\n", 1)
 	for _, r := range []struct{ old, new string }{
 		{".demo/", scheme.Dir + "/"},
+		{"localhost:8080 {", fmt.Sprintf("localhost:%d {\n\t%s", port, ln.Bind())},
 		{"localhost:8080", fmt.Sprintf("localhost:%d", port)},
-		{"127.0.0.1:9090", fmt.Sprintf("127.0.0.1:%d", upstreamPort)},
+		{"127.0.0.1:9090", upstream},
 		{"examples/demo/site", filepath.Join(repo, "examples/demo/site")},
 	} {
 		if !strings.Contains(config, r.old) {
@@ -160,7 +163,7 @@ func TestDemoTour(t *testing.T) {
 	}
 
 	// The upstream trusts no one but the gateway.
-	resp, err = http.Get(fmt.Sprintf("http://127.0.0.1:%d/members/", upstreamPort))
+	resp, err = http.Get("http://" + upstream + "/members/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,8 +173,9 @@ func TestDemoTour(t *testing.T) {
 	}
 }
 
-// startExampleUpstream builds and runs examples/upstream for the test.
-func startExampleUpstream(t *testing.T, repo string, port int, gateway string) {
+// startExampleUpstream builds and runs examples/upstream for the test on a
+// port of its own choosing, and returns its host:port.
+func startExampleUpstream(t *testing.T, repo, gateway string) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "upstream")
 	build := exec.Command("go", "build", "-o", bin, "./examples/upstream")
@@ -179,9 +183,13 @@ func startExampleUpstream(t *testing.T, repo string, port int, gateway string) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building examples/upstream: %v\n%s", err, out)
 	}
-	cmd := exec.Command(bin, "--listen", fmt.Sprintf("127.0.0.1:%d", port),
+	cmd := exec.Command(bin, "--listen", "127.0.0.1:0",
 		"--jwks-url", gateway+"/irma/jwks.json", "--issuer", gateway)
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = io.Discard
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +197,26 @@ func startExampleUpstream(t *testing.T, repo string, port int, gateway string) {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
-	caddytest.WaitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
+	// Its first log line names the address that port 0 gave it.
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if _, rest, ok := strings.Cut(sc.Text(), "listening on http://"); ok {
+				a, _, _ := strings.Cut(rest, ",")
+				addr <- a
+				break
+			}
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+	}()
+	select {
+	case a := <-addr:
+		return a
+	case <-time.After(30 * time.Second):
+		t.Fatal("examples/upstream did not say where it listens")
+		return ""
+	}
 }
 
 // stripComments drops the comment lines of a Caddyfile.

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,13 +36,12 @@ func TestSessions(t *testing.T) {
 		// Only a TLS port, mutual TLS, and a user with a password: the
 		// sessions work only if every setting reaches the Redis client.
 		pki := newTestPKI(t)
-		port := caddytest.FreePort(t)
-		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		runRedis(t, addr, nil,
-			"--port", "0", "--tls-port", fmt.Sprint(port),
-			"--tls-cert-file", pki.serverCert, "--tls-key-file", pki.serverKey,
-			"--tls-ca-cert-file", pki.caCert, "--tls-auth-clients", "yes",
-			"--user", "default", "off", "--user", "gateway", "on", ">s3cret", "~*", "&*", "+@all")
+		addr := runRedis(t, func(port int) []string {
+			return []string{"--port", "0", "--tls-port", fmt.Sprint(port),
+				"--tls-cert-file", pki.serverCert, "--tls-key-file", pki.serverKey,
+				"--tls-ca-cert-file", pki.caCert, "--tls-auth-clients", "yes",
+				"--user", "default", "off", "--user", "gateway", "on", ">s3cret", "~*", "&*", "+@all"}
+		})
 		t.Setenv("CADDY_IRMA_TEST_REDIS_PASSWORD", "s3cret")
 		runSessions(t, fmt.Sprintf(`redis %s {
 			username gateway
@@ -260,52 +260,79 @@ func assertDisclosed(t *testing.T, disclosed [][]*irma.DisclosedAttribute, want 
 // startRedis runs a plain redis-server on a free loopback port for the test.
 func startRedis(t *testing.T) string {
 	t.Helper()
-	port := caddytest.FreePort(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	runRedis(t, addr, redisPing, "--port", fmt.Sprint(port))
-	return addr
+	return runRedis(t, func(port int) []string { return []string{"--port", fmt.Sprint(port)} })
 }
 
-// runRedis runs redis-server with args until the test ends, and waits until
-// it listens on addr (and, if ready is given, until ready says so).
-func runRedis(t *testing.T, addr string, ready func(addr string) bool, args ...string) {
+// runRedis runs redis-server with the arguments that args gives for a port
+// until the test ends, and returns its address once it accepts connections
+// (it says so once every listener is bound). redis-server cannot take over
+// a socket that the test holds, so a port that another process took between
+// picking and binding is retried with another.
+func runRedis(t *testing.T, args func(port int) []string) string {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Fatalf("redis-server is needed for the Redis tests (apt-get install redis-server; .ci/run does): %v", err)
 	}
-	args = append([]string{"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir()}, args...)
-	cmd := exec.Command(bin, args...)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting redis-server: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	if ready == nil {
-		ready = func(addr string) bool {
-			c, err := net.DialTimeout("tcp", addr, time.Second)
-			if err == nil {
-				c.Close()
+	for try := 0; try < 5; try++ {
+		port := caddytest.PortToTry(t)
+		cmd := exec.Command(bin, append([]string{"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir()}, args(port)...)...)
+		out := newLineWatch("Ready to accept connections")
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("starting redis-server: %v", err)
+		}
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		select {
+		case <-out.seen:
+			t.Cleanup(func() {
+				_ = cmd.Process.Kill()
+				<-exited
+			})
+			return fmt.Sprintf("127.0.0.1:%d", port)
+		case <-exited:
+			if strings.Contains(out.String(), "Address already in use") {
+				continue
 			}
-			return err == nil
+			t.Fatalf("redis-server exited:\n%s", out.String())
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+			t.Fatalf("redis-server did not get ready:\n%s", out.String())
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !ready(addr) {
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server on %s did not answer:\n%s", addr, out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	t.Fatal("redis-server found every port it tried in use")
+	return ""
 }
 
-func redisPing(addr string) bool {
-	line, err := redisInline(addr, "PING")
-	return err == nil && line == "+PONG"
+// lineWatch collects a process's output and closes seen once a line holds
+// the text it watches for.
+type lineWatch struct {
+	mu    sync.Mutex
+	out   strings.Builder
+	want  string
+	seen  chan struct{}
+	found bool
+}
+
+func newLineWatch(want string) *lineWatch { return &lineWatch{want: want, seen: make(chan struct{})} }
+
+func (w *lineWatch) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.out.Write(p)
+	if !w.found && strings.Contains(w.out.String(), w.want) {
+		w.found = true
+		close(w.seen)
+	}
+	return len(p), nil
+}
+
+func (w *lineWatch) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.out.String()
 }
 
 // redisCommand sends an inline command and returns the first line of the

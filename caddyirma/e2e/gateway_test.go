@@ -14,6 +14,7 @@ import (
 // gateway is a test gateway: a loopback port, and a test scheme whose
 // timestamp service is the gateway's.
 type gateway struct {
+	ln     *caddytest.Listener
 	port   int
 	base   string // http://127.0.0.1:<port>
 	scheme *demoscheme.Scheme
@@ -21,8 +22,8 @@ type gateway struct {
 
 func newGateway(t testing.TB) *gateway {
 	t.Helper()
-	port := caddytest.FreePort(t)
-	g := &gateway{port: port, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	ln := caddytest.Listen(t)
+	g := &gateway{ln: ln, port: ln.Port, base: "http://" + ln.Addr()}
 	g.scheme = testscheme.New(t, g.base+"/irma/timestamp")
 	return g
 }
@@ -43,10 +44,11 @@ func (g *gateway) config(irmaExtra, site string) string {
 	}
 }
 http://127.0.0.1:%[1]d {
+	%[9]s
 	%[8]s
 }
 `, g.port, g.base, g.scheme.SchemesPath, g.scheme.PrivateKeysPath, filepath.Join(g.scheme.Dir, "caddy"),
-		g.scheme.TimestampKeyFile, irmaExtra, site)
+		g.scheme.TimestampKeyFile, irmaExtra, site, g.ln.Bind())
 }
 
 // start runs the gateway until the test ends, and returns its irma app.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -193,8 +192,22 @@ func startNginx(t *testing.T, s *authSite) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := caddytest.FreePort(t)
-	conf := string(example)
+	// nginx binds its own port: one that another process took after it was
+	// picked is retried with another.
+	for try := 0; try < 5; try++ {
+		if base, ok := runNginx(t, bin, string(example), s, caddytest.PortToTry(t)); ok {
+			return base
+		}
+	}
+	t.Fatal("nginx found every port it tried in use")
+	return ""
+}
+
+// runNginx runs nginx with the example config on port, and returns its base
+// URL, or false if the port was in use.
+func runNginx(t *testing.T, bin, example string, s *authSite, port int) (string, bool) {
+	t.Helper()
+	conf := example
 	for old, repl := range map[string]string{
 		"server 127.0.0.1:8080;": "server " + strings.TrimPrefix(s.base, "http://") + ";",
 		"server 127.0.0.1:9090;": "server " + strings.TrimPrefix(s.upstream.srv.URL, "http://") + ";",
@@ -251,24 +264,30 @@ func startNginx(t *testing.T, s *authSite) string {
 		}
 	})
 
+	// Ready when nginx itself answers on the port (not another process
+	// that holds it).
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
+		resp, err := http.Get("http://" + addr + "/irma/jwks.json")
 		if err == nil {
-			c.Close()
-			break
+			resp.Body.Close()
+			if strings.HasPrefix(resp.Header.Get("Server"), "nginx") {
+				return "http://" + addr, true
+			}
 		}
 		select {
 		case err := <-exited:
 			exited <- err
+			if strings.Contains(logs(), "Address already in use") {
+				return "", false
+			}
 			t.Fatalf("nginx exited: %v\n%s\nwith the config:\n%s", err, logs(), main.String())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("nginx did not listen on %s:\n%s", addr, logs())
+			t.Fatalf("nginx did not answer on %s:\n%s", addr, logs())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return "http://" + addr
 }

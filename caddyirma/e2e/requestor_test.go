@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	// irmago signs requestor JWTs with jwt v4's types (irma.SignSessionRequest).
 	jwtv4 "github.com/golang-jwt/jwt/v4"
 	"github.com/golang-jwt/jwt/v5"
 	irma "github.com/privacybydesign/irmago/irma"

@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/golang-jwt/jwt/v4"
+	"github.com/golang-jwt/jwt/v5"
 	irma "github.com/privacybydesign/irmago/irma"
 	"github.com/privacybydesign/irmago/irma/server"
 )
@@ -149,22 +149,20 @@ func (h *Handler) tokenRequestor(auth string) (string, bool) {
 // jwtAuthenticate verifies a requestor JWT against keys (those of one signing method only), checks its
 // iat, and parses the session request inside it by the JWT's sub.
 func (h *Handler) jwtAuthenticate(body []byte, keys map[string]any) (bool, irma.RequestorRequest, string, *irma.RemoteError) {
-	claims := &jwt.StandardClaims{}
+	claims := &jwt.RegisteredClaims{}
 	requestorJwt := strings.TrimSpace(string(body))
 	if !compactJWT.MatchString(requestorJwt) {
 		// Go's base64 skips line breaks: without this, copies of one JWT
 		// with a newline in them would each count as new.
 		return true, nil, "", server.RemoteError(server.ErrorInvalidRequest, "malformed requestor JWT")
 	}
-	if _, err := jwt.ParseWithClaims(requestorJwt, claims, jwtKeyFunc(keys)); err != nil {
+	// An iat in the future is refused by the parser, a missing one below.
+	if _, err := jwt.ParseWithClaims(requestorJwt, claims, jwtKeyFunc(keys), jwt.WithIssuedAt()); err != nil {
 		return true, nil, "", server.RemoteError(server.ErrorInvalidRequest, err.Error())
 	}
 	now := time.Now()
-	if time.Unix(claims.IssuedAt, 0).Add(h.cfg.MaxRequestAge).Before(now) {
+	if claims.IssuedAt == nil || claims.IssuedAt.Add(h.cfg.MaxRequestAge).Before(now) {
 		return true, nil, "", server.RemoteError(server.ErrorUnauthorized, "jwt too old")
-	}
-	if !claims.VerifyIssuedAt(now.Unix(), true) {
-		return true, nil, "", server.RemoteError(server.ErrorUnauthorized, "jwt not yet valid")
 	}
 	parsed, err := irma.ParseRequestorJwt(claims.Subject, requestorJwt)
 	if err != nil {
@@ -173,7 +171,7 @@ func (h *Handler) jwtAuthenticate(body []byte, keys map[string]any) (bool, irma.
 	// irma server takes the same JWT again and again while its iat is fresh:
 	// whoever saw one could start (and so receive) the same issuance. Here a
 	// requestor JWT starts one session only.
-	if !h.replays.first(replayKey(requestorJwt), time.Unix(claims.IssuedAt, 0).Add(h.cfg.MaxRequestAge), now) {
+	if !h.replays.first(replayKey(requestorJwt), claims.IssuedAt.Add(h.cfg.MaxRequestAge), now) {
 		return true, nil, "", server.RemoteError(server.ErrorUnauthorized, "jwt already used")
 	}
 	return true, parsed.RequestorRequest(), claims.Issuer, nil
@@ -230,22 +228,22 @@ func jwtKeyFunc(keys map[string]any) jwt.Keyfunc {
 	return func(token *jwt.Token) (any, error) {
 		kid, ok := token.Header["kid"]
 		if !ok {
-			kid = token.Claims.(*jwt.StandardClaims).Issuer
+			kid = token.Claims.(*jwt.RegisteredClaims).Issuer
 		}
 		name, ok := kid.(string)
 		if !ok {
 			return nil, errors.New("requestor name was not a string")
 		}
-		token.Claims.(*jwt.StandardClaims).Issuer = name
+		token.Claims.(*jwt.RegisteredClaims).Issuer = name
 		if key, ok := keys[name]; ok {
 			return key, nil
 		}
-		return nil, fmt.Errorf("Unknown requestor: %s", name)
+		return nil, fmt.Errorf("unknown requestor: %s", name)
 	}
 }
 
 func jwtSignatureAlg(j string) (string, error) {
-	token, _, err := new(jwt.Parser).ParseUnverified(j, &jwt.StandardClaims{})
+	token, _, err := new(jwt.Parser).ParseUnverified(j, &jwt.RegisteredClaims{})
 	if err != nil {
 		return "", err
 	}

@@ -102,7 +102,6 @@ type Handler struct {
 	hmac   map[string]any
 	rsa    map[string]any
 	perms  map[string]Permissions
-	maxAge time.Duration
 
 	replays replayCache
 }

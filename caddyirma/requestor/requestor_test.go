@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testscheme"
-	"github.com/golang-jwt/jwt/v4"
+	"github.com/golang-jwt/jwt/v5"
 	irma "github.com/privacybydesign/irmago/irma"
 	"github.com/privacybydesign/irmago/irma/server"
 	"github.com/privacybydesign/irmago/irma/server/irmaserver"
@@ -232,8 +232,8 @@ func TestStartSessionAuth(t *testing.T) {
 		{"hmac disclose not permitted", ts, textHeaders, requestorJWT(t, hs, hmacKey, "hm", now, discloseClub), 403, "UNAUTHORIZED", "caddy-demo.gateway.membership.club"},
 		{"hmac sign without permissions", ts, textHeaders, requestorJWT(t, hs, hmacKey, "hm", now, signEmail), 403, "UNAUTHORIZED", ""},
 		{"hmac wrong key", ts, textHeaders, requestorJWT(t, hs, []byte("another key, not the right one!!"), "hm", now, discloseEmail), 400, "INVALID_REQUEST", "signature is invalid"},
-		{"hmac unknown requestor", ts, textHeaders, requestorJWT(t, hs, hmacKey, "nobody", now, discloseEmail), 400, "INVALID_REQUEST", "Unknown requestor"},
-		{"hmac with key of pk requestor name", ts, textHeaders, requestorJWT(t, hs, hmacKey, "pk", now, discloseEmail), 400, "INVALID_REQUEST", "Unknown requestor"},
+		{"hmac unknown requestor", ts, textHeaders, requestorJWT(t, hs, hmacKey, "nobody", now, discloseEmail), 400, "INVALID_REQUEST", "unknown requestor"},
+		{"hmac with key of pk requestor name", ts, textHeaders, requestorJWT(t, hs, hmacKey, "pk", now, discloseEmail), 400, "INVALID_REQUEST", "unknown requestor"},
 		{"hmac stale iat", ts, textHeaders, requestorJWT(t, hs, hmacKey, "hm", now.Add(-301*time.Second), discloseEmail), 403, "UNAUTHORIZED", "jwt too old"},
 		{"hmac future iat", ts, textHeaders, requestorJWT(t, hs, hmacKey, "hm", now.Add(time.Minute), discloseEmail), 400, "INVALID_REQUEST", "used before issued"},
 		{"hmac as json", ts, jsonHeaders(""), requestorJWT(t, hs, hmacKey, "hm", now, discloseEmail), 400, "INVALID_REQUEST", "request could not be authenticated"},
@@ -244,7 +244,7 @@ func TestStartSessionAuth(t *testing.T) {
 		{"publickey wrong key", ts, textHeaders, requestorJWT(t, rs, jwtKey, "pk", now, discloseClub), 400, "INVALID_REQUEST", "verification error"},
 		{"publickey stale iat", ts, textHeaders, requestorJWT(t, rs, rsaKey, "pk", now.Add(-time.Hour), discloseClub), 403, "UNAUTHORIZED", "jwt too old"},
 		{"publickey future iat", ts, textHeaders, requestorJWT(t, rs, rsaKey, "pk", now.Add(time.Hour), discloseClub), 400, "INVALID_REQUEST", "used before issued"},
-		{"publickey name of hmac requestor", ts, textHeaders, requestorJWT(t, rs, rsaKey, "hm", now, discloseClub), 400, "INVALID_REQUEST", "Unknown requestor"},
+		{"publickey name of hmac requestor", ts, textHeaders, requestorJWT(t, rs, rsaKey, "hm", now, discloseClub), 400, "INVALID_REQUEST", "unknown requestor"},
 		{"jwt garbage", ts, textHeaders, "not.a.jwt", 400, "INVALID_REQUEST", "request could not be authenticated"},
 
 		{"missing auth refused", ts, jsonHeaders(""), discloseOver18, 400, "INVALID_REQUEST", "request could not be authenticated"},

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/golang-jwt/jwt/v4"
+	"github.com/golang-jwt/jwt/v5"
 	irma "github.com/privacybydesign/irmago/irma"
 	"github.com/privacybydesign/irmago/irma/server"
 )

@@ -3,7 +3,7 @@
 // verifies against the gateway's published keys (its JWK set); then it shows who the gateway
 // says the visitor is.
 //
-//	go run ./examples/upstream [--listen 127.0.0.1:9090] [--jwks-url URL] [--issuer URL]
+//	go run ./examples/upstream [--listen 127.0.0.1:9090 (port 0: any free port)] [--jwks-url URL] [--issuer URL]
 //	                           [--audience NAME] [--header NAME]
 //
 // It uses nothing but the standard library and github.com/golang-jwt/jwt/v5: copy verifier.go
@@ -16,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"net"
 	"net/http"
 	"net/textproto"
 	"net/url"
@@ -54,8 +55,13 @@ func run(listen, jwksURL, issuer, audience, header string) error {
 		Verifier: NewVerifier(jwksURL, issuer, audience),
 		Header:   textproto.CanonicalMIMEHeaderKey(header),
 	}
+	// Listening first, so that the log line names the port that port 0
+	// picked.
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
 	srv := &http.Server{
-		Addr:              listen,
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -64,9 +70,9 @@ func run(listen, jwksURL, issuer, audience, header string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
+	go func() { errc <- srv.Serve(ln) }()
 	log.Printf("upstream: listening on http://%s, trusting tokens from %s (keys at %s) for %q in %s",
-		listen, issuer, jwksURL, audience, handler.Header)
+		ln.Addr(), issuer, jwksURL, audience, handler.Header)
 	select {
 	case err := <-errc:
 		return err
