@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddy-irma/caddy-irma/caddyirma/internal/caddytest"
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testkit/caddytest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files of the adapt tests")

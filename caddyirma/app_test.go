@@ -19,8 +19,8 @@ import (
 	irma "github.com/privacybydesign/irmago/irma"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/demoscheme"
-	"github.com/caddy-irma/caddy-irma/caddyirma/internal/caddytest"
-	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testscheme"
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testkit/caddytest"
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testkit/testscheme"
 	"github.com/caddy-irma/caddy-irma/caddyirma/sessionpage"
 )
 

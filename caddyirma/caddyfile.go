@@ -1,7 +1,7 @@
 package caddyirma
 
 import (
-	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -218,49 +218,42 @@ func (l *LoginConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-func (r *RedisConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	if err := oneArg(d, &r.Address); err != nil {
-		return err
+// parseRequire parses a requirement: one expression, and an optional block
+// of labels. The subdirective (require, or disclose in irma_issue) is the
+// current token; messages name it.
+func parseRequire(d *caddyfile.Dispenser) (policy.Requirement, error) {
+	directive := d.Val()
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return policy.Requirement{}, d.Errf("%s needs an expression, such as caddy-demo.gateway.person.over18=yes", directive)
 	}
-	seen := map[string]bool{}
+	if len(args) > 1 && strings.Contains(strings.Join(args, " "), `"`) {
+		// Caddy's lexer honours a quote only at the start of a token, so a
+		// quoted value with spaces would be cut up and joined with one space:
+		// a required value could change unnoticed.
+		return policy.Requirement{}, d.Errf("%s: put an expression with a quoted value in backticks, such as `a.b.c.d=\"Alice Demo\"`", directive)
+	}
+	req, err := policy.ParseRequirement(strings.Join(args, " "))
+	if err != nil {
+		return policy.Requirement{}, d.Errf("%s %q: %v", directive, strings.Join(args, " "), err)
+	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		name := d.Val()
-		if seen[name] {
-			return d.Errf("irma: redis: %s given twice", name)
+		if d.Val() != "label" {
+			return policy.Requirement{}, d.Errf("%s: unknown setting %q (want label)", directive, d.Val())
 		}
-		seen[name] = true
-		var err error
-		switch name {
-		case "username":
-			err = oneArg(d, &r.Username)
-		case "password":
-			err = oneArg(d, &r.Password)
-		case "db":
-			var v string
-			if err = oneArg(d, &v); err == nil {
-				if r.DB, err = strconv.Atoi(v); err != nil || r.DB < 0 {
-					return d.Errf("irma: redis: db %q: want a database number", v)
-				}
-			}
-		case "disable_tls":
-			if d.NextArg() {
-				return d.Errf("irma: redis: disable_tls takes no argument, got %q", d.Val())
-			}
-			r.DisableTLS = true
-		case "tls_ca_cert_file":
-			err = oneArg(d, &r.TLSCACertFile)
-		case "tls_client_cert_file":
-			err = oneArg(d, &r.TLSClientCertFile)
-		case "tls_client_key_file":
-			err = oneArg(d, &r.TLSClientKeyFile)
-		default:
-			return d.Errf("irma: redis: unknown setting %q", name)
+		args := d.RemainingArgs()
+		if len(args) != 2 {
+			return policy.Requirement{}, d.Err("label takes a language and a text, such as: label en \"Proof of age\"")
 		}
-		if err != nil {
-			return err
+		if req.Label == nil {
+			req.Label = map[string]string{}
 		}
+		if _, dup := req.Label[args[0]]; dup {
+			return policy.Requirement{}, d.Errf("label %s given twice", args[0])
+		}
+		req.Label[args[0]] = args[1]
 	}
-	return nil
+	return req, nil
 }
 
 // oneArg reads exactly one argument of the current directive into v.

@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -15,7 +14,6 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/internal/logbridge"
-	"github.com/caddy-irma/caddy-irma/caddyirma/returnurl"
 	"github.com/caddy-irma/caddy-irma/caddyirma/sessionpage"
 	"github.com/caddy-irma/caddy-irma/caddyirma/signature"
 )
@@ -63,22 +61,13 @@ func (e *Endpoints) Provision(ctx caddy.Context) error {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (e *Endpoints) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if !e.app.servesEndpoint(r) {
+	a := e.app
+	if !strings.HasPrefix(r.URL.Path, a.prefix) {
 		// At the top of a site, the endpoints also keep forged identity
 		// headers and the gateway's cookies from every route, protected or
 		// not.
-		return next.ServeHTTP(w, e.app.shield(r))
+		return next.ServeHTTP(w, a.shield(r))
 	}
-	return e.app.serveEndpoint(w, r, next)
-}
-
-// servesEndpoint says whether r is for the IRMA endpoints.
-func (a *App) servesEndpoint(r *http.Request) bool {
-	return strings.HasPrefix(r.URL.Path, a.prefix)
-}
-
-// serveEndpoint serves one of the IRMA endpoints.
-func (a *App) serveEndpoint(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if err := a.waitStarted(r.Context()); err != nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, err)
 	}
@@ -96,58 +85,59 @@ func (a *App) serveEndpoint(w http.ResponseWriter, r *http.Request, next caddyht
 		http.StripPrefix(prefix+"verify", signature.Handler(a.Configuration)).ServeHTTP(w, r)
 		return nil
 	case rest == "/logout":
-		return a.serveLogout(w, r)
+		return e.serveLogout(w, r)
 	case rest == "/login":
-		return a.serveLogin(w, r)
+		return e.serveLogin(w, r)
 	case rest == "/auth":
-		return a.serveForwardAuth(w, r)
+		return e.serveForwardAuth(w, r)
 	}
+	return e.serveIRMA(w, r, rest)
+}
+
+// serveIRMA passes what the Yivi app and session pages ask to irmaserver.
+func (e *Endpoints) serveIRMA(w http.ResponseWriter, r *http.Request, rest string) error {
 	if !allowedIRMAPath(r.Method, rest) {
 		// irmaserver also routes revocation, static sessions and server-sent
 		// events; the gateway offers none of those, so none are reachable.
 		return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("irma_endpoints: no endpoint %q", logbridge.RedactPaths(rest)))
 	}
-	rs := a.srv.Load()
+	rs := e.app.srv.Load()
 	if rs == nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma: the IRMA server is not running"))
 	}
-	h := http.StripPrefix(strings.TrimSuffix(prefix, "/"), rs.handler)
+	h := http.StripPrefix(strings.TrimSuffix(e.app.prefix, "/"), rs.handler)
 	if tok, ok := proofsClientToken(rest); ok && r.Method == http.MethodPost {
-		return serveProofs(w, r, h, rs.expiries, tok)
+		return serveProofs(w, r, h, rs.marks, tok, rs.markTTL)
 	}
 	h.ServeHTTP(w, r)
 	return nil
 }
 
-// policyAuth returns the login flow of the named policy of the request's
+// policyFlow returns the login flow of the named policy of the request's
 // "policy" query parameter.
-func (a *App) policyAuth(r *http.Request) (*Auth, error) {
+func (e *Endpoints) policyFlow(r *http.Request) (*loginFlow, error) {
 	name := r.URL.Query().Get("policy")
-	h, ok := a.namedAuth[name]
+	f, ok := e.app.policyFlows[name]
 	if !ok {
 		return nil, caddyhttp.Error(http.StatusNotFound, fmt.Errorf("irma: no policy %q", name))
 	}
-	return h, nil
+	return f, nil
 }
 
 // serveLogin logs the visitor in for the policy named by the "policy"
 // query parameter, and then sends the browser to the same-site path in
 // "return" (default /). Forward-auth setups send visitors here.
-func (a *App) serveLogin(w http.ResponseWriter, r *http.Request) error {
+func (e *Endpoints) serveLogin(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", "GET")
 		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("irma: login: method %s", r.Method))
 	}
-	h, err := a.policyAuth(r)
+	f, err := e.policyFlow(r)
 	if err != nil {
 		return err
 	}
-	ret, err := returnurl.Check(r.URL.Query().Get("return"))
-	if err != nil || r.URL.Query().Get("return") == "" {
-		ret = "/"
-	}
-	here := a.loginURL(h.name, ret)
-	login, err := h.check(w, r, flow{ret: ret, done: here, code: http.StatusOK})
+	ret := returnTo(r.URL.Query().Get("return"))
+	login, err := f.check(w, r, destination{ret: ret, done: e.loginURL(f.name, ret), code: http.StatusOK})
 	if login == nil {
 		return err
 	}
@@ -157,8 +147,8 @@ func (a *App) serveLogin(w http.ResponseWriter, r *http.Request) error {
 }
 
 // loginURL is where the login endpoint logs in for a policy.
-func (a *App) loginURL(policyName, ret string) string {
-	return a.prefix + "login?" + url.Values{"policy": {policyName}, "return": {ret}}.Encode()
+func (e *Endpoints) loginURL(policyName, ret string) string {
+	return e.app.prefix + "login?" + url.Values{"policy": {policyName}, "return": {ret}}.Encode()
 }
 
 // serveForwardAuth answers the subrequests of nginx auth_request, Traefik
@@ -168,18 +158,18 @@ func (a *App) loginURL(policyName, ret string) string {
 // X-Irma-Login header (and, for a browser's page, a page that goes there).
 // The original URL, to return to afterwards, comes from X-Forwarded-Uri
 // (Traefik, Caddy) or X-Original-URI (the usual nginx setting).
-func (a *App) serveForwardAuth(w http.ResponseWriter, r *http.Request) error {
-	h, err := a.policyAuth(r)
+func (e *Endpoints) serveForwardAuth(w http.ResponseWriter, r *http.Request) error {
+	f, err := e.policyFlow(r)
 	if err != nil {
 		return err
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	if login := a.Login.readLogin(r, time.Now()); login != nil && h.policy.SatisfiedBy(toAttributes(login.Attributes)) {
-		token, err := h.token(login)
+	if login := f.satisfied(r); login != nil {
+		token, err := f.token(login)
 		if err != nil {
 			return err
 		}
-		w.Header().Set(a.Login.IdentityHeader, token)
+		w.Header().Set(e.app.Login.IdentityHeader, token)
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
@@ -187,11 +177,7 @@ func (a *App) serveForwardAuth(w http.ResponseWriter, r *http.Request) error {
 	if original == "" {
 		original = r.Header.Get("X-Original-Uri")
 	}
-	ret, err := returnurl.Check(original)
-	if err != nil || original == "" {
-		ret = "/"
-	}
-	login := a.loginURL(h.name, ret)
+	login := e.loginURL(f.name, returnTo(original))
 	w.Header().Set("X-Irma-Login", login)
 	if sessionpage.WantsPage(r) {
 		return sessionpage.RenderRedirect(w, http.StatusUnauthorized, sessionpage.Language(r), login)
@@ -202,7 +188,7 @@ func (a *App) serveForwardAuth(w http.ResponseWriter, r *http.Request) error {
 
 // serveLogout ends the visitor's login, and sends the browser on to the
 // same-site path in the "return" query parameter (default: /).
-func (a *App) serveLogout(w http.ResponseWriter, r *http.Request) error {
+func (e *Endpoints) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		w.Header().Set("Allow", "GET, POST")
 		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("irma: logout: method %s", r.Method))
@@ -211,13 +197,9 @@ func (a *App) serveLogout(w http.ResponseWriter, r *http.Request) error {
 		// A link on another site must not log the visitor out.
 		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("irma: logout from another site (%s)", site))
 	}
-	a.Login.clearAll(w, r)
-	ret, err := returnurl.Check(r.URL.Query().Get("return"))
-	if err != nil || r.URL.Query().Get("return") == "" {
-		ret = "/"
-	}
+	e.app.Login.cookies.clearAll(w, r)
 	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, ret, http.StatusSeeOther)
+	http.Redirect(w, r, returnTo(r.URL.Query().Get("return")), http.StatusSeeOther)
 	return nil
 }
 

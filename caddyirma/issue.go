@@ -148,6 +148,9 @@ func checkCredentialSpec(conf *irma.Configuration, c CredentialSpec) error {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Issue) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	if err := h.app.waitStarted(r.Context()); err != nil {
+		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma_issue: %w", err))
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		w.Header().Set("Allow", "GET, POST")
 		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("irma_issue: method %s", r.Method))
@@ -160,24 +163,11 @@ func (h *Issue) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Ha
 	if err != nil {
 		return caddyhttp.Error(http.StatusBadRequest, err)
 	}
-	s, _, err := h.app.startSession(req, h.Pairing)
+	s, _, err := startSession(appServer{h.app}, h.app.prefix, req, h.Pairing)
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma_issue: %w", err))
 	}
-	if !sessionpage.WantsPage(r) {
-		info, err := sessionpage.NewInfo(s)
-		if err != nil {
-			return caddyhttp.Error(http.StatusInternalServerError, err)
-		}
-		sessionpage.WriteJSON(w, http.StatusOK, info)
-		return nil
-	}
-	return sessionpage.Render(w, sessionpage.Page{
-		Kind:    sessionpage.KindIssue,
-		Lang:    sessionpage.Language(r),
-		Session: s,
-		DoneURL: h.Redirect,
-	})
+	return showSession(w, r, http.StatusOK, http.StatusOK, sessionpage.Page{Kind: sessionpage.KindIssue, Session: s, DoneURL: h.Redirect})
 }
 
 // request builds the issuance request for one visitor.

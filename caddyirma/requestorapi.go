@@ -14,8 +14,6 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	irma "github.com/privacybydesign/irmago/irma"
-	"github.com/privacybydesign/irmago/irma/server"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/requestor"
 )
@@ -188,50 +186,6 @@ func (h *RequestorAPI) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddy
 	return nil
 }
 
-// appServer is the running IRMA server of an app, looked up per call: the
-// API is built in Provision, before the server runs.
-type appServer struct{ app *App }
-
-func (s appServer) server() (*runningServer, error) {
-	rs := s.app.srv.Load()
-	if rs == nil {
-		return nil, errors.New("irma: the IRMA server is not running")
-	}
-	return rs, nil
-}
-
-func (s appServer) StartSession(req any, handler server.SessionHandler, requestor string) (*irma.Qr, irma.RequestorToken, *irma.FrontendSessionRequest, error) {
-	rs, err := s.server()
-	if err != nil {
-		return nil, "", nil, err
-	}
-	return rs.StartSession(req, handler, requestor)
-}
-
-func (s appServer) GetSessionResult(t irma.RequestorToken) (*server.SessionResult, error) {
-	rs, err := s.server()
-	if err != nil {
-		return nil, err
-	}
-	return rs.GetSessionResult(t)
-}
-
-func (s appServer) GetRequest(t irma.RequestorToken) (irma.RequestorRequest, error) {
-	rs, err := s.server()
-	if err != nil {
-		return nil, err
-	}
-	return rs.GetRequest(t)
-}
-
-func (s appServer) CancelSession(t irma.RequestorToken) error {
-	rs, err := s.server()
-	if err != nil {
-		return err
-	}
-	return rs.CancelSession(t)
-}
-
 // parseRequestorAPI sets up irma_requestor_api from Caddyfile tokens.
 // Syntax:
 //
@@ -357,5 +311,4 @@ var (
 	_ caddy.Provisioner           = (*RequestorAPI)(nil)
 	_ caddyhttp.MiddlewareHandler = (*RequestorAPI)(nil)
 	_ caddyfile.Unmarshaler       = (*RequestorAPI)(nil)
-	_ requestor.Server            = appServer{}
 )

@@ -3,13 +3,41 @@ package caddyirma
 import (
 	"errors"
 	"fmt"
+	"net/http"
+	"strings"
 
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	irma "github.com/privacybydesign/irmago/irma"
 	"github.com/privacybydesign/irmago/irma/server"
 	"github.com/privacybydesign/irmago/irma/server/irmaserver"
 
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/marks"
+	"github.com/caddy-irma/caddy-irma/caddyirma/returnurl"
 	"github.com/caddy-irma/caddy-irma/caddyirma/sessionpage"
 )
+
+// What every handler that runs a session for a browser (irma_auth and the
+// login endpoint, irma_sign, irma_issue) shares: the IRMA server behind a
+// small interface, starting a session with pairing, looking up the
+// session of a pending cookie, answering with the session page or JSON,
+// and where the browser returns.
+
+// irmaSessions is what the handlers need of the embedded IRMA server, as
+// irmaserver.Server has it: an interface, so that the flows have unit tests
+// without a server.
+type irmaSessions interface {
+	StartSession(req any, handler server.SessionHandler, requestor string) (*irma.Qr, irma.RequestorToken, *irma.FrontendSessionRequest, error)
+	SetFrontendOptions(irma.RequestorToken, *irma.FrontendOptionsRequest) (*irma.SessionOptions, error)
+	GetSessionResult(irma.RequestorToken) (*server.SessionResult, error)
+	CancelSession(irma.RequestorToken) error
+}
+
+// backend is the irma app as the handlers' flows see it: its IRMA server
+// and its store of marks.
+type backend interface {
+	irmaSessions
+	marks() (marks.Store, error)
+}
 
 // Pairing modes: whether a session page asks for the pairing code that the
 // Yivi app shows once it scanned the QR code.
@@ -32,16 +60,12 @@ func checkPairing(mode string) error {
 // startSession starts an IRMA session for a browser, with pairing if the
 // mode asks for it, and returns what the page needs and the requestor
 // token, which must never reach the browser.
-func (a *App) startSession(req irma.SessionRequest, pairing string) (sessionpage.Session, irma.RequestorToken, error) {
-	srv, err := a.Server()
-	if err != nil {
-		return sessionpage.Session{}, "", err
-	}
+func startSession(srv irmaSessions, prefix string, req irma.SessionRequest, pairing string) (sessionpage.Session, irma.RequestorToken, error) {
 	ptr, token, frontend, err := srv.StartSession(req, nil, "")
 	if err != nil {
 		return sessionpage.Session{}, "", fmt.Errorf("starting session: %w", err)
 	}
-	s := sessionpage.Session{Pointer: ptr, FrontendAuth: frontend.Authorization, PathPrefix: a.PathPrefix()}
+	s := sessionpage.Session{Pointer: ptr, FrontendAuth: frontend.Authorization, PathPrefix: prefix}
 	if pairing == PairingOn || ((pairing == "" || pairing == PairingAuto) && frontend.PairingRecommended) {
 		// Set here, before the page shows the QR code: a phone that scans it
 		// earlier than the page could ask for pairing would go unpaired.
@@ -55,6 +79,42 @@ func (a *App) startSession(req irma.SessionRequest, pairing string) (sessionpage
 	return s, token, nil
 }
 
+// pendingSession is what a pending cookie holds while a visitor runs a
+// session (a login, a signature): enough to pick up the result, and to show
+// the same page again. The requestor token is the key to the result:
+// sealed, the browser never reads it.
+type pendingSession struct {
+	Token        string `json:"t"`
+	Pointer      string `json:"u"`
+	FrontendAuth string `json:"f"`
+	PairingCode  string `json:"p,omitempty"`
+	// Route identifies what the session was started for: a policy, or an
+	// irma_sign handler.
+	Route string `json:"r"`
+	// Return is where to land when done: a checked same-site path.
+	Return string `json:"ret"`
+}
+
+// newPending is the pending cookie's view of a session just started.
+func newPending(s sessionpage.Session, token irma.RequestorToken, route, ret string) *pendingSession {
+	return &pendingSession{Token: string(token), Pointer: s.Pointer.URL, FrontendAuth: string(s.FrontendAuth),
+		PairingCode: s.PairingCode, Route: route, Return: ret}
+}
+
+// session returns the page's view of a pending session of the given kind.
+func (p *pendingSession) session(action irma.Action, prefix string) sessionpage.Session {
+	return sessionpage.Session{
+		Pointer:      &irma.Qr{URL: p.Pointer, Type: action},
+		FrontendAuth: irma.FrontendAuthorization(p.FrontendAuth),
+		PathPrefix:   prefix,
+		PairingCode:  p.PairingCode,
+	}
+}
+
+// clientToken returns the client token of the session: the last part of
+// its pointer URL.
+func (p *pendingSession) clientToken() string { return p.Pointer[strings.LastIndex(p.Pointer, "/")+1:] }
+
 // pendingState is where a pending session stands.
 type pendingState int
 
@@ -65,14 +125,10 @@ const (
 	pendingEnded                       // cancelled or timed out
 )
 
-// pendingResult looks up the session of a pending cookie. An error means
+// lookUpPending looks up the session of a pending cookie. An error means
 // the store failed (Redis, say): the session may well be done, so callers
 // keep the pending cookie for a retry.
-func (a *App) pendingResult(p *pendingLogin) (pendingState, *server.SessionResult, error) {
-	srv, err := a.Server()
-	if err != nil {
-		return 0, nil, err
-	}
+func lookUpPending(srv irmaSessions, p *pendingSession) (pendingState, *server.SessionResult, error) {
 	res, err := srv.GetSessionResult(irma.RequestorToken(p.Token))
 	var unknown *irmaserver.UnknownSessionError
 	switch {
@@ -90,12 +146,41 @@ func (a *App) pendingResult(p *pendingLogin) (pendingState, *server.SessionResul
 	return pendingEnded, res, nil
 }
 
-// session returns the page's view of a pending session of the given kind.
-func (p *pendingLogin) session(action irma.Action, prefix string) sessionpage.Session {
-	return sessionpage.Session{
-		Pointer:      &irma.Qr{URL: p.Pointer, Type: action},
-		FrontendAuth: irma.FrontendAuthorization(p.FrontendAuth),
-		PathPrefix:   prefix,
-		PairingCode:  p.PairingCode,
+// showSession answers a request with a running session: the session page
+// for a browser's page navigation (with pageCode), and for any other
+// client JSON that tells it how to run the session itself (with
+// jsonCode). Neither may be stored by a cache: the page holds the session.
+func showSession(w http.ResponseWriter, r *http.Request, jsonCode, pageCode int, page sessionpage.Page) error {
+	w.Header().Set("Cache-Control", "no-store")
+	if !sessionpage.WantsPage(r) {
+		info, err := sessionpage.NewInfo(page.Session)
+		if err != nil {
+			return caddyhttp.Error(http.StatusInternalServerError, err)
+		}
+		sessionpage.WriteJSON(w, jsonCode, info)
+		return nil
 	}
+	page.Lang = sessionpage.Language(r)
+	return sessionpage.RenderStatus(w, pageCode, page)
+}
+
+// returnTo is where a browser goes back to after a session: the same-site
+// path raw, or / if raw is empty or anything else.
+func returnTo(raw string) string {
+	ret, err := returnurl.Check(raw)
+	if err != nil {
+		return "/"
+	}
+	return ret
+}
+
+// requestReturn is where a browser returns to after a session that r
+// started: the URL the browser asked for, not the one that rewrite or
+// handle_path made of it.
+func requestReturn(r *http.Request) string {
+	uri := r.URL.RequestURI()
+	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok {
+		uri = orig.URL.RequestURI()
+	}
+	return returnTo(uri)
 }

@@ -1,7 +1,6 @@
 package caddyirma
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -23,9 +22,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/policy"
-	"github.com/caddy-irma/caddy-irma/caddyirma/returnurl"
 	"github.com/caddy-irma/caddy-irma/caddyirma/sessionpage"
-	"github.com/caddy-irma/caddy-irma/caddyirma/signature"
 )
 
 func init() {
@@ -73,10 +70,11 @@ type Sign struct {
 	// "on" or "off". Default: auto.
 	Pairing string `json:"pairing,omitempty"`
 
-	app    *App
-	route  string
-	logger *zap.Logger
-	client *http.Client
+	app     *App
+	backend backend
+	route   string
+	logger  *zap.Logger
+	client  *http.Client
 }
 
 // CaddyModule returns the Caddy module information.
@@ -94,7 +92,7 @@ func (h *Sign) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	h.app = app
+	h.app, h.backend = app, appServer{app}
 	n := 0
 	for _, set := range []bool{h.Message != "", h.MessageField != "", h.MessageBody} {
 		if set {
@@ -134,19 +132,12 @@ func (h *Sign) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Han
 	if err := h.app.waitStarted(r.Context()); err != nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma_sign: %w", err))
 	}
-	l := h.app.Login
+	cookies := &h.app.Login.cookies
 	now := time.Now()
-	uri := r.URL.RequestURI()
-	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok {
-		uri = orig.URL.RequestURI()
-	}
-	ret, err := returnurl.Check(uri)
-	if err != nil {
-		ret = "/"
-	}
+	ret := requestReturn(r)
 	// A GET with a pending signature session picks up its result.
 	if r.Method == http.MethodGet {
-		if p := l.readPending(r, h.route, now); p != nil {
+		if p := cookies.readPending(r, h.route, now); p != nil {
 			return h.resume(w, r, p, ret, now)
 		}
 	}
@@ -162,19 +153,38 @@ func (h *Sign) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Han
 	req := irma.NewSignatureRequest(msg)
 	d := policy.Policy{Requirements: h.Requirements}.DisclosureRequest()
 	req.Disclose, req.Labels = d.Disclose, d.Labels
-	s, token, err := h.app.startSession(req, h.Pairing)
+	s, token, err := startSession(h.backend, h.app.prefix, req, h.Pairing)
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma_sign: %w", err))
 	}
-	p := &pendingLogin{Token: string(token), Pointer: s.Pointer.URL, FrontendAuth: string(s.FrontendAuth),
-		PairingCode: s.PairingCode, Route: h.route, Return: ret}
-	if err := h.app.markSignature(r.Context(), clientTokenOf(p.Pointer)); err != nil {
+	p := newPending(s, token, h.route, ret)
+	if err := h.mark(r.Context(), p); err != nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma_sign: %w", err))
 	}
-	if err := l.setPending(w, p, now.Add(time.Duration(h.app.MaxSessionLifetime))); err != nil {
+	if err := cookies.setPending(w, p, now.Add(time.Duration(h.app.MaxSessionLifetime))); err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma_sign: pending cookie: %w", err))
 	}
 	return h.respond(w, r, s, ret)
+}
+
+// mark records that the signature session has a result to fetch, once.
+func (h *Sign) mark(ctx context.Context, p *pendingSession) error {
+	store, err := h.backend.marks()
+	if err != nil {
+		return err
+	}
+	return store.Put(ctx, signatureKey(p.clientToken()), nil, time.Duration(h.app.MaxSessionLifetime)+time.Duration(h.app.SessionResultLifetime))
+}
+
+// takeMark says whether the signature session's result is fetched for the
+// first time, and makes sure it is the last.
+func (h *Sign) takeMark(ctx context.Context, p *pendingSession) (bool, error) {
+	store, err := h.backend.marks()
+	if err != nil {
+		return false, err
+	}
+	_, first, err := store.Take(ctx, signatureKey(p.clientToken()))
+	return first, err
 }
 
 // message returns the message to sign for r.
@@ -227,116 +237,10 @@ func (h *Sign) message(r *http.Request) (string, error) {
 	return msg, nil
 }
 
-// crossSite says whether a browser sent r from another site.
-func crossSite(r *http.Request) bool {
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
-		return site == "cross-site"
-	}
-	if origin := r.Header.Get("Origin"); origin != "" && origin != "null" {
-		u, err := url.Parse(origin)
-		return err != nil || u.Host != r.Host
-	}
-	return false
-}
-
 // respond shows the signing page, or tells a client as JSON how to run the
 // session.
 func (h *Sign) respond(w http.ResponseWriter, r *http.Request, s sessionpage.Session, ret string) error {
-	w.Header().Set("Cache-Control", "no-store")
-	if !sessionpage.WantsPage(r) {
-		info, err := sessionpage.NewInfo(s)
-		if err != nil {
-			return caddyhttp.Error(http.StatusInternalServerError, err)
-		}
-		sessionpage.WriteJSON(w, http.StatusOK, info)
-		return nil
-	}
-	return sessionpage.Render(w, sessionpage.Page{Kind: sessionpage.KindSign, Lang: sessionpage.Language(r), Session: s, DoneURL: ret, RetryURL: ret})
-}
-
-// SignResult is what irma_sign answers when the signature is done (as JSON),
-// and what it POSTs to the upstream.
-type SignResult struct {
-	// Signature is the IRMA attribute-based signature, as irmago makes it.
-	Signature *irma.SignedMessage `json:"signature"`
-	// Verification is what /irma/verify says of it.
-	Verification *signature.Result `json:"verification"`
-}
-
-// resume picks up a finished signature session.
-func (h *Sign) resume(w http.ResponseWriter, r *http.Request, p *pendingLogin, ret string, now time.Time) error {
-	l := h.app.Login
-	pending := l.pendingName(h.route)
-	state, res, err := h.app.pendingResult(p)
-	switch {
-	case err != nil:
-		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma_sign: %w", err))
-	case state == pendingRunning:
-		return h.respond(w, r, p.session(irma.ActionSigning, h.app.PathPrefix()), ret)
-	case state == pendingGone:
-		l.clearCookie(w, pending)
-		return caddyhttp.Error(http.StatusGone, errors.New("irma_sign: the signature session is gone; start again"))
-	case state == pendingEnded:
-		l.clearCookie(w, pending)
-		return caddyhttp.Error(http.StatusConflict, fmt.Errorf("irma_sign: the signature session ended %s", res.Status))
-	}
-	l.clearCookie(w, pending)
-	// A result is fetched, and posted upstream, once: not again for
-	// whoever kept a copy of the pending cookie.
-	if _, first, err := h.app.takeOnce(r.Context(), signatureKey(clientTokenOf(p.Pointer))); err != nil {
-		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma_sign: %w", err))
-	} else if !first {
-		return caddyhttp.Error(http.StatusGone, errors.New("irma_sign: the signature was fetched already"))
-	}
-	if res.Type != irma.ActionSigning || res.Signature == nil || res.ProofStatus != irma.ProofStatusValid {
-		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("irma_sign: the session gave no valid signature (%s)", res.ProofStatus))
-	}
-	sigJSON, err := json.Marshal(res.Signature)
-	if err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, err)
-	}
-	verification, err := signature.Verify(h.app.Configuration(), sigJSON, nil, now)
-	if err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma_sign: verifying the signature: %w", err))
-	}
-	result := &SignResult{Signature: res.Signature, Verification: verification}
-	if h.Upstream != "" {
-		h.post(r.Context(), result)
-	}
-	w.Header().Set("Cache-Control", "no-store")
-	if !sessionpage.WantsPage(r) {
-		sessionpage.WriteJSON(w, http.StatusOK, result)
-		return nil
-	}
-	pretty, err := json.MarshalIndent(res.Signature, "", "  ")
-	if err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, err)
-	}
-	return sessionpage.RenderSigned(w, sessionpage.Language(r), res.Signature.Message, pretty, h.app.PathPrefix()+"verify")
-}
-
-// post sends a finished signature to the upstream.
-func (h *Sign) post(ctx context.Context, result *SignResult) {
-	b, err := json.Marshal(result)
-	if err != nil {
-		h.logger.Error("encoding the signature for the upstream", zap.Error(err))
-		return
-	}
-	req, err := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodPost, h.Upstream, bytes.NewReader(b))
-	if err != nil {
-		h.logger.Error("posting the signature to the upstream", zap.Error(err))
-		return
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := h.client.Do(req)
-	if err != nil {
-		h.logger.Error("posting the signature to the upstream", zap.String("upstream", h.Upstream), zap.Error(err))
-		return
-	}
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		h.logger.Error("the upstream refused the signature", zap.String("upstream", h.Upstream), zap.Int("status", resp.StatusCode))
-	}
+	return showSession(w, r, http.StatusOK, http.StatusOK, sessionpage.Page{Kind: sessionpage.KindSign, Session: s, DoneURL: ret, RetryURL: ret})
 }
 
 // parseSign sets up irma_sign from Caddyfile tokens. Syntax:

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/demoscheme"
-	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testscheme"
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testkit/testscheme"
 	"github.com/privacybydesign/gabi/signed"
 	"github.com/privacybydesign/irmago/irma"
 	"github.com/sirupsen/logrus"

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/demoscheme"
-	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testscheme"
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testkit/testscheme"
 	"github.com/privacybydesign/irmago/irma"
 	"github.com/privacybydesign/irmago/irma/server"
 	"github.com/privacybydesign/irmago/irma/server/irmaserver"

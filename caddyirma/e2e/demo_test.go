@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddy-irma/caddy-irma/caddyirma/internal/caddytest"
-	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testscheme"
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testkit/caddytest"
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testkit/testscheme"
 	"github.com/caddy-irma/caddy-irma/caddyirma/wallet"
 )
 

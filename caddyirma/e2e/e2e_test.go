@@ -1,14 +1,9 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
-	"os/exec"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,7 +11,7 @@ import (
 	"github.com/privacybydesign/irmago/irma/server"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/demoscheme"
-	"github.com/caddy-irma/caddy-irma/caddyirma/internal/caddytest"
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testkit/testredis"
 	"github.com/caddy-irma/caddy-irma/caddyirma/wallet"
 )
 
@@ -36,7 +31,7 @@ func TestSessions(t *testing.T) {
 		// Only a TLS port, mutual TLS, and a user with a password: the
 		// sessions work only if every setting reaches the Redis client.
 		pki := newTestPKI(t)
-		addr := runRedis(t, func(port int) []string {
+		addr := testredis.Run(t, func(port int) []string {
 			return []string{"--port", "0", "--tls-port", fmt.Sprint(port),
 				"--tls-cert-file", pki.serverCert, "--tls-key-file", pki.serverKey,
 				"--tls-ca-cert-file", pki.caCert, "--tls-auth-clients", "yes",
@@ -257,105 +252,10 @@ func assertDisclosed(t *testing.T, disclosed [][]*irma.DisclosedAttribute, want 
 	}
 }
 
-// startRedis runs a plain redis-server on a free loopback port for the test.
-func startRedis(t *testing.T) string {
-	t.Helper()
-	return runRedis(t, func(port int) []string { return []string{"--port", fmt.Sprint(port)} })
-}
-
-// runRedis runs redis-server with the arguments that args gives for a port
-// until the test ends, and returns its address once it accepts connections
-// (it says so once every listener is bound). redis-server cannot take over
-// a socket that the test holds, so a port that another process took between
-// picking and binding is retried with another.
-func runRedis(t *testing.T, args func(port int) []string) string {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatalf("redis-server is needed for the Redis tests (apt-get install redis-server; .ci/run does): %v", err)
-	}
-	for try := 0; try < 5; try++ {
-		port := caddytest.PortToTry(t)
-		cmd := exec.Command(bin, append([]string{"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir()}, args(port)...)...)
-		out := newLineWatch("Ready to accept connections")
-		cmd.Stdout, cmd.Stderr = out, out
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("starting redis-server: %v", err)
-		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		select {
-		case <-out.seen:
-			t.Cleanup(func() {
-				_ = cmd.Process.Kill()
-				<-exited
-			})
-			return fmt.Sprintf("127.0.0.1:%d", port)
-		case <-exited:
-			if strings.Contains(out.String(), "Address already in use") {
-				continue
-			}
-			t.Fatalf("redis-server exited:\n%s", out.String())
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-			t.Fatalf("redis-server did not get ready:\n%s", out.String())
-		}
-	}
-	t.Fatal("redis-server found every port it tried in use")
-	return ""
-}
-
-// lineWatch collects a process's output and closes seen once a line holds
-// the text it watches for.
-type lineWatch struct {
-	mu    sync.Mutex
-	out   strings.Builder
-	want  string
-	seen  chan struct{}
-	found bool
-}
-
-func newLineWatch(want string) *lineWatch { return &lineWatch{want: want, seen: make(chan struct{})} }
-
-func (w *lineWatch) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.out.Write(p)
-	if !w.found && strings.Contains(w.out.String(), w.want) {
-		w.found = true
-		close(w.seen)
-	}
-	return len(p), nil
-}
-
-func (w *lineWatch) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.out.String()
-}
+// startRedis runs a plain redis-server for the test and returns its
+// address.
+func startRedis(t *testing.T) string { return testredis.Start(t) }
 
 // redisCommand sends an inline command and returns the first line of the
 // answer.
-func redisCommand(t *testing.T, addr, cmd string) string {
-	t.Helper()
-	line, err := redisInline(addr, cmd)
-	if err != nil {
-		t.Fatalf("redis %s: %v", cmd, err)
-	}
-	return line
-}
-
-func redisInline(addr, cmd string) (string, error) {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte(cmd + "\r\n")); err != nil {
-		return "", err
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	return strings.TrimSpace(line), err
-}
+func redisCommand(t *testing.T, addr, cmd string) string { return testredis.Command(t, addr, cmd) }

@@ -7,8 +7,8 @@ import (
 
 	"github.com/caddy-irma/caddy-irma/caddyirma"
 	"github.com/caddy-irma/caddy-irma/caddyirma/demoscheme"
-	"github.com/caddy-irma/caddy-irma/caddyirma/internal/caddytest"
-	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testscheme"
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testkit/caddytest"
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testkit/testscheme"
 )
 
 // gateway is a test gateway: a loopback port, and a test scheme whose

@@ -15,7 +15,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/demoscheme"
-	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testscheme"
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testkit/testscheme"
 )
 
 func TestMain(m *testing.M) {

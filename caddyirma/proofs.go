@@ -3,34 +3,54 @@ package caddyirma
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/go-redis/redis/v8"
 	"github.com/privacybydesign/gabi"
 	irma "github.com/privacybydesign/irmago/irma"
 	"github.com/privacybydesign/irmago/irma/server"
+
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/marks"
 )
 
 // A login must not outlive the credentials it was made with, but irmago's
 // session result does not say when they expire: only the proofs do, in each
 // credential's metadata attribute. So the gateway reads the proofs that the
-// Yivi app posts, after irmaserver has accepted them, and records the
-// earliest expiry per session (by client token) for the login to pick up.
+// Yivi app posts, and records the earliest expiry per session (by client
+// token) as a mark, for the login to take.
 
-// expiryStore records when the credentials disclosed in a session expire.
-type expiryStore interface {
-	put(ctx context.Context, clientToken string, expiry time.Time) error
-	// take returns the expiry and forgets it, or false if none was
-	// recorded (or it was taken before).
-	take(ctx context.Context, clientToken string) (time.Time, bool, error)
+// The marks of sessions, by client token: the credential expiry of a
+// disclosure, and a signature whose result has not been fetched.
+func credentialExpiryKey(clientToken string) string { return "credential-expiry:" + clientToken }
+func signatureKey(clientToken string) string        { return "signature:" + clientToken }
+
+// putCredentialExpiry records when the credentials disclosed in the session
+// expire, for as long as the session and its result live.
+func putCredentialExpiry(ctx context.Context, store marks.Store, clientToken string, expiry time.Time, ttl time.Duration) error {
+	return store.Put(ctx, credentialExpiryKey(clientToken), strconv.AppendInt(nil, expiry.Unix(), 10), ttl)
+}
+
+// takeCredentialExpiry returns, and forgets, the credential expiry recorded
+// for the session, or false if there is none (never recorded, or taken).
+func takeCredentialExpiry(ctx context.Context, b backend, clientToken string) (time.Time, bool, error) {
+	store, err := b.marks()
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	v, ok, err := store.Take(ctx, credentialExpiryKey(clientToken))
+	if err != nil || !ok {
+		return time.Time{}, false, err
+	}
+	sec, err := strconv.ParseInt(string(v), 10, 64)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("credential expiry of a session: %w", err)
+	}
+	return time.Unix(sec, 0), true, nil
 }
 
 // proofsClientToken returns the client token if rest (a path relative to the
@@ -48,8 +68,8 @@ func proofsClientToken(rest string) (string, bool) {
 }
 
 // serveProofs passes the app's proofs to irmaserver and, if it accepts a
-// disclosure, records when its credentials expire.
-func serveProofs(w http.ResponseWriter, r *http.Request, next http.Handler, store expiryStore, clientToken string) error {
+// disclosure, records when its credentials expire, for ttl.
+func serveProofs(w http.ResponseWriter, r *http.Request, next http.Handler, store marks.Store, clientToken string, ttl time.Duration) error {
 	body, err := io.ReadAll(io.LimitReader(r.Body, server.PostSizeLimit+1))
 	if err != nil {
 		return fmt.Errorf("reading proofs: %w", err)
@@ -66,7 +86,7 @@ func serveProofs(w http.ResponseWriter, r *http.Request, next http.Handler, stor
 	recorded := false
 	if irma.UnmarshalValidate(body, &disclosure) == nil {
 		if expiry, ok := earliestExpiry(disclosure.Proofs); ok {
-			if err := store.put(r.Context(), clientToken, expiry); err != nil {
+			if err := putCredentialExpiry(r.Context(), store, clientToken, expiry, ttl); err != nil {
 				return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("recording credential expiry: %w", err))
 			}
 			recorded = true
@@ -75,7 +95,7 @@ func serveProofs(w http.ResponseWriter, r *http.Request, next http.Handler, stor
 	rec := &statusRecorder{ResponseWriter: w}
 	next.ServeHTTP(rec, r)
 	if recorded && rec.status != http.StatusOK {
-		_, _, _ = store.take(r.Context(), clientToken)
+		_, _, _ = store.Take(r.Context(), credentialExpiryKey(clientToken))
 	}
 	return nil
 }
@@ -118,73 +138,3 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 }
 
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
-
-// memoryExpiries keeps expiries in the process, for the memory session
-// store, for as long as a session and its result live.
-type memoryExpiries struct {
-	ttl time.Duration
-	mu  sync.Mutex
-	m   map[string]memoryExpiry
-}
-
-type memoryExpiry struct {
-	expiry, forget time.Time
-}
-
-func newMemoryExpiries(ttl time.Duration) *memoryExpiries {
-	return &memoryExpiries{ttl: ttl, m: map[string]memoryExpiry{}}
-}
-
-func (s *memoryExpiries) put(_ context.Context, tok string, expiry time.Time) error {
-	now := time.Now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for k, v := range s.m {
-		if now.After(v.forget) {
-			delete(s.m, k)
-		}
-	}
-	s.m[tok] = memoryExpiry{expiry: expiry, forget: now.Add(s.ttl)}
-	return nil
-}
-
-func (s *memoryExpiries) take(_ context.Context, tok string) (time.Time, bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, ok := s.m[tok]
-	delete(s.m, tok)
-	if !ok || time.Now().After(v.forget) {
-		return time.Time{}, false, nil
-	}
-	return v.expiry, true, nil
-}
-
-// redisExpiries keeps expiries in the Redis that holds the sessions, so
-// that every instance sees what the one that took the proofs recorded.
-type redisExpiries struct {
-	client *server.RedisClient
-	ttl    time.Duration
-}
-
-func (s *redisExpiries) key(tok string) string {
-	return s.client.KeyPrefix + "caddy-irma:credential-expiry:" + tok
-}
-
-func (s *redisExpiries) put(ctx context.Context, tok string, expiry time.Time) error {
-	return s.client.Set(ctx, s.key(tok), strconv.FormatInt(expiry.Unix(), 10), s.ttl).Err()
-}
-
-func (s *redisExpiries) take(ctx context.Context, tok string) (time.Time, bool, error) {
-	v, err := s.client.GetDel(ctx, s.key(tok)).Result()
-	if errors.Is(err, redis.Nil) {
-		return time.Time{}, false, nil
-	}
-	if err != nil {
-		return time.Time{}, false, fmt.Errorf("reading credential expiry from redis: %w", err)
-	}
-	sec, err := strconv.ParseInt(v, 10, 64)
-	if err != nil {
-		return time.Time{}, false, fmt.Errorf("credential expiry in redis: %w", err)
-	}
-	return time.Unix(sec, 0), true, nil
-}

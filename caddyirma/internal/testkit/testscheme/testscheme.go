@@ -6,7 +6,7 @@
 // anyone can issue credentials under it, so never let a gateway outside tests trust a scheme
 // that uses it. Regenerate it with:
 //
-//	go test ./caddyirma/internal/testscheme -run TestGenerateKeys -generate-testkeys
+//	go test ./caddyirma/internal/testkit/testscheme -run TestGenerateKeys -generate-testkeys
 package testscheme
 
 import (

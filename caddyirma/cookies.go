@@ -1,0 +1,167 @@
+package caddyirma
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caddy-irma/caddy-irma/caddyirma/sealedcookie"
+)
+
+// gatewayCookies are the gateway's cookies on a site: the session cookie
+// that holds a visitor's login, and a pending cookie per route while the
+// visitor runs a session for it. Both are sealed (encrypted and
+// authenticated) with the key ring that LoginConfig loads at start.
+type gatewayCookies struct {
+	name   string // of the session cookie; pending cookies add a suffix
+	domain string
+	secure bool
+	keys   *sealedcookie.KeyRing // from Start on
+}
+
+// loginState is what the session cookie holds: who logged in, with what.
+type loginState struct {
+	// ID is random per login: the JWT's subject, and what its reuse is
+	// keyed on.
+	ID string `json:"id"`
+	// Attributes are the disclosed attributes, by id.
+	Attributes map[string]string `json:"a"`
+	// Expires is when the login ends: the cookie's lifetime, or the first
+	// expiry of the credentials disclosed, whichever comes first.
+	Expires time.Time `json:"exp"`
+}
+
+func newLoginID() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generating login id: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// pendingName is the name of the pending cookie of a route: one per route,
+// so that a login started in one tab does not undo one in another.
+func (c *gatewayCookies) pendingName(route string) string {
+	sum := sha256.Sum256([]byte(route))
+	return c.name + "_pending_" + hex.EncodeToString(sum[:4])
+}
+
+// ours says whether a cookie name is one of the gateway's.
+func (c *gatewayCookies) ours(name string) bool {
+	return name == c.name || strings.HasPrefix(name, c.name+"_pending_")
+}
+
+// options are the attributes of every cookie of the gateway.
+func (c *gatewayCookies) options() sealedcookie.CookieOptions {
+	return sealedcookie.CookieOptions{Domain: c.domain, Path: "/", Secure: c.secure, SameSite: http.SameSiteLaxMode}
+}
+
+// readLogin returns the login of r, or nil if it has none that opens.
+func (c *gatewayCookies) readLogin(r *http.Request, now time.Time) *loginState {
+	var s loginState
+	if err := c.keys.ReadCookie(cookieSource(r), c.name, &s, now); err != nil {
+		return nil
+	}
+	if s.ID == "" || len(s.Attributes) == 0 || !now.Before(s.Expires) {
+		return nil
+	}
+	return &s
+}
+
+// setLogin sets the session cookie.
+func (c *gatewayCookies) setLogin(w http.ResponseWriter, s *loginState) error {
+	cookie, err := c.keys.Cookie(c.name, s, s.Expires, c.options())
+	if err != nil {
+		return err
+	}
+	http.SetCookie(w, cookie)
+	return nil
+}
+
+// readPending returns the pending session of r for route, or nil.
+func (c *gatewayCookies) readPending(r *http.Request, route string, now time.Time) *pendingSession {
+	var p pendingSession
+	if err := c.keys.ReadCookie(cookieSource(r), c.pendingName(route), &p, now); err != nil || p.Token == "" || p.Route != route {
+		return nil
+	}
+	return &p
+}
+
+// setPending sets the pending cookie of p's route, until expires.
+func (c *gatewayCookies) setPending(w http.ResponseWriter, p *pendingSession, expires time.Time) error {
+	cookie, err := c.keys.Cookie(c.pendingName(p.Route), p, expires, c.options())
+	if err != nil {
+		return err
+	}
+	http.SetCookie(w, cookie)
+	return nil
+}
+
+// clear removes one of the gateway's cookies from the browser.
+func (c *gatewayCookies) clear(w http.ResponseWriter, name string) {
+	opts := c.options()
+	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: opts.Path, Domain: opts.Domain, MaxAge: -1,
+		Secure: opts.Secure, HttpOnly: true, SameSite: opts.SameSite})
+}
+
+// clearAll removes every cookie of the gateway that r carries.
+func (c *gatewayCookies) clearAll(w http.ResponseWriter, r *http.Request) {
+	c.clear(w, c.name)
+	for _, cookie := range cookieSource(r).Cookies() {
+		if c.ours(cookie.Name) && cookie.Name != c.name {
+			c.clear(w, cookie.Name)
+		}
+	}
+}
+
+// hide removes the gateway's cookies from r's Cookie headers, so that no
+// upstream ever sees them, keeping the headers as they arrived in r's
+// context for the gateway's own handlers. Other cookies are left byte for
+// byte as they were: rebuilding them would drop values that Go's cookie
+// parser does not like.
+func (c *gatewayCookies) hide(r *http.Request) *http.Request {
+	orig := r.Header.Values("Cookie")
+	if len(orig) == 0 {
+		return r
+	}
+	if _, stashed := r.Context().Value(gatewayCookiesKey{}).([]string); !stashed {
+		r = r.WithContext(context.WithValue(r.Context(), gatewayCookiesKey{}, slices.Clone(orig)))
+	}
+	var kept []string
+	for _, line := range orig {
+		var parts []string
+		for _, pair := range strings.Split(line, ";") {
+			name, _, _ := strings.Cut(strings.TrimSpace(pair), "=")
+			if !c.ours(strings.TrimSpace(name)) {
+				parts = append(parts, pair)
+			}
+		}
+		if v := strings.TrimSpace(strings.Join(parts, ";")); v != "" {
+			kept = append(kept, v)
+		}
+	}
+	r.Header.Del("Cookie")
+	for _, v := range kept {
+		r.Header.Add("Cookie", v)
+	}
+	return r
+}
+
+// gatewayCookiesKey keeps, in a request's context, the Cookie headers as
+// they arrived, before the gateway removed its own cookies from them.
+type gatewayCookiesKey struct{}
+
+// cookieSource returns a request whose cookies are those r arrived with.
+func cookieSource(r *http.Request) *http.Request {
+	if orig, ok := r.Context().Value(gatewayCookiesKey{}).([]string); ok {
+		return &http.Request{Header: http.Header{"Cookie": orig}}
+	}
+	return r
+}

@@ -1,0 +1,36 @@
+// Package caddyirma is the Caddy face of caddy-irma: the irma app, which runs
+// an embedded IRMA server (irmago's irmaserver), and the HTTP handlers that
+// expose it on a site: irma_endpoints, irma_auth, irma_issue, irma_sign and
+// irma_requestor_api. The work is done by the packages beside it, which know
+// nothing of Caddy: policy, sealedcookie, assertion, returnurl, sessionpage,
+// signature, timestamp and requestor.
+//
+// A request to a route that irma_auth protects meets the code in this order:
+//
+//   - endpoints.go: irma_endpoints stands at the top of the site. Paths under
+//     the app's prefix (/irma/) are the gateway's own (the Yivi app's
+//     protocol, the session pages' status and pairing, the JWKS, login,
+//     forward auth, logout); it passes every other request on, through
+//     the shield.
+//   - shield.go: identity headers that a client sent are removed, in every
+//     spelling; the gateway's cookies are hidden from the upstream.
+//   - auth.go: irma_auth hands the request to its login flow.
+//   - loginflow.go: the flow reads the session cookie (cookies.go) and checks
+//     the route's policy. A login that satisfies it goes back to irma_auth.
+//     Otherwise, if the visitor has a pending cookie for the route, the flow
+//     looks up that session (session.go), takes the credential expiry that
+//     the proofs left as a mark (proofs.go), and grants the login; if not,
+//     it starts a disclosure session for what is missing and answers with
+//     the login page or JSON (session.go), with a pending cookie.
+//   - auth.go: the logged-in request goes on with the identity JWT, plain
+//     attribute headers and {irma.*} placeholders, and a response that no
+//     shared cache keeps (shield.go).
+//
+// The sessions run on the app: app.go (its settings, Provision as a list of
+// steps), schemes.go (the schemes and issuer keys), redis.go (the session
+// store), login.go (the cookie and JWT keys, loaded at start) and server.go
+// (the IRMA server, shared across reloads, and the marks that sessions
+// leave). irma_issue (issue.go) and irma_sign (sign.go, signresult.go) use
+// the same session path; irma_requestor_api (requestorapi.go) wires package
+// requestor to the server.
+package caddyirma

@@ -1,0 +1,140 @@
+// Package marks keeps the gateway's own short-lived state: small values
+// under a key, each until it is taken or its time is up. A mark records
+// what one step of a flow leaves for a later step, to be used once: when
+// the credentials disclosed in a session expire (recorded from the proofs,
+// taken by the login), or that a signature has not been fetched yet.
+//
+// The store is in the process, or in the Redis that holds the IRMA
+// sessions, so that every instance of the gateway sees the same marks: a
+// mark taken on one is gone on all. New chooses; both implementations pass
+// the one conformance suite in package storetest.
+package marks
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-redis/redis/v8"
+)
+
+// Store keeps marks.
+type Store interface {
+	// Put records value under key for ttl, replacing what was there.
+	Put(ctx context.Context, key string, value []byte, ttl time.Duration) error
+
+	// Take returns the value under key and removes it. Of concurrent
+	// takers, one gets it; ok is false for the others, and for a key that
+	// was never put, was taken, or whose time is up.
+	Take(ctx context.Context, key string) (value []byte, ok bool, err error)
+}
+
+// Config chooses and configures a Store.
+type Config struct {
+	// Redis, if set, keeps the marks in Redis, shared by every instance
+	// that uses it. Default: in this process.
+	Redis redis.UniversalClient
+
+	// Prefix goes before every key in Redis. Default: none.
+	Prefix string
+
+	// Now is the clock that decides when a mark's time is up. Default:
+	// time.Now.
+	Now func() time.Time
+}
+
+// New returns the store that c chooses.
+func New(c Config) Store {
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Redis != nil {
+		return &redisStore{client: c.Redis, prefix: c.Prefix, now: c.Now}
+	}
+	return &memoryStore{now: c.Now, m: map[string]memoryMark{}}
+}
+
+// sweepEvery is how often the memory store forgets the marks whose time
+// is up and that nobody took.
+const sweepEvery = time.Minute
+
+type memoryStore struct {
+	now       func() time.Time
+	mu        sync.Mutex
+	m         map[string]memoryMark
+	lastSweep time.Time
+}
+
+type memoryMark struct {
+	value   []byte
+	expires time.Time
+}
+
+func (s *memoryStore) Put(_ context.Context, key string, value []byte, ttl time.Duration) error {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if now.Sub(s.lastSweep) >= sweepEvery {
+		for k, v := range s.m {
+			if !now.Before(v.expires) {
+				delete(s.m, k)
+			}
+		}
+		s.lastSweep = now
+	}
+	s.m[key] = memoryMark{value: append([]byte(nil), value...), expires: now.Add(ttl)}
+	return nil
+}
+
+func (s *memoryStore) Take(_ context.Context, key string) ([]byte, bool, error) {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.m[key]
+	delete(s.m, key)
+	if !ok || !now.Before(v.expires) {
+		return nil, false, nil
+	}
+	return v.value, true, nil
+}
+
+// redisStore keeps each mark as the time its time is up (Unix
+// milliseconds, 8 bytes) followed by its value: the clock of the instance
+// that takes it decides, as in memory; Redis's own expiry only clears what
+// nobody took.
+type redisStore struct {
+	client redis.UniversalClient
+	prefix string
+	now    func() time.Time
+}
+
+func (s *redisStore) Put(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	if ttl <= 0 {
+		return fmt.Errorf("marks: %s: a time to live of %s", key, ttl)
+	}
+	b := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(value)), uint64(s.now().Add(ttl).UnixMilli()))
+	if err := s.client.Set(ctx, s.prefix+key, append(b, value...), ttl).Err(); err != nil {
+		return fmt.Errorf("marks: redis: %w", err)
+	}
+	return nil
+}
+
+func (s *redisStore) Take(ctx context.Context, key string) ([]byte, bool, error) {
+	b, err := s.client.GetDel(ctx, s.prefix+key).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("marks: redis: %w", err)
+	}
+	if len(b) < 8 {
+		return nil, false, fmt.Errorf("marks: redis: %s: %d bytes, not a mark", key, len(b))
+	}
+	if !s.now().Before(time.UnixMilli(int64(binary.BigEndian.Uint64(b)))) {
+		return nil, false, nil
+	}
+	return b[8:], true, nil
+}

@@ -1,0 +1,114 @@
+// Package testredis runs real redis-server processes for tests, on
+// loopback ports, until the test ends.
+package testredis
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testkit/caddytest"
+)
+
+// Start runs a plain redis-server for the test and returns its address.
+func Start(t testing.TB) string {
+	t.Helper()
+	return Run(t, func(port int) []string { return []string{"--port", fmt.Sprint(port)} })
+}
+
+// Run runs redis-server with the arguments that args gives for a port
+// until the test ends, and returns its address once it accepts connections
+// (it says so once every listener is bound). redis-server cannot take over
+// a socket that the test holds, so a port that another process took between
+// picking and binding is retried with another.
+func Run(t testing.TB, args func(port int) []string) string {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server is needed for the Redis tests (apt-get install redis-server; .ci/run does): %v", err)
+	}
+	for try := 0; try < 5; try++ {
+		port := caddytest.PortToTry(t)
+		cmd := exec.Command(bin, append([]string{"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir()}, args(port)...)...)
+		out := newLineWatch("Ready to accept connections")
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("starting redis-server: %v", err)
+		}
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		select {
+		case <-out.seen:
+			t.Cleanup(func() {
+				_ = cmd.Process.Kill()
+				<-exited
+			})
+			return fmt.Sprintf("127.0.0.1:%d", port)
+		case <-exited:
+			if strings.Contains(out.String(), "Address already in use") {
+				continue
+			}
+			t.Fatalf("redis-server exited:\n%s", out.String())
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+			t.Fatalf("redis-server did not get ready:\n%s", out.String())
+		}
+	}
+	t.Fatal("redis-server found every port it tried in use")
+	return ""
+}
+
+// lineWatch collects a process's output and closes seen once it holds the
+// text it watches for.
+type lineWatch struct {
+	mu    sync.Mutex
+	out   strings.Builder
+	want  string
+	seen  chan struct{}
+	found bool
+}
+
+func newLineWatch(want string) *lineWatch { return &lineWatch{want: want, seen: make(chan struct{})} }
+
+func (w *lineWatch) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.out.Write(p)
+	if !w.found && strings.Contains(w.out.String(), w.want) {
+		w.found = true
+		close(w.seen)
+	}
+	return len(p), nil
+}
+
+func (w *lineWatch) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.out.String()
+}
+
+// Command sends an inline command to the plain Redis at addr and returns
+// the first line of the answer.
+func Command(t testing.TB, addr, cmd string) string {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		t.Fatalf("redis %s: %v", cmd, err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte(cmd + "\r\n")); err != nil {
+		t.Fatalf("redis %s: %v", cmd, err)
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		t.Fatalf("redis %s: %v", cmd, err)
+	}
+	return strings.TrimSpace(line)
+}

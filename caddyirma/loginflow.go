@@ -1,0 +1,237 @@
+package caddyirma
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	irma "github.com/privacybydesign/irmago/irma"
+	"go.uber.org/zap"
+
+	"github.com/caddy-irma/caddy-irma/caddyirma/assertion"
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/logbridge"
+	"github.com/caddy-irma/caddy-irma/caddyirma/policy"
+	"github.com/caddy-irma/caddy-irma/caddyirma/sessionpage"
+)
+
+// loginFlow logs visitors in for one policy. It reads the visitor's login
+// from the session cookie; if that does not satisfy the policy, it starts a
+// disclosure session for what is missing (a step-up asks only that) and
+// answers with the login page or JSON; when the visitor comes back, it
+// turns the session's result into a login, bounded by the credentials'
+// expiry, and sets the session cookie.
+//
+// irma_auth holds one per route; the irma app one per named policy, for
+// its login and forward-auth endpoints.
+type loginFlow struct {
+	policy  policy.Policy
+	route   string // identifies the policy in pending cookies
+	name    string // the policy's name, for the JWT and {irma.policy}
+	pairing string
+
+	login      *LoginConfig
+	backend    backend
+	prefix     string        // of the IRMA endpoints, for session pages
+	maxSession time.Duration // how long a pending cookie lives
+	now        func() time.Time
+	logger     *zap.Logger
+}
+
+// newLoginFlow returns the login flow of a policy on the app.
+func newLoginFlow(a *App, p policy.Policy, route, name, pairing string, logger *zap.Logger) *loginFlow {
+	return &loginFlow{
+		policy: p, route: route, name: name, pairing: pairing,
+		login: a.Login, backend: appServer{a}, prefix: a.prefix,
+		maxSession: time.Duration(a.MaxSessionLifetime), now: time.Now, logger: logger,
+	}
+}
+
+// destination says where a login goes: ret is the same-site path to land
+// on, done where the login page sends the browser when the session is done
+// (where the login is picked up), code the status of the login page.
+type destination struct {
+	ret, done string
+	code      int
+}
+
+// check returns the visitor's login if it satisfies the policy, picking up
+// the result of a login session the visitor ran. Otherwise it answers the
+// request itself (a login page, a JSON 401, a refusal) and returns nil.
+func (f *loginFlow) check(w http.ResponseWriter, r *http.Request, dest destination) (*loginState, error) {
+	now := f.now()
+	login := f.login.cookies.readLogin(r, now)
+	if login != nil && f.policy.SatisfiedBy(toAttributes(login.Attributes)) {
+		return login, nil
+	}
+	if p := f.login.cookies.readPending(r, f.route, now); p != nil {
+		return f.resume(w, r, p, login, now, dest)
+	}
+	return nil, f.challenge(w, r, login, now, dest)
+}
+
+// satisfied returns the visitor's login if it satisfies the policy, else
+// nil; it starts nothing.
+func (f *loginFlow) satisfied(r *http.Request) *loginState {
+	if login := f.login.cookies.readLogin(r, f.now()); login != nil && f.policy.SatisfiedBy(toAttributes(login.Attributes)) {
+		return login
+	}
+	return nil
+}
+
+// token returns the identity JWT of login for this policy: with the
+// attributes that the policy asks for, not everything the login holds
+// (another route's step-up may have added more).
+func (f *loginFlow) token(login *loginState) (string, error) {
+	attrs := map[string]string{}
+	for _, id := range f.policy.AttributeTypes() {
+		if v, ok := login.Attributes[id.String()]; ok {
+			attrs[id.String()] = v
+		}
+	}
+	token, err := f.login.tokens.Token(assertion.Identity{
+		Subject: login.ID, Attributes: attrs, Policy: f.name, LoginID: login.ID, Expires: login.Expires,
+	})
+	if err != nil {
+		return "", caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma: signing the identity token: %w", err))
+	}
+	return token, nil
+}
+
+// resume picks up a login session the visitor started earlier.
+func (f *loginFlow) resume(w http.ResponseWriter, r *http.Request, p *pendingSession, login *loginState, now time.Time, dest destination) (*loginState, error) {
+	cookies := &f.login.cookies
+	pending := cookies.pendingName(f.route)
+	state, res, err := lookUpPending(f.backend, p)
+	switch {
+	case err != nil:
+		return nil, caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma: login: %w", err))
+	case state == pendingRunning:
+		// Still going: the same page again, for the same session.
+		return nil, f.respond(w, r, p.session(irma.ActionDisclosing, f.prefix), dest)
+	case state != pendingDone:
+		// Gone, cancelled or timed out (the page said so): this is the retry.
+		cookies.clear(w, pending)
+		return nil, f.challenge(w, r, login, now, dest)
+	}
+
+	got, err := policy.FromResult(res)
+	if err != nil {
+		cookies.clear(w, pending)
+		f.logger.Warn("login refused: the session result does not count", zap.String("route", f.route), zap.Error(err))
+		return nil, f.deny(w, r, p.Return)
+	}
+	// The expiry of the credentials is also what makes a result count
+	// once: taking it makes a replayed pending cookie worthless.
+	credExpiry, ok, err := takeCredentialExpiry(r.Context(), f.backend, p.clientToken())
+	if err != nil {
+		return nil, caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma: login: %w", err))
+	}
+	cookies.clear(w, pending) // final from here on
+	if !ok {
+		f.logger.Warn("login refused: no credential validity recorded for the session (already used, or the proofs went elsewhere)",
+			zap.String("route", f.route), zap.String("session", logbridge.Fingerprint(p.clientToken())))
+		return nil, f.deny(w, r, p.Return)
+	}
+	next, refusal, err := f.grant(login, got, credExpiry, now)
+	if err != nil {
+		return nil, caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma: login: %w", err))
+	}
+	if refusal != "" {
+		f.logger.Warn("login refused: "+refusal, zap.String("route", f.route))
+		return nil, f.deny(w, r, p.Return)
+	}
+	if err := cookies.setLogin(w, next); err != nil {
+		return nil, caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma: login: session cookie: %w", err))
+	}
+	f.logger.Info("login", zap.String("route", f.route), zap.String("login", logbridge.Fingerprint(next.ID)),
+		zap.Int("attributes", len(next.Attributes)), zap.Time("expires", next.Expires))
+	return next, nil
+}
+
+// grant turns what a session disclosed into the visitor's login, on top of
+// the login it has (nil for none), or says why it refuses. The login ends
+// at the earliest of: the cookie lifetime from now, the end of the login
+// it extends, and the expiry of the credentials just disclosed.
+func (f *loginFlow) grant(have *loginState, got policy.Attributes, credExpiry, now time.Time) (next *loginState, refusal string, err error) {
+	next = &loginState{Expires: now.Add(time.Duration(f.login.CookieLifetime))}
+	held := policy.Attributes{}
+	if have != nil {
+		held = toAttributes(have.Attributes)
+		next.ID = have.ID
+		if have.Expires.Before(next.Expires) {
+			next.Expires = have.Expires
+		}
+	} else if next.ID, err = newLoginID(); err != nil {
+		return nil, "", err
+	}
+	if credExpiry.Before(next.Expires) {
+		next.Expires = credExpiry
+	}
+	if conflicts := held.Conflicts(got); len(conflicts) > 0 {
+		// A step-up must not overwrite what the login holds: that would
+		// assert two people's attributes about one login.
+		return nil, fmt.Sprintf("the step-up disclosed other values than the login holds (%d attributes)", len(conflicts)), nil
+	}
+	merged := held.Merge(got)
+	if !f.policy.SatisfiedBy(merged) {
+		return nil, "the disclosed attributes do not satisfy the policy", nil
+	}
+	if !next.Expires.After(now) {
+		return nil, "the disclosed credentials have expired", nil
+	}
+	next.Attributes = fromAttributes(merged)
+	return next, "", nil
+}
+
+// challenge starts a disclosure session for what the policy still asks.
+func (f *loginFlow) challenge(w http.ResponseWriter, r *http.Request, login *loginState, now time.Time, dest destination) error {
+	need := f.policy
+	if login != nil {
+		need = f.policy.Missing(toAttributes(login.Attributes))
+	}
+	s, token, err := startSession(f.backend, f.prefix, need.DisclosureRequest(), f.pairing)
+	if err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma: login: %w", err))
+	}
+	p := newPending(s, token, f.route, dest.ret)
+	if err := f.login.cookies.setPending(w, p, now.Add(f.maxSession)); err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma: login: pending cookie: %w", err))
+	}
+	return f.respond(w, r, s, dest)
+}
+
+// respond shows the login page to a browser, or tells any other client, as
+// JSON with a 401, how to run the session.
+func (f *loginFlow) respond(w http.ResponseWriter, r *http.Request, s sessionpage.Session, dest destination) error {
+	if !sessionpage.WantsPage(r) {
+		w.Header().Set("WWW-Authenticate", `IRMA realm="caddy-irma"`)
+	}
+	return showSession(w, r, http.StatusUnauthorized, dest.code,
+		sessionpage.Page{Kind: sessionpage.KindLogin, Session: s, DoneURL: dest.done, RetryURL: dest.done})
+}
+
+// deny answers a finished login that does not count.
+func (f *loginFlow) deny(w http.ResponseWriter, r *http.Request, ret string) error {
+	if !sessionpage.WantsPage(r) {
+		sessionpage.WriteJSON(w, http.StatusForbidden, map[string]string{"error": "login_refused", "message": "the disclosed attributes do not grant access"})
+		return nil
+	}
+	return sessionpage.RenderMessage(w, http.StatusForbidden, sessionpage.Language(r), "refused", ret)
+}
+
+func toAttributes(m map[string]string) policy.Attributes {
+	a := make(policy.Attributes, len(m))
+	for id, v := range m {
+		a[irma.NewAttributeTypeIdentifier(id)] = v
+	}
+	return a
+}
+
+func fromAttributes(a policy.Attributes) map[string]string {
+	m := make(map[string]string, len(a))
+	for id, v := range a {
+		m[id.String()] = v
+	}
+	return m
+}

@@ -1,0 +1,469 @@
+package caddyirma
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	irma "github.com/privacybydesign/irmago/irma"
+	"github.com/privacybydesign/irmago/irma/server"
+	"github.com/privacybydesign/irmago/irma/server/irmaserver"
+	"go.uber.org/zap"
+
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/keystore"
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/marks"
+	"github.com/caddy-irma/caddy-irma/caddyirma/policy"
+	"github.com/caddy-irma/caddy-irma/caddyirma/sessionpage"
+)
+
+// The login flow, on its own: a fake IRMA server that hands out the
+// results a test gives it, the real cookies, marks and JWTs, and a clock
+// the test sets. The end-to-end tests (caddyirma/e2e) run the same flow
+// with the real server and wallet.
+
+const (
+	emailID  = "caddy-demo.gateway.person.email"
+	over18ID = "caddy-demo.gateway.person.over18"
+)
+
+// fakeSessions is an IRMA server whose sessions end as the test says.
+type fakeSessions struct {
+	mu       sync.Mutex
+	n        int
+	requests map[irma.RequestorToken]irma.SessionRequest
+	results  map[irma.RequestorToken]*server.SessionResult
+	store    marks.Store
+	lookups  int
+	broken   error // GetSessionResult fails with it
+}
+
+func newFakeSessions(now func() time.Time) *fakeSessions {
+	return &fakeSessions{requests: map[irma.RequestorToken]irma.SessionRequest{},
+		results: map[irma.RequestorToken]*server.SessionResult{}, store: marks.New(marks.Config{Now: now})}
+}
+
+func (f *fakeSessions) StartSession(req any, _ server.SessionHandler, _ string) (*irma.Qr, irma.RequestorToken, *irma.FrontendSessionRequest, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n++
+	token := irma.RequestorToken(fmt.Sprintf("requestor%d", f.n))
+	f.requests[token] = req.(irma.SessionRequest)
+	f.results[token] = &server.SessionResult{Status: irma.ServerStatusInitialized, Type: req.(irma.SessionRequest).Action()}
+	ptr := &irma.Qr{URL: fmt.Sprintf("https://gw.example/irma/session/client%d", f.n), Type: req.(irma.SessionRequest).Action()}
+	return ptr, token, &irma.FrontendSessionRequest{Authorization: "frontend"}, nil
+}
+
+func (f *fakeSessions) SetFrontendOptions(irma.RequestorToken, *irma.FrontendOptionsRequest) (*irma.SessionOptions, error) {
+	return &irma.SessionOptions{PairingCode: "1234"}, nil
+}
+
+func (f *fakeSessions) GetSessionResult(t irma.RequestorToken) (*server.SessionResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lookups++
+	if f.broken != nil {
+		return nil, f.broken
+	}
+	res, ok := f.results[t]
+	if !ok {
+		return nil, &irmaserver.UnknownSessionError{}
+	}
+	return res, nil
+}
+
+func (f *fakeSessions) CancelSession(irma.RequestorToken) error { return nil }
+
+func (f *fakeSessions) marks() (marks.Store, error) { return f.store, nil }
+
+// finish ends session n as a disclosure of attrs (id, value pairs), and
+// records, as the proofs hook does, that its credentials expire at expiry.
+func (f *fakeSessions) finish(t *testing.T, n int, expiry time.Time, attrs ...string) {
+	t.Helper()
+	var con []*irma.DisclosedAttribute
+	for i := 0; i < len(attrs); i += 2 {
+		v := attrs[i+1]
+		con = append(con, &irma.DisclosedAttribute{Identifier: irma.NewAttributeTypeIdentifier(attrs[i]), RawValue: &v,
+			Status: irma.AttributeProofStatusPresent, Value: irma.TranslatedString{"": v}})
+	}
+	f.end(n, &server.SessionResult{Status: irma.ServerStatusDone, Type: irma.ActionDisclosing,
+		ProofStatus: irma.ProofStatusValid, Disclosed: [][]*irma.DisclosedAttribute{con}})
+	if err := putCredentialExpiry(context.Background(), f.store, fmt.Sprintf("client%d", n), expiry, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fakeSessions) end(n int, res *server.SessionResult) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.results[irma.RequestorToken(fmt.Sprintf("requestor%d", n))] = res
+}
+
+// testClock is the flow's clock.
+type testClock struct{ t time.Time }
+
+func (c *testClock) now() time.Time { return c.t }
+
+// flowSite is a login flow for one policy, and a browser's cookies.
+type flowSite struct {
+	t       *testing.T
+	flow    *loginFlow
+	srv     *fakeSessions
+	clock   *testClock
+	cookies map[string]*http.Cookie
+}
+
+func newFlowSite(t *testing.T, lifetime time.Duration, exprs ...string) *flowSite {
+	t.Helper()
+	clock := &testClock{t: time.Date(2026, 11, 30, 13, 7, 0, 0, time.UTC)} // a Monday; others below
+	l := &LoginConfig{CookieLifetime: caddy.Duration(lifetime)}
+	if err := l.provision("https://gw.example/irma/"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.start(context.Background(), new(keystore.Memory)); err != nil {
+		t.Fatal(err)
+	}
+	var p policy.Policy
+	for _, e := range exprs {
+		r, err := policy.ParseRequirement(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Requirements = append(p.Requirements, r)
+	}
+	srv := newFakeSessions(clock.now)
+	f := &loginFlow{policy: p, route: "route:test", name: "test", login: l, backend: srv, prefix: "/irma/",
+		maxSession: 15 * time.Minute, now: clock.now, logger: zap.NewNop()}
+	return &flowSite{t: t, flow: f, srv: srv, clock: clock, cookies: map[string]*http.Cookie{}}
+}
+
+// get runs the flow for one request of the browser, as JSON or as a page,
+// and keeps the cookies it sets.
+func (s *flowSite) get(page bool) (*httptest.ResponseRecorder, *loginState, error) {
+	s.t.Helper()
+	r := httptest.NewRequest(http.MethodGet, "https://gw.example/members/", nil)
+	if page {
+		r.Header.Set("Accept", "text/html")
+		r.Header.Set("Sec-Fetch-Mode", "navigate")
+	}
+	for _, c := range s.cookies {
+		r.AddCookie(c)
+	}
+	w := httptest.NewRecorder()
+	login, err := s.flow.check(w, r, destination{ret: "/members/", done: "/members/", code: http.StatusUnauthorized})
+	for _, c := range w.Result().Cookies() {
+		if c.MaxAge < 0 {
+			delete(s.cookies, c.Name)
+		} else {
+			s.cookies[c.Name] = c
+		}
+	}
+	return w, login, err
+}
+
+func (s *flowSite) pending() bool {
+	_, ok := s.cookies[s.flow.login.cookies.pendingName(s.flow.route)]
+	return ok
+}
+
+// requested returns the attributes that session n asks for, as one string.
+func (s *flowSite) requested(n int) string {
+	req := s.srv.requests[irma.RequestorToken(fmt.Sprintf("requestor%d", n))]
+	b, _ := json.Marshal(req.Disclosure().Disclose)
+	return string(b)
+}
+
+func statusOf(w *httptest.ResponseRecorder, err error) int {
+	var he caddyhttp.HandlerError
+	if errors.As(err, &he) {
+		return he.StatusCode
+	}
+	return w.Code
+}
+
+func TestLoginFlow(t *testing.T) {
+	t.Run("anonymous", func(t *testing.T) {
+		s := newFlowSite(t, 12*time.Hour, emailID)
+		w, login, err := s.get(false)
+		if login != nil || err != nil || w.Code != http.StatusUnauthorized || w.Header().Get("WWW-Authenticate") != `IRMA realm="caddy-irma"` ||
+			w.Header().Get("Cache-Control") != "no-store" || !s.pending() {
+			t.Fatalf("JSON: %v %v %d %v, pending %v", login, err, w.Code, w.Header(), s.pending())
+		}
+		var info sessionpage.Info
+		if err := json.Unmarshal(w.Body.Bytes(), &info); err != nil || info.SessionPtr.URL != "https://gw.example/irma/session/client1" {
+			t.Errorf("JSON answer %v: %s", err, w.Body)
+		}
+		if strings.Contains(w.Body.String(), "requestor1") {
+			t.Error("the requestor token reached the browser")
+		}
+		if got := s.requested(1); !strings.Contains(got, emailID) {
+			t.Errorf("asked %s", got)
+		}
+		w, _, _ = s.get(true)
+		if w.Code != http.StatusUnauthorized || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/html") || w.Header().Get("WWW-Authenticate") != "" {
+			t.Errorf("page: %d %v", w.Code, w.Header())
+		}
+		if s.srv.n != 1 {
+			t.Errorf("%d sessions started, want 1: the page shows the pending one", s.srv.n)
+		}
+	})
+
+	t.Run("login", func(t *testing.T) {
+		s := newFlowSite(t, 12*time.Hour, emailID)
+		s.get(false)
+		s.srv.finish(t, 1, s.clock.t.Add(30*24*time.Hour), emailID, "alice@example.com")
+		w, login, err := s.get(false)
+		if err != nil || login == nil || login.Attributes[emailID] != "alice@example.com" || !login.Expires.Equal(s.clock.t.Add(12*time.Hour)) {
+			t.Fatalf("login %+v, %v (%d %s)", login, err, w.Code, w.Body)
+		}
+		if s.pending() || s.cookies["irma_session"] == nil {
+			t.Errorf("cookies after the login: %v", s.cookies)
+		}
+		token, err := s.flow.token(login)
+		if err != nil || strings.Count(token, ".") != 2 {
+			t.Errorf("token %q, %v", token, err)
+		}
+		// Logged in: the next request passes without a session.
+		if _, again, err := s.get(false); again == nil || err != nil || again.ID != login.ID || s.srv.n != 1 {
+			t.Errorf("second request: %+v %v, %d sessions", again, err, s.srv.n)
+		}
+		// Until the login ends.
+		s.clock.t = login.Expires
+		if _, again, _ := s.get(false); again != nil || s.srv.n != 2 {
+			t.Errorf("after the login ended: %+v, %d sessions", again, s.srv.n)
+		}
+	})
+
+	t.Run("running and retried", func(t *testing.T) {
+		s := newFlowSite(t, 12*time.Hour, emailID)
+		s.get(false)
+		s.srv.end(1, &server.SessionResult{Status: irma.ServerStatusConnected, Type: irma.ActionDisclosing})
+		if w, _, _ := s.get(false); w.Code != http.StatusUnauthorized || s.srv.n != 1 || !strings.Contains(w.Body.String(), "client1") {
+			t.Errorf("while running: %d, %d sessions: %s", w.Code, s.srv.n, w.Body)
+		}
+		s.srv.end(1, &server.SessionResult{Status: irma.ServerStatusCancelled, Type: irma.ActionDisclosing})
+		if w, _, _ := s.get(false); w.Code != http.StatusUnauthorized || s.srv.n != 2 || !strings.Contains(w.Body.String(), "client2") {
+			t.Errorf("after a cancel: %d, %d sessions: %s", w.Code, s.srv.n, w.Body)
+		}
+	})
+
+	// Results that must not log anyone in reach the flow here, as they
+	// cannot through the wallet (which refuses to disclose what a request
+	// does not ask for).
+	refused := func(t *testing.T, s *flowSite) {
+		t.Helper()
+		w, login, err := s.get(false)
+		if login != nil || err != nil || w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "login_refused") {
+			t.Fatalf("want a refusal, got %+v %v %d %s", login, err, w.Code, w.Body)
+		}
+		if s.cookies["irma_session"] != nil || s.pending() {
+			t.Errorf("cookies after a refusal: %v", s.cookies)
+		}
+		if w, _, _ = s.get(true); w.Code != http.StatusUnauthorized {
+			t.Errorf("after a refusal, a new login: %d", w.Code)
+		}
+	}
+	t.Run("refused: another value", func(t *testing.T) {
+		s := newFlowSite(t, 12*time.Hour, over18ID+"=yes")
+		s.get(false)
+		s.srv.finish(t, 1, s.clock.t.Add(time.Hour), over18ID, "no")
+		refused(t, s)
+	})
+	t.Run("refused: too little", func(t *testing.T) {
+		s := newFlowSite(t, 12*time.Hour, emailID+" and "+over18ID)
+		s.get(false)
+		s.srv.finish(t, 1, s.clock.t.Add(time.Hour), emailID, "alice@example.com")
+		refused(t, s)
+	})
+	t.Run("refused: another type", func(t *testing.T) {
+		s := newFlowSite(t, 12*time.Hour, emailID)
+		s.get(false)
+		s.srv.finish(t, 1, s.clock.t.Add(time.Hour), emailID, "alice@example.com")
+		res, _ := s.srv.GetSessionResult("requestor1")
+		res.Type = irma.ActionSigning
+		refused(t, s)
+	})
+	t.Run("refused: invalid proofs", func(t *testing.T) {
+		s := newFlowSite(t, 12*time.Hour, emailID)
+		s.get(false)
+		s.srv.finish(t, 1, s.clock.t.Add(time.Hour), emailID, "alice@example.com")
+		res, _ := s.srv.GetSessionResult("requestor1")
+		res.ProofStatus = irma.ProofStatusExpired
+		refused(t, s)
+	})
+	t.Run("refused: no credential expiry", func(t *testing.T) {
+		// A result counts once: its mark is gone after the first use, as it
+		// is when the proofs went to another gateway.
+		s := newFlowSite(t, 12*time.Hour, emailID)
+		s.get(false)
+		s.srv.finish(t, 1, s.clock.t.Add(time.Hour), emailID, "alice@example.com")
+		if _, ok, _ := takeCredentialExpiry(context.Background(), s.srv, "client1"); !ok {
+			t.Fatal("no mark to take")
+		}
+		refused(t, s)
+	})
+	t.Run("refused: expired credential", func(t *testing.T) {
+		s := newFlowSite(t, 12*time.Hour, emailID)
+		s.get(false)
+		s.srv.finish(t, 1, s.clock.t, emailID, "alice@example.com")
+		refused(t, s)
+	})
+	t.Run("replayed pending cookie", func(t *testing.T) {
+		s := newFlowSite(t, 12*time.Hour, emailID)
+		s.get(false)
+		s.srv.finish(t, 1, s.clock.t.Add(time.Hour), emailID, "alice@example.com")
+		kept := *s.cookies[s.flow.login.cookies.pendingName(s.flow.route)]
+		if _, login, _ := s.get(false); login == nil {
+			t.Fatal("no login")
+		}
+		thief := newFlowSite(t, 12*time.Hour, emailID)
+		thief.flow, thief.srv, thief.clock = s.flow, s.srv, s.clock
+		thief.cookies[kept.Name] = &kept
+		refused(t, thief)
+	})
+	t.Run("another route's session", func(t *testing.T) {
+		s := newFlowSite(t, 12*time.Hour, emailID)
+		s.get(false)
+		s.srv.finish(t, 1, s.clock.t.Add(time.Hour), emailID, "alice@example.com")
+		// The same cookie under this route's name, for another route.
+		other := *s.flow
+		other.route = "route:other"
+		s.flow = &other
+		if w, login, _ := s.get(false); login != nil || w.Code != http.StatusUnauthorized || s.srv.n != 2 {
+			t.Errorf("another route's session logged in: %+v %d, %d sessions", login, w.Code, s.srv.n)
+		}
+	})
+	t.Run("store down", func(t *testing.T) {
+		s := newFlowSite(t, 12*time.Hour, emailID)
+		s.get(false)
+		s.srv.broken = errors.New("redis: connection refused")
+		if w, login, err := s.get(false); login != nil || statusOf(w, err) != http.StatusServiceUnavailable || !s.pending() {
+			t.Errorf("with the store down: %+v %v, pending %v", login, err, s.pending())
+		}
+	})
+
+	t.Run("step-up", func(t *testing.T) {
+		s := newFlowSite(t, 12*time.Hour, emailID)
+		s.get(false)
+		s.srv.finish(t, 1, s.clock.t.Add(time.Hour), emailID, "alice@example.com")
+		_, first, _ := s.get(false)
+		both := *s.flow
+		r1, _ := policy.ParseRequirement(emailID)
+		r2, _ := policy.ParseRequirement(over18ID + "=yes")
+		both.policy = policy.Policy{Requirements: []policy.Requirement{r1, r2}}
+		both.route = "route:both"
+		s.flow = &both
+		s.get(false)
+		if got := s.requested(2); strings.Contains(got, emailID) || !strings.Contains(got, over18ID) {
+			t.Errorf("the step-up asks %s, want only over18", got)
+		}
+		s.srv.finish(t, 2, s.clock.t.Add(time.Hour), over18ID, "yes")
+		_, login, err := s.get(false)
+		if err != nil || login == nil || login.ID != first.ID || len(login.Attributes) != 2 || !login.Expires.Equal(first.Expires) {
+			t.Fatalf("stepped up: %+v %v (first %+v)", login, err, first)
+		}
+	})
+	t.Run("step-up with another person's value", func(t *testing.T) {
+		s := newFlowSite(t, 12*time.Hour, emailID)
+		s.get(false)
+		s.srv.finish(t, 1, s.clock.t.Add(time.Hour), emailID, "alice@example.com")
+		s.get(false)
+		both := *s.flow
+		both.policy = policy.Policy{Requirements: []policy.Requirement{{Options: []policy.Conjunction{{{Type: emailID}, {Type: over18ID}}}}}}
+		both.route = "route:both"
+		s.flow = &both
+		s.get(false)
+		s.srv.finish(t, 2, s.clock.t.Add(time.Hour), emailID, "mallory@example.com", over18ID, "yes")
+		w, login, _ := s.get(false)
+		if login != nil || w.Code != http.StatusForbidden {
+			t.Errorf("a step-up that changes a value: %+v %d", login, w.Code)
+		}
+	})
+}
+
+// TestLoginFlowWeekdays proves the bound of a login by its credential on
+// every day of the week: IRMA rounds a credential's signing date down to
+// its weekly epochs (which begin on Thursdays, 00:00 UTC), and its expiry
+// to whole weeks from there, so a credential issued for "a week" may
+// expire in three days. A login lasts to the first of the cookie lifetime
+// and that expiry, never past it, and never ends before it begins.
+func TestLoginFlowWeekdays(t *testing.T) {
+	// irmago's rounding (MetadataAttribute.setSigningDate, setExpiryDate).
+	issued := func(at time.Time, validity time.Duration) time.Time {
+		signing := irma.FloorToEpochBoundary(at)
+		weeks := int64(at.Add(validity).Sub(signing) / (irma.ExpiryFactor * time.Second))
+		return signing.Add(time.Duration(weeks*irma.ExpiryFactor) * time.Second)
+	}
+	seen := map[time.Weekday]bool{}
+	for day := range 7 {
+		for _, hour := range []int{0, 11, 23} {
+			now := time.Date(2026, 11, 30+day, hour, 30, 0, 0, time.UTC)
+			seen[now.Weekday()] = true
+			credExpiry := issued(now, 7*24*time.Hour)
+			if !credExpiry.After(now) || credExpiry.After(now.Add(7*24*time.Hour)) {
+				t.Fatalf("%s: a week's credential expires %s", now.Format(time.RFC1123), credExpiry)
+			}
+			for _, c := range []struct {
+				lifetime time.Duration
+				want     time.Time
+			}{
+				{100 * 24 * time.Hour, credExpiry},                    // the credential ends it
+				{time.Hour, earliest(now.Add(time.Hour), credExpiry)}, // the cookie, or an epoch's end
+			} {
+				s := newFlowSite(t, c.lifetime, emailID)
+				s.clock.t = now
+				s.get(false)
+				s.srv.finish(t, 1, credExpiry, emailID, "alice@example.com")
+				_, login, err := s.get(false)
+				if err != nil || login == nil {
+					t.Fatalf("%s, lifetime %s: no login: %v", now.Format(time.RFC1123), c.lifetime, err)
+				}
+				cookie := s.cookies["irma_session"]
+				if !login.Expires.Equal(c.want) || !cookie.Expires.Equal(c.want) {
+					t.Errorf("%s, lifetime %s: the login ends %s, its cookie %s, want %s",
+						now.Format(time.RFC1123), c.lifetime, login.Expires, cookie.Expires, c.want)
+				}
+			}
+		}
+	}
+	if len(seen) != 7 {
+		t.Fatalf("ran on %d weekdays", len(seen))
+	}
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// TestLoginFlowPairing: the flow starts sessions with the pairing its
+// route asks for.
+func TestLoginFlowPairing(t *testing.T) {
+	for mode, want := range map[string]bool{PairingOn: true, PairingOff: false, PairingAuto: false} {
+		s := newFlowSite(t, time.Hour, emailID)
+		s.flow.pairing = mode
+		w, _, _ := s.get(false)
+		var info sessionpage.Info
+		if err := json.Unmarshal(w.Body.Bytes(), &info); err != nil {
+			t.Fatal(err)
+		}
+		// A client that runs the session itself shows the code to its user.
+		if got := info.Frontend.PairingCode == "1234" && info.Frontend.PairingCompletedURL != ""; got != want {
+			t.Errorf("pairing %s: the JSON says pairing %v, want %v", mode, got, want)
+		}
+		p := s.flow.login.cookies.readPending(&http.Request{Header: http.Header{"Cookie": {s.cookies[s.flow.login.cookies.pendingName(s.flow.route)].String()}}}, s.flow.route, s.clock.t)
+		if p == nil || (p.PairingCode != "") != want {
+			t.Errorf("pairing %s: pending %+v, want pairing %v", mode, p, want)
+		}
+	}
+}

@@ -1,0 +1,256 @@
+package caddyirma
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	irma "github.com/privacybydesign/irmago/irma"
+	"github.com/privacybydesign/irmago/irma/server"
+	"github.com/privacybydesign/irmago/irma/server/irmaserver"
+	"go.uber.org/zap"
+
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/logbridge"
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/marks"
+	"github.com/caddy-irma/caddy-irma/caddyirma/requestor"
+	"github.com/caddy-irma/caddy-irma/caddyirma/timestamp"
+)
+
+// irmaLogs is where irmago's log output goes: to the logger of the irma app
+// that started last.
+var irmaLogs = logbridge.New(false)
+
+// servers holds the running IRMA servers of this process, shared across
+// config reloads by key.
+var servers = caddy.NewUsagePool()
+
+// runningServer is an irmaserver with what it was built from, and the
+// store of the marks its sessions leave; it is destructed when the last app
+// using it is cleaned up.
+type runningServer struct {
+	*irmaserver.Server
+	conf    *irma.Configuration
+	handler http.Handler
+	marks   marks.Store
+	// markTTL is how long a session's marks are kept: as long as the
+	// session and its result live.
+	markTTL time.Duration
+}
+
+// Destruct implements caddy.Destructor.
+func (s *runningServer) Destruct() error {
+	s.Stop()
+	closeSchemes(s.conf)
+	return nil
+}
+
+// newServer starts the IRMA server of the app's settings, with the store
+// of marks beside its sessions: in Redis when they are.
+func (a *App) newServer() (caddy.Destructor, error) {
+	if a.Redis != nil {
+		// go-redis retries a silent address for many seconds; say at once
+		// that it is unreachable.
+		c, err := net.DialTimeout("tcp", a.serverConf.RedisSettings.Addr, 5*time.Second)
+		if err != nil {
+			return nil, fmt.Errorf("failed to connect to Redis: %w", err)
+		}
+		c.Close()
+	}
+	conf := *a.serverConf
+	srv, err := irmaserver.New(&conf)
+	if err != nil {
+		return nil, err
+	}
+	rs := &runningServer{Server: srv, conf: a.irmaConf, handler: srv.HandlerFunc(),
+		markTTL: time.Duration(a.MaxSessionLifetime) + time.Duration(a.SessionResultLifetime)}
+	mc := marks.Config{}
+	if conf.StoreType == "redis" {
+		client, err := conf.RedisClient() // the client irmaserver made, cached
+		if err != nil {
+			srv.Stop()
+			return nil, err
+		}
+		mc.Redis, mc.Prefix = client.Client, client.KeyPrefix+"caddy-irma:"
+	}
+	rs.marks = marks.New(mc)
+	return rs, nil
+}
+
+// Start starts the IRMA server, or takes over the one that an earlier config
+// with the same settings started.
+func (a *App) Start() error {
+	// Keys live in Caddy's storage: loaded (or made, once) here, not in
+	// Provision, which `caddy validate` runs.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := a.Login.start(ctx, a.storage); err != nil {
+		return fmt.Errorf("irma: %w", err)
+	}
+
+	// irmago logs while it starts to the new config's logger; if the start
+	// fails, the server that keeps running logs where it did before.
+	a.irmagoLogger = a.logger.Named("irmago")
+	prevLogger := irmaLogs.Swap(a.irmagoLogger)
+	v, loaded, err := servers.LoadOrNew(a.poolKey, a.newServer)
+	if err != nil {
+		irmaLogs.SetTarget(prevLogger)
+		if a.Redis != nil {
+			return fmt.Errorf("irma: starting the IRMA server with redis at %q: %w", a.Redis.Address, err)
+		}
+		return fmt.Errorf("irma: starting the IRMA server: %w", err)
+	}
+	if a.timestampKey != nil {
+		// Verifying a signature asks the timestamp server whether it trusts
+		// the key in the timestamp; the server is this gateway, whose public
+		// URL need not route back to itself, so it knows the answer already.
+		a.ownTimestampKey = timestamp.TrustOwnKey(a.serverURL+"timestamp", a.timestampKey.Public().(ed25519.PublicKey))
+	}
+	rs := v.(*runningServer)
+	if loaded {
+		// The running server keeps its own parse of the same schemes.
+		closeSchemes(a.irmaConf)
+		a.irmaConf = rs.conf
+	}
+	a.ownsConf = false
+	a.srv.Store(rs)
+	close(a.started)
+	a.logger.Info("irma server ready",
+		zap.String("url", a.serverURL),
+		zap.Bool("reused", loaded),
+		zap.String("store", a.serverConf.StoreType))
+	return nil
+}
+
+// Stop releases this app's use of the IRMA server.
+func (a *App) Stop() error {
+	if a.srv.Swap(nil) == nil {
+		return nil
+	}
+	irmaLogs.Release(a.irmagoLogger)
+	if a.ownTimestampKey != nil {
+		a.ownTimestampKey.Release()
+	}
+	_, err := servers.Delete(a.poolKey)
+	return err
+}
+
+// Cleanup frees what Provision loaded if the app never started.
+func (a *App) Cleanup() error {
+	if a.ownsConf {
+		closeSchemes(a.irmaConf)
+		a.ownsConf = false
+	}
+	return nil
+}
+
+// Server returns the running IRMA server, or an error if the app has not
+// started or has stopped.
+func (a *App) Server() (*irmaserver.Server, error) {
+	if err := a.waitStarted(context.Background()); err != nil {
+		return nil, err
+	}
+	rs := a.srv.Load()
+	if rs == nil {
+		return nil, errors.New("irma: the IRMA server is not running")
+	}
+	return rs.Server, nil
+}
+
+// startWait bounds how long a request waits for the app to start: Caddy
+// starts its apps in no particular order, so the first requests may arrive
+// while the IRMA server is still starting.
+const startWait = 15 * time.Second
+
+// waitStarted returns once the app has started, or an error if it does not
+// start in time.
+func (a *App) waitStarted(ctx context.Context) error {
+	select {
+	case <-a.started:
+		return nil
+	default:
+	}
+	t := time.NewTimer(startWait)
+	defer t.Stop()
+	select {
+	case <-a.started:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return errors.New("irma: the IRMA server has not started")
+	}
+}
+
+// appServer is the running IRMA server of an app, looked up per call: the
+// handlers are provisioned before the server runs, and a reload may hand
+// them another. It is the backend of the session flows and the requestor
+// API.
+type appServer struct{ app *App }
+
+func (s appServer) server() (*runningServer, error) {
+	rs := s.app.srv.Load()
+	if rs == nil {
+		return nil, errors.New("irma: the IRMA server is not running")
+	}
+	return rs, nil
+}
+
+func (s appServer) marks() (marks.Store, error) {
+	rs, err := s.server()
+	if err != nil {
+		return nil, err
+	}
+	return rs.marks, nil
+}
+
+func (s appServer) StartSession(req any, handler server.SessionHandler, requestor string) (*irma.Qr, irma.RequestorToken, *irma.FrontendSessionRequest, error) {
+	rs, err := s.server()
+	if err != nil {
+		return nil, "", nil, err
+	}
+	return rs.StartSession(req, handler, requestor)
+}
+
+func (s appServer) SetFrontendOptions(t irma.RequestorToken, req *irma.FrontendOptionsRequest) (*irma.SessionOptions, error) {
+	rs, err := s.server()
+	if err != nil {
+		return nil, err
+	}
+	return rs.SetFrontendOptions(t, req)
+}
+
+func (s appServer) GetSessionResult(t irma.RequestorToken) (*server.SessionResult, error) {
+	rs, err := s.server()
+	if err != nil {
+		return nil, err
+	}
+	return rs.GetSessionResult(t)
+}
+
+func (s appServer) GetRequest(t irma.RequestorToken) (irma.RequestorRequest, error) {
+	rs, err := s.server()
+	if err != nil {
+		return nil, err
+	}
+	return rs.GetRequest(t)
+}
+
+func (s appServer) CancelSession(t irma.RequestorToken) error {
+	rs, err := s.server()
+	if err != nil {
+		return err
+	}
+	return rs.CancelSession(t)
+}
+
+// Interface guards
+var (
+	_ caddy.Destructor = (*runningServer)(nil)
+	_ backend          = appServer{}
+	_ requestor.Server = appServer{}
+)
