@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,6 +42,8 @@ type upstream struct {
 
 	mu   sync.Mutex
 	last seen
+	// calls counts the requests that reached the upstream.
+	calls atomic.Int64
 }
 
 type seen struct {
@@ -52,6 +55,7 @@ type seen struct {
 func newUpstream(t *testing.T) *upstream {
 	u := &upstream{t: t}
 	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.calls.Add(1)
 		u.mu.Lock()
 		u.last = seen{header: r.Header.Clone(), cookies: r.Cookies()}
 		u.mu.Unlock()
