@@ -568,6 +568,19 @@ func TestAuth(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Control: the same key and a valid login open, so the 401s below
+		// are the defects', not a cookie the test cannot make.
+		valid, err := keys.Seal("irma_session", map[string]any{
+			"id": "x", "a": map[string]string{"caddy-demo.gateway.person.email": "alice@example.com"},
+			"exp": time.Now().Add(time.Hour),
+		}, time.Now().Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, body := newBrowser(t).get(s.base+"/members/", map[string]string{"Cookie": "irma_session=" + valid})
+		if resp.StatusCode != http.StatusOK || body != "upstream /members/ for alice@example.com" {
+			t.Errorf("a valid cookie sealed with the gateway's key: %d %q, want 200", resp.StatusCode, body)
+		}
 		tampered := []byte(good.Value)
 		tampered[len(tampered)/2] ^= 1
 		for name, value := range map[string]string{
@@ -765,6 +778,10 @@ func TestLoginSurvives(t *testing.T) {
 	alice := s.newWallet(t, "alice@example.com", "yes")
 	b := newBrowser(t)
 	b.login(ctx, alice, s.base+"/members/")
+	// The wallet has posted its proofs; the login has not picked them up.
+	if n := redisCommand(t, addr, "KEYS *credential-expiry*"); n != "*1" {
+		t.Errorf("the credential expiry of the session is not in Redis before the login: %s, want one key", n)
+	}
 	if resp, body := b.get(s.base+"/members/", nil); resp.StatusCode != 200 {
 		t.Fatalf("login with redis: %d %s", resp.StatusCode, body)
 	}
