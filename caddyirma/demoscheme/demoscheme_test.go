@@ -541,9 +541,16 @@ func TestConcurrentEnsure(t *testing.T) {
 			errs <- err
 		}()
 	}
+	// A bound that fails the test only if Ensure hangs (on its lock, say).
+	bound := time.After(time.Minute)
 	for range 8 {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
+		select {
+		case err := <-errs:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-bound:
+			t.Fatal("concurrent Ensure calls did not all return")
 		}
 	}
 	if _, err := parse(t, s); err != nil {

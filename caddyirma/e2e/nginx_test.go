@@ -243,7 +243,11 @@ func startNginx(t *testing.T, s *authSite) string {
 		case <-exited:
 		case <-time.After(5 * time.Second):
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
+			select {
+			case <-exited:
+			case <-time.After(time.Minute):
+				t.Errorf("nginx did not exit on SIGKILL either")
+			}
 			t.Errorf("nginx did not stop on SIGTERM:\n%s", logs())
 		}
 		if t.Failed() {
