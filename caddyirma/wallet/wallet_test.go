@@ -30,11 +30,11 @@ func irmagoTestdata(t *testing.T) string {
 	t.Helper()
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/privacybydesign/irmago").Output()
 	if err != nil {
-		t.Skipf("locating irmago: %v", err)
+		t.Fatalf("locating irmago's test scheme in the module cache (go list -m): %v", err)
 	}
 	dir := filepath.Join(strings.TrimSpace(string(out)), "testdata")
 	if _, err := os.Stat(dir); err != nil {
-		t.Skipf("irmago testdata not found: %v", err)
+		t.Fatalf("irmago's testdata not found: %v", err)
 	}
 	return dir
 }
