@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,6 +42,8 @@ type upstream struct {
 
 	mu   sync.Mutex
 	last seen
+	// calls counts the requests that reached the upstream.
+	calls atomic.Int64
 }
 
 type seen struct {
@@ -52,6 +55,7 @@ type seen struct {
 func newUpstream(t *testing.T) *upstream {
 	u := &upstream{t: t}
 	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.calls.Add(1)
 		u.mu.Lock()
 		u.last = seen{header: r.Header.Clone(), cookies: r.Cookies()}
 		u.mu.Unlock()
@@ -397,9 +401,10 @@ func TestAuth(t *testing.T) {
 		if resp.StatusCode != 200 || body != "upstream /members/page for alice@example.com" {
 			t.Fatalf("after login: %d %q", resp.StatusCode, body)
 		}
-		// The login lasts no longer than the credential (valid a week, which
-		// IRMA rounds up to whole weeks), though the cookie lifetime is 100
-		// days.
+		// The login lasts no longer than the credential, though the cookie
+		// lifetime is 100 days. The credential was asked to be valid a week;
+		// IRMA counts validity in whole weeks from a weekly epoch, so it ends
+		// on a day that depends on today's: compare with what the wallet holds.
 		var session *http.Cookie
 		for _, c := range resp.Cookies() {
 			if c.Name == "irma_session" {
@@ -570,6 +575,19 @@ func TestAuth(t *testing.T) {
 		}, time.Now().Add(time.Hour))
 		if err != nil {
 			t.Fatal(err)
+		}
+		// Control: the same key and a valid login open, so the 401s below
+		// are the defects', not a cookie the test cannot make.
+		valid, err := keys.Seal("irma_session", map[string]any{
+			"id": "x", "a": map[string]string{"caddy-demo.gateway.person.email": "alice@example.com"},
+			"exp": time.Now().Add(time.Hour),
+		}, time.Now().Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, body := newBrowser(t).get(s.base+"/members/", map[string]string{"Cookie": "irma_session=" + valid})
+		if resp.StatusCode != http.StatusOK || body != "upstream /members/ for alice@example.com" {
+			t.Errorf("a valid cookie sealed with the gateway's key: %d %q, want 200", resp.StatusCode, body)
 		}
 		tampered := []byte(good.Value)
 		tampered[len(tampered)/2] ^= 1
@@ -769,6 +787,10 @@ func TestLoginSurvives(t *testing.T) {
 	alice := s.newWallet(t, "alice@example.com", "yes")
 	b := newBrowser(t)
 	b.login(ctx, alice, s.base+"/members/")
+	// The wallet has posted its proofs; the login has not picked them up.
+	if n := redisCommand(t, addr, "KEYS *credential-expiry*"); n != "*1" {
+		t.Errorf("the credential expiry of the session is not in Redis before the login: %s, want one key", n)
+	}
 	if resp, body := b.get(s.base+"/members/", nil); resp.StatusCode != 200 {
 		t.Fatalf("login with redis: %d %s", resp.StatusCode, body)
 	}

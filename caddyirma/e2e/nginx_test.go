@@ -256,7 +256,11 @@ func runNginx(t *testing.T, bin, example string, s *authSite, port int) (string,
 		case <-exited:
 		case <-time.After(5 * time.Second):
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
+			select {
+			case <-exited:
+			case <-time.After(time.Minute):
+				t.Errorf("nginx did not exit on SIGKILL either")
+			}
 			t.Errorf("nginx did not stop on SIGTERM:\n%s", logs())
 		}
 		if t.Failed() {

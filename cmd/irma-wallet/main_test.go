@@ -26,7 +26,7 @@ func startServer(t *testing.T) (*irmaserver.Server, string) {
 	t.Helper()
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/privacybydesign/irmago").Output()
 	if err != nil {
-		t.Skipf("locating irmago: %v", err)
+		t.Fatalf("locating irmago's test scheme in the module cache (go list -m): %v", err)
 	}
 	testdata := filepath.Join(strings.TrimSpace(string(out)), "testdata")
 	tmp := t.TempDir()

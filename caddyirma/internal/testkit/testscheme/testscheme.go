@@ -6,8 +6,10 @@
 // anyone can issue credentials under it, so never let a gateway outside tests trust a scheme
 // that uses it. Regenerate it with:
 //
-//	go test ./caddyirma/internal/testkit/testscheme -run TestGenerateKeys -generate-testkeys
+//	go generate ./caddyirma/internal/testkit/testscheme
 package testscheme
+
+//go:generate go run ./genkeys -out testdata
 
 import (
 	_ "embed"
