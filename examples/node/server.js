@@ -168,5 +168,8 @@ const server = http.createServer(async (req, res) => {
 const at = opts.listen.lastIndexOf(':');
 const [host, port] = [opts.listen.slice(0, at).replace(/^\[|\]$/g, ''), Number(opts.listen.slice(at + 1))];
 server.listen(port, host, () => {
-  console.log(`upstream: listening on http://${opts.listen}, trusting tokens from ${opts.issuer} (keys at ${opts['jwks-url']}) for "${opts.audience}" in ${opts.header}`);
+  // The address bound, so that port 0 (any free port, as the tests use) says which one.
+  const { address, port: boundPort, family } = server.address();
+  const bound = family === 'IPv6' ? `[${address}]:${boundPort}` : `${address}:${boundPort}`;
+  console.log(`upstream: listening on http://${bound}, trusting tokens from ${opts.issuer} (keys at ${opts['jwks-url']}) for "${opts.audience}" in ${opts.header}`);
 });

@@ -16,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"net"
 	"net/http"
 	"net/textproto"
 	"net/url"
@@ -55,7 +56,6 @@ func run(listen, jwksURL, issuer, audience, header string) error {
 		Header:   textproto.CanonicalMIMEHeaderKey(header),
 	}
 	srv := &http.Server{
-		Addr:              listen,
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -63,10 +63,16 @@ func run(listen, jwksURL, issuer, audience, header string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Listen first, so that the log line names the port even for --listen 127.0.0.1:0 (a free
+	// port, as the tests use), and says it only once requests can come.
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
+	go func() { errc <- srv.Serve(ln) }()
 	log.Printf("upstream: listening on http://%s, trusting tokens from %s (keys at %s) for %q in %s",
-		listen, issuer, jwksURL, audience, handler.Header)
+		ln.Addr(), issuer, jwksURL, audience, handler.Header)
 	select {
 	case err := <-errc:
 		return err
