@@ -6,9 +6,14 @@
 //                                 [--audience NAME] [--header NAME]
 //
 // Nothing but node:http and the jose package.
+import { webcrypto } from 'node:crypto';
 import http from 'node:http';
 import { parseArgs } from 'node:util';
 import { createRemoteJWKSet, jwtVerify, errors } from 'jose';
+
+// jose uses the global Web Crypto API, which Node.js has had since 19; on Node.js 18 (Debian 12's)
+// it is node:crypto's webcrypto, the same object, not yet global.
+globalThis.crypto ??= webcrypto;
 
 const { values: opts } = parseArgs({
   options: {
