@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -30,10 +29,10 @@ func TestDemoTour(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	port, upstreamPort := caddytest.FreePort(t), caddytest.FreePort(t)
+	port := caddytest.FreePort(t)
 	base := fmt.Sprintf("http://localhost:%d", port)
 	scheme := testscheme.New(t, base+"/irma/timestamp")
-	startExampleUpstream(t, repo, upstreamPort, base)
+	upstream := startGoExample(t, base)
 
 	if !strings.HasPrefix(strings.TrimLeft(stripComments(string(raw)), "\n"), "{\n") {
 		t.Fatal("Caddyfile.example no longer starts with a global options block")
@@ -43,7 +42,7 @@ func TestDemoTour(t *testing.T) {
 	for _, r := range []struct{ old, new string }{
 		{".demo/", scheme.Dir + "/"},
 		{"localhost:8080", fmt.Sprintf("localhost:%d", port)},
-		{"127.0.0.1:9090", fmt.Sprintf("127.0.0.1:%d", upstreamPort)},
+		{"127.0.0.1:9090", upstream},
 		{"examples/demo/site", filepath.Join(repo, "examples/demo/site")},
 	} {
 		if !strings.Contains(config, r.old) {
@@ -160,7 +159,7 @@ func TestDemoTour(t *testing.T) {
 	}
 
 	// The upstream trusts no one but the gateway.
-	resp, err = http.Get(fmt.Sprintf("http://127.0.0.1:%d/members/", upstreamPort))
+	resp, err = http.Get("http://" + upstream + "/members/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,28 +167,6 @@ func TestDemoTour(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("the upstream answered %d without a token", resp.StatusCode)
 	}
-}
-
-// startExampleUpstream builds and runs examples/upstream for the test.
-func startExampleUpstream(t *testing.T, repo string, port int, gateway string) {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "upstream")
-	build := exec.Command("go", "build", "-o", bin, "./examples/upstream")
-	build.Dir = repo
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building examples/upstream: %v\n%s", err, out)
-	}
-	cmd := exec.Command(bin, "--listen", fmt.Sprintf("127.0.0.1:%d", port),
-		"--jwks-url", gateway+"/irma/jwks.json", "--issuer", gateway)
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	caddytest.WaitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
 }
 
 // stripComments drops the comment lines of a Caddyfile.
