@@ -206,12 +206,18 @@ func signedByAnotherKey(t *testing.T, token string) string {
 	t.Helper()
 	header, payload, _ := jwtParts(t, token)
 	header["alg"] = "EdDSA"
+	return signedByNewKey(t, jwtSegment(t, header)+"."+jwtSegment(t, payload))
+}
+
+// signedByNewKey is the JWT of the signing input (header.payload), signed
+// with a fresh Ed25519 key (EdDSA).
+func signedByNewKey(t *testing.T, input string) string {
+	t.Helper()
 	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	signed := jwtSegment(t, header) + "." + jwtSegment(t, payload)
-	return signed + "." + base64.RawURLEncoding.EncodeToString(ed25519.Sign(key, []byte(signed)))
+	return input + "." + base64.RawURLEncoding.EncodeToString(ed25519.Sign(key, []byte(input)))
 }
 
 // forgedNone is token's header and payload with alg none and no signature.

@@ -2,9 +2,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -232,10 +229,5 @@ func forgedIdentity(t *testing.T, signed bool) string {
 	if !signed {
 		return jwtSegment(t, map[string]string{"alg": "none", "typ": "JWT"}) + "." + payload + "."
 	}
-	_, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := jwtSegment(t, map[string]string{"alg": "EdDSA", "typ": "JWT", "kid": "forged"}) + "." + payload
-	return data + "." + base64.RawURLEncoding.EncodeToString(ed25519.Sign(key, []byte(data)))
+	return signedByNewKey(t, jwtSegment(t, map[string]string{"alg": "EdDSA", "typ": "JWT", "kid": "forged"})+"."+payload)
 }
