@@ -1,14 +1,12 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -35,7 +33,7 @@ func TestDemoTour(t *testing.T) {
 	port := ln.Port
 	base := fmt.Sprintf("http://localhost:%d", port)
 	scheme := testscheme.New(t, base+"/irma/timestamp")
-	upstream := startExampleUpstream(t, repo, base)
+	upstream := startGoExample(t, base)
 
 	if !strings.HasPrefix(strings.TrimLeft(stripComments(string(raw)), "\n"), "{\n") {
 		t.Fatal("Caddyfile.example no longer starts with a global options block")
@@ -170,52 +168,6 @@ func TestDemoTour(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("the upstream answered %d without a token", resp.StatusCode)
-	}
-}
-
-// startExampleUpstream builds and runs examples/upstream for the test on a
-// port of its own choosing, and returns its host:port.
-func startExampleUpstream(t *testing.T, repo, gateway string) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "upstream")
-	build := exec.Command("go", "build", "-o", bin, "./examples/upstream")
-	build.Dir = repo
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building examples/upstream: %v\n%s", err, out)
-	}
-	cmd := exec.Command(bin, "--listen", "127.0.0.1:0",
-		"--jwks-url", gateway+"/irma/jwks.json", "--issuer", gateway)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout = io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	// Its first log line names the address that port 0 gave it.
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if _, rest, ok := strings.Cut(sc.Text(), "listening on http://"); ok {
-				a, _, _ := strings.Cut(rest, ",")
-				addr <- a
-				break
-			}
-		}
-		_, _ = io.Copy(io.Discard, stderr)
-	}()
-	select {
-	case a := <-addr:
-		return a
-	case <-time.After(30 * time.Second):
-		t.Fatal("examples/upstream did not say where it listens")
-		return ""
 	}
 }
 

@@ -6,9 +6,14 @@
 //                                 [--audience NAME] [--header NAME]
 //
 // Nothing but node:http and the jose package.
+import { webcrypto } from 'node:crypto';
 import http from 'node:http';
 import { parseArgs } from 'node:util';
 import { createRemoteJWKSet, jwtVerify, errors } from 'jose';
+
+// jose uses the global Web Crypto API, which Node.js has had since 19; on Node.js 18 (Debian 12's)
+// it is node:crypto's webcrypto, the same object, not yet global.
+globalThis.crypto ??= webcrypto;
 
 const { values: opts } = parseArgs({
   options: {
@@ -168,5 +173,8 @@ const server = http.createServer(async (req, res) => {
 const at = opts.listen.lastIndexOf(':');
 const [host, port] = [opts.listen.slice(0, at).replace(/^\[|\]$/g, ''), Number(opts.listen.slice(at + 1))];
 server.listen(port, host, () => {
-  console.log(`upstream: listening on http://${opts.listen}, trusting tokens from ${opts.issuer} (keys at ${opts['jwks-url']}) for "${opts.audience}" in ${opts.header}`);
+  // The address bound, so that port 0 (any free port, as the tests use) says which one.
+  const { address, port: boundPort, family } = server.address();
+  const bound = family === 'IPv6' ? `[${address}]:${boundPort}` : `${address}:${boundPort}`;
+  console.log(`upstream: listening on http://${bound}, trusting tokens from ${opts.issuer} (keys at ${opts['jwks-url']}) for "${opts.audience}" in ${opts.header}`);
 });

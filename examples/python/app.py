@@ -16,6 +16,7 @@ import html
 import json
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
@@ -24,7 +25,9 @@ import jwt
 # the algorithm, never the token.
 ALGORITHM_OF_KEY_TYPE = {"OKP": "EdDSA", "EC": "ES256", "RSA": "RS256"}
 LEEWAY = 5  # seconds of clock skew tolerated on exp, nbf and iat
+LIFESPAN = 300  # seconds the JWK set is kept, as the gateway's max-age says
 REFETCH_INTERVAL = 60  # seconds: how often, at most, an unknown kid refetches the JWK set
+FETCH_TIMEOUT = 5  # seconds a fetch of the JWK set may take
 
 
 class KeysUnavailable(Exception):
@@ -38,40 +41,49 @@ class UnknownKey(jwt.InvalidTokenError):
 class GatewayKeys:
     """The gateway's public keys, from its JWK set.
 
-    PyJWKClient fetches the set on first use and keeps it for `lifespan` seconds (the gateway
-    serves it with max-age=300). When a token names an unknown kid, the set is fetched again,
-    at most once per REFETCH_INTERVAL: that is how a key rotation reaches this app, without
-    letting made-up kids turn into a fetch each. (PyJWKClient.get_signing_key would refetch on
-    every unknown kid, so this class matches kids itself.)
+    The set is fetched on first use, with a FETCH_TIMEOUT, and kept for LIFESPAN seconds (the
+    gateway serves it with max-age=300). When a token names an unknown kid, the set is fetched
+    again if it is older than REFETCH_INTERVAL: that is how a key rotation reaches this app,
+    without letting made-up kids turn into a fetch each. One fetch at a time; requests that
+    need the keys meanwhile wait for it.
+
+    It fetches with urllib and parses with jwt.PyJWKSet rather than using jwt.PyJWKClient, whose
+    constructor takes no timeout before PyJWT 2.7 (Debian 12 has 2.6) and whose get_signing_key
+    refetches on every unknown kid.
     """
 
     def __init__(self, url):
-        self._client = jwt.PyJWKClient(url, cache_jwk_set=True, lifespan=300, timeout=5)
+        self._url = url
         self._lock = threading.Lock()
-        self._last_refetch = float("-inf")
+        self._keys = None  # kid -> jwt.PyJWK, from the last good fetch
+        self._fetched = float("-inf")  # time.monotonic() of that fetch
 
     def for_token(self, token):
         kid = jwt.get_unverified_header(token).get("kid")  # raises DecodeError on garbage
         if not isinstance(kid, str) or not kid:
             raise UnknownKey("the token has no kid")
-        key = self._find(kid)
-        if key is None:
-            with self._lock:
-                key = self._find(kid)  # another request may have refetched meanwhile
-                if key is None and time.monotonic() - self._last_refetch >= REFETCH_INTERVAL:
-                    self._last_refetch = time.monotonic()
-                    key = self._find(kid, refresh=True)
+        with self._lock:
+            age = time.monotonic() - self._fetched
+            if self._keys is None or age >= LIFESPAN or (kid not in self._keys and age >= REFETCH_INTERVAL):
+                self._fetch()
+            key = self._keys.get(kid)
         if key is None:
             raise UnknownKey(f"no key {kid[:64]!r}")
         return key
 
-    def _find(self, kid, refresh=False):
+    def _fetch(self):
         try:
-            keys = self._client.get_signing_keys(refresh=refresh)
-        except (jwt.PyJWKClientError, jwt.PyJWKSetError, ValueError) as err:
-            # ValueError: the answer was not JSON.
+            with urllib.request.urlopen(self._url, timeout=FETCH_TIMEOUT) as resp:
+                data = json.load(resp)
+            if not isinstance(data, dict):
+                raise ValueError("the JWK set is not a JSON object")
+            # PyJWKSet skips keys it cannot use, and raises PyJWKSetError if none is left.
+            keys = jwt.PyJWKSet.from_dict(data).keys
+        except (OSError, ValueError, jwt.PyJWKSetError) as err:
+            # OSError: unreachable, an HTTP error status, a timeout. ValueError: not JSON.
             raise KeysUnavailable(str(err)) from err
-        return next((k for k in keys if k.key_id == kid), None)
+        self._keys = {k.key_id: k for k in keys if k.key_id and k.public_key_use in ("sig", None)}
+        self._fetched = time.monotonic()
 
 
 def verify(keys, token, issuer, audience):
@@ -232,8 +244,10 @@ def main():
     host, _, port = args.listen.rpartition(":")
     handler = make_handler(GatewayKeys(args.jwks_url), args.issuer, args.audience, args.header)
     server = ThreadingHTTPServer((host.strip("[]"), int(port)), handler)
+    # The address bound, so that port 0 (any free port, as the tests use) says which one.
+    bound_host, bound_port = server.server_address[:2]
     print(
-        f"upstream: listening on http://{args.listen}, trusting tokens from {args.issuer} "
+        f"upstream: listening on http://{bound_host}:{bound_port}, trusting tokens from {args.issuer} "
         f"(keys at {args.jwks_url}) for {args.audience!r} in {args.header}",
         flush=True,
     )

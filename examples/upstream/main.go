@@ -69,6 +69,12 @@ func run(listen, jwksURL, issuer, audience, header string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Listen first, so that the log line names the port even for --listen 127.0.0.1:0 (a free
+	// port, as the tests use), and says it only once requests can come.
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Printf("upstream: listening on http://%s, trusting tokens from %s (keys at %s) for %q in %s",

@@ -2,7 +2,7 @@
 // testscheme, through the same demoscheme.Ensure that generates a demo
 // scheme's keys. Run it with
 //
-//	go generate ./caddyirma/internal/testscheme
+//	go generate ./caddyirma/internal/testkit/testscheme
 //
 // It takes 1 to 15 s (a safe-prime search). The keys expire in 2100, so that
 // tests do not start failing on a date.
@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/demoscheme"
-	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testscheme"
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testkit/testscheme"
 )
 
 func main() {

@@ -1,0 +1,150 @@
+package e2e
+
+import (
+	"bufio"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// startTimeout bounds how long a program the tests start may take to say
+// that it is ready: generous, for a busy machine; it is a bound, not a
+// measurement.
+const startTimeout = time.Minute
+
+// process is a program that a test runs as its own process, with its output
+// (stdout and stderr together) kept for the test's log.
+type process struct {
+	name    string
+	mu      sync.Mutex
+	out     strings.Builder
+	exited  chan struct{} // closed when the process has exited
+	waitErr error         // set before exited is closed
+	drained chan struct{} // closed when all its output has been read
+}
+
+func (p *process) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+// startProcess starts cmd, stops it when the test ends, and waits until a
+// line of its output matches ready, whose first submatch it returns (the
+// address a program listens on, for instance). Programs that bind port 0
+// and print the address they got cannot race another for a port. Output
+// goes to the test's log if the test fails.
+func startProcess(t *testing.T, name string, cmd *exec.Cmd, ready *regexp.Regexp) (string, *process) {
+	t.Helper()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		pr.Close()
+		pw.Close()
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	pw.Close() // the child has its own copy; EOF comes when it exits
+
+	p := &process{name: name, exited: make(chan struct{}), drained: make(chan struct{})}
+	found := make(chan string, 1)
+	go func() {
+		defer close(p.drained)
+		defer pr.Close()
+		r := bufio.NewReader(pr)
+		for matched := false; ; {
+			line, err := r.ReadString('\n')
+			p.mu.Lock()
+			p.out.WriteString(line)
+			p.mu.Unlock()
+			if !matched {
+				if m := ready.FindStringSubmatch(line); m != nil {
+					matched = true
+					found <- m[len(m)-1]
+				}
+			}
+			if err != nil {
+				if err != io.EOF {
+					p.mu.Lock()
+					p.out.WriteString("\n(reading the output: " + err.Error() + ")\n")
+					p.mu.Unlock()
+				}
+				return
+			}
+		}
+	}()
+	go func() {
+		p.waitErr = cmd.Wait()
+		close(p.exited)
+	}()
+
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			select {
+			case <-p.exited:
+			case <-time.After(10 * time.Second):
+				t.Errorf("%s (pid %d) did not exit after SIGKILL", name, cmd.Process.Pid)
+			}
+			t.Errorf("%s did not stop on SIGTERM within 10s", name)
+		}
+		select {
+		case <-p.drained:
+		case <-time.After(5 * time.Second):
+		}
+		if t.Failed() {
+			t.Logf("%s's output:\n%s", name, p.output())
+		}
+	})
+
+	select {
+	case got := <-found:
+		return got, p
+	case <-p.exited:
+		select {
+		case <-p.drained:
+		case <-time.After(5 * time.Second):
+		}
+		t.Fatalf("%s exited before it was ready (%v):\n%s", name, p.waitErr, p.output())
+	case <-time.After(startTimeout):
+		t.Fatalf("%s did not say it was ready (%s) within %s:\n%s", name, ready, startTimeout, p.output())
+	}
+	return "", nil
+}
+
+// buildGo builds the Go command in pkg (relative to the repository) into a
+// directory of the test's and returns the binary's path. env is added to
+// the build's environment (CGO_ENABLED=0, for instance).
+func buildGo(t *testing.T, pkg string, env ...string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	build := exec.Command("go", "build", "-o", bin, "./"+pkg)
+	build.Dir = repoRoot(t)
+	build.Env = append(os.Environ(), env...)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./%s: %v\n%s", pkg, err, out)
+	}
+	return bin
+}
+
+// repoRoot is the repository's directory (the tests run in caddyirma/e2e).
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
