@@ -55,12 +55,6 @@ func run(listen, jwksURL, issuer, audience, header string) error {
 		Verifier: NewVerifier(jwksURL, issuer, audience),
 		Header:   textproto.CanonicalMIMEHeaderKey(header),
 	}
-	// Listening first, so that the log line names the port that port 0
-	// picked.
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		return err
-	}
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
