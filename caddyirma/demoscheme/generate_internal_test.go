@@ -12,7 +12,7 @@ import (
 // TestGeneratesMissingKeys runs the key generation path with the committed test keys standing in
 // for gabikeys.GenerateKeyPair, which takes seconds even at 1024 bits.
 func TestGeneratesMissingKeys(t *testing.T) {
-	td := filepath.Join("..", "internal", "testscheme", "testdata")
+	td := filepath.Join("..", "internal", "testkit", "testscheme", "testdata")
 	privXML, err := os.ReadFile(filepath.Join(td, "issuer-private-key.xml"))
 	if err != nil {
 		t.Fatal(err)
