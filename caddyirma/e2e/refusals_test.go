@@ -26,7 +26,7 @@ import (
 // sealed with the gateway's key, as if the route had started it.
 
 // pendingCookie is what the gateway's pending-login cookie holds
-// (pendingLogin in caddyirma/login.go), by its JSON names.
+// (pendingSession in caddyirma/session.go), by its JSON names.
 type pendingCookie struct {
 	Token        string `json:"t"`
 	Pointer      string `json:"u"`
