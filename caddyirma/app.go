@@ -276,9 +276,20 @@ func (a *App) provisionLogin(*caddy.Replacer) error {
 	a.identityHeaders.Store(normalizeHeader(a.Login.IdentityHeader), true)
 	a.policyFlows = map[string]*loginFlow{}
 	for name, p := range a.Policies {
-		a.policyFlows[name] = newLoginFlow(a, p, "policy:"+name, name, "", a.logger.Named("login"))
+		a.policyFlows[name] = a.newLoginFlow(p, "policy:"+name, name, "", a.logger.Named("login"))
 	}
 	return nil
+}
+
+// newLoginFlow returns a login flow for a policy on the app's server and
+// login settings: route identifies the policy in pending cookies, name is
+// its name for the JWT and {irma.policy}.
+func (a *App) newLoginFlow(p policy.Policy, route, name, pairing string, logger *zap.Logger) *loginFlow {
+	return &loginFlow{
+		policy: p, route: route, name: name, pairing: pairing,
+		login: a.Login, backend: appServer{a}, prefix: a.prefix,
+		maxSession: time.Duration(a.MaxSessionLifetime), now: time.Now, logger: logger,
+	}
 }
 
 // Configuration returns the parsed schemes the server trusts. Valid from

@@ -126,7 +126,7 @@ func (h *Auth) Provision(ctx caddy.Context) error {
 	if err := h.provisionHeaders(); err != nil {
 		return fmt.Errorf("irma_auth: headers: %w", err)
 	}
-	h.flow = newLoginFlow(app, p, route, name, h.Pairing, ctx.Logger())
+	h.flow = app.newLoginFlow(p, route, name, h.Pairing, ctx.Logger())
 	return nil
 }
 

@@ -38,15 +38,6 @@ type loginFlow struct {
 	logger     *zap.Logger
 }
 
-// newLoginFlow returns the login flow of a policy on the app.
-func newLoginFlow(a *App, p policy.Policy, route, name, pairing string, logger *zap.Logger) *loginFlow {
-	return &loginFlow{
-		policy: p, route: route, name: name, pairing: pairing,
-		login: a.Login, backend: appServer{a}, prefix: a.prefix,
-		maxSession: time.Duration(a.MaxSessionLifetime), now: time.Now, logger: logger,
-	}
-}
-
 // destination says where a login goes: ret is the same-site path to land
 // on, done where the login page sends the browser when the session is done
 // (where the login is picked up), code the status of the login page.
