@@ -87,6 +87,19 @@ func (j *cookieRecorder) has(name string) bool {
 	return ok
 }
 
+// describeCookie shows a cookie's name and attributes, not its sealed
+// value.
+func describeCookie(c *http.Cookie) string {
+	if c == nil {
+		return "<none>"
+	}
+	d := *c
+	if d.Value != "" {
+		d.Value = "sealed"
+	}
+	return d.String()
+}
+
 // newRecordingBrowser is a browser (see auth_test.go) whose cookies go
 // through a cookieRecorder. transport may be nil.
 func newRecordingBrowser(t testing.TB, transport http.RoundTripper) (*browser, *cookieRecorder) {

@@ -67,7 +67,7 @@ func TestPromisesLoginSettings(t *testing.T) {
 		}
 		for _, c := range jar.all() {
 			if strings.HasPrefix(c.Name, caddyirma.DefaultCookieName) {
-				t.Errorf("a cookie with the default name: %s", c)
+				t.Errorf("a cookie with the default name: %s", describeCookie(c))
 			}
 		}
 		token = up.headers().Get("X-Auth-Jwt")
@@ -149,7 +149,7 @@ func TestPromisesLoginSettings(t *testing.T) {
 		for _, c := range jar.all() {
 			names[c.Name] = true
 			if c.Domain != "example.test" {
-				t.Errorf("cookie %s: Domain %q, want example.test", c, c.Domain)
+				t.Errorf("cookie %s: Domain %q, want example.test", describeCookie(c), c.Domain)
 			}
 		}
 		// The pending cookie, the session cookie and their removals.
@@ -157,6 +157,45 @@ func TestPromisesLoginSettings(t *testing.T) {
 			t.Errorf("cookies seen: %v", names)
 		}
 	})
+}
+
+// TestPromisesUnderscoreHeaders asserts that a client's copy of the
+// identity header is removed "with underscores for dashes" where it
+// matters: Caddy drops every header with an underscore unless the server
+// expects it, so here the server lets X_Auth_Jwt through, as a site with a
+// CGI backend that needs such headers might, and only the gateway stands
+// between the forged header and the upstream.
+func TestPromisesUnderscoreHeaders(t *testing.T) {
+	up := newRecordingUpstream(t)
+	g := newGateway(t)
+	config := g.config(`login {
+			identity_header X-Auth-Jwt
+		}`, fmt.Sprintf(`irma_auth /members/* {
+		require caddy-demo.gateway.person.email
+	}
+	reverse_proxy %s`, up.addr()))
+	caddytest.Start(t, withGlobalOptions(t, config, "servers {\n\t\texpected_underscore_headers X_Auth_Jwt x_irma_identity\n\t}"))
+	forged := "eyJhbGciOiJub25lIn0.eyJhdHRyaWJ1dGVzIjp7fX0."
+	for _, spelling := range []string{"X_Auth_Jwt", "x_auth_jwt"} {
+		resp, _ := newBrowser(t).get(g.base+"/open/x", map[string]string{spelling: forged})
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("open route: %d", resp.StatusCode)
+		}
+		for name, vals := range up.headers() {
+			for _, v := range vals {
+				if v == forged {
+					t.Errorf("%s: the forged %s reached the upstream", spelling, name)
+				}
+			}
+		}
+	}
+	// The server does let an expected underscore header through: the
+	// test would prove nothing otherwise. (X-Irma-Identity is not the
+	// identity header here: the gateway leaves it alone.)
+	newBrowser(t).get(g.base+"/open/x", map[string]string{"X_Irma_Identity": forged})
+	if got := up.headers().Get("X_irma_identity"); got != forged {
+		t.Fatalf("an expected underscore header does not reach the upstream (%q): the test proves nothing", got)
+	}
 }
 
 // TestPromisesAlgorithms asserts "algorithm ES256 | RS256" with "key_file":
@@ -298,7 +337,7 @@ func TestPromisesHTTPS(t *testing.T) {
 	t.Run("the pending cookie is Secure", func(t *testing.T) {
 		c := cookieWithPrefix(resp, caddyirma.DefaultCookieName+"_pending_")
 		if c == nil || !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode {
-			t.Errorf("pending cookie %v", c)
+			t.Errorf("pending cookie %s", describeCookie(c))
 		}
 	})
 	t.Run("the session cookie is Secure", func(t *testing.T) {
@@ -309,7 +348,7 @@ func TestPromisesHTTPS(t *testing.T) {
 		}
 		c := setCookies(resp)[caddyirma.DefaultCookieName]
 		if c == nil || !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode {
-			t.Errorf("session cookie %v", c)
+			t.Errorf("session cookie %s", describeCookie(c))
 		}
 	})
 	t.Run("every cookie the gateway sets is Secure, removals included", func(t *testing.T) {
@@ -322,7 +361,7 @@ func TestPromisesHTTPS(t *testing.T) {
 		}
 		for _, c := range all {
 			if !c.Secure {
-				t.Errorf("cookie %s is not Secure", c)
+				t.Errorf("cookie %s is not Secure", describeCookie(c))
 			}
 		}
 	})
@@ -340,12 +379,7 @@ func (g *gateway) startHTTPS(t *testing.T, irmaExtra, site string) (*caddyirma.A
 	}
 	config = strings.ReplaceAll(config, g.base, base)
 	// Nothing outside the test: no trust store, no port 80.
-	const head = "{\n\tadmin off\n"
-	if !strings.HasPrefix(config, head) {
-		t.Fatalf("the gateway's config does not start with %q: its shape changed", head)
-	}
-	config = head + "\tskip_install_trust\n\tauto_https disable_redirects\n" + strings.TrimPrefix(config, head)
-	caddytest.Start(t, config)
+	caddytest.Start(t, withGlobalOptions(t, config, "skip_install_trust\n\tauto_https disable_redirects"))
 	app := caddytest.App[*caddyirma.App](t, "irma")
 
 	rootFile := filepath.Join(g.scheme.Dir, "caddy", "pki", "authorities", "local", "root.crt")
@@ -373,4 +407,14 @@ func (g *gateway) startHTTPS(t *testing.T, irmaExtra, site string) (*caddyirma.A
 		time.Sleep(50 * time.Millisecond)
 	}
 	return app, base, roots
+}
+
+// withGlobalOptions adds options to the global block of a gateway's config.
+func withGlobalOptions(t *testing.T, config, options string) string {
+	t.Helper()
+	const head = "{\n\tadmin off\n"
+	if !strings.HasPrefix(config, head) {
+		t.Fatalf("the gateway's config does not start with %q: its shape changed", head)
+	}
+	return head + "\t" + options + "\n" + strings.TrimPrefix(config, head)
 }

@@ -81,7 +81,7 @@ func TestPromisesResponses(t *testing.T) {
 			t.Fatalf("no %s_pending_… cookie in %q", caddyirma.DefaultCookieName, resp.Header.Values("Set-Cookie"))
 		}
 		if !pending.HttpOnly || pending.SameSite != http.SameSiteLaxMode || pending.Path != "/" {
-			t.Errorf("pending cookie %s", pending)
+			t.Errorf("pending cookie %s", describeCookie(pending))
 		}
 	})
 
@@ -125,7 +125,7 @@ func TestPromisesResponses(t *testing.T) {
 		}
 		for _, c := range all {
 			if !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Secure || c.Domain != "" {
-				t.Errorf("cookie %s", c)
+				t.Errorf("cookie %s", describeCookie(c))
 			}
 		}
 	})
@@ -183,7 +183,7 @@ func TestPromisesResponses(t *testing.T) {
 			}
 		}
 		if session == nil || session.Expires.IsZero() {
-			t.Fatalf("session cookie %v", session)
+			t.Fatalf("session cookie %s", describeCookie(session))
 		}
 		keys := fetchJWKS(t, b, base)
 		for _, tc := range []struct{ path, policy string }{
