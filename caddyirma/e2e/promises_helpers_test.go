@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	irma "github.com/privacybydesign/irmago/irma"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/sessionpage"
 	"github.com/caddy-irma/caddy-irma/caddyirma/wallet"
@@ -253,14 +254,40 @@ func runPaired(ctx context.Context, t testing.TB, b *browser, base string, w *wa
 	return code
 }
 
-// noPairingCode fails the test if the wallet showed a pairing code.
-func noPairingCode(t testing.TB, codes <-chan string) {
+// runUnpaired has w perform the session ptr points at, which must not ask
+// for pairing: if the wallet shows a pairing code (through codes, which its
+// OnPairingCode feeds), the session is cancelled and the test fails at once,
+// rather than wait for a person who would type the code.
+func runUnpaired(ctx context.Context, t testing.TB, w *wallet.Wallet, ptr *irma.Qr, codes <-chan string) *wallet.Result {
 	t.Helper()
-	select {
-	case code := <-codes:
-		t.Errorf("the wallet was asked to show pairing code %q", code)
-	default:
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type outcome struct {
+		res *wallet.Result
+		err error
 	}
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := w.Run(ctx, ptr, wallet.Accept)
+		done <- outcome{res, err}
+	}()
+	select {
+	case o := <-done:
+		if o.err != nil {
+			t.Fatalf("the session: %+v, %v", o.res, o.err)
+		}
+		select {
+		case code := <-codes:
+			t.Fatalf("the wallet was asked to show pairing code %q", code)
+		default:
+		}
+		return o.res
+	case code := <-codes:
+		cancel()
+		<-done
+		t.Fatalf("the wallet was asked to show pairing code %q", code)
+	}
+	return nil
 }
 
 // recordingUpstream is an app behind the gateway that records the headers

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma"
-	"github.com/caddy-irma/caddy-irma/caddyirma/wallet"
 )
 
 // TestPromisesResponses asserts what README.md promises about the responses
@@ -252,10 +251,7 @@ func TestPromisesResponses(t *testing.T) {
 		if info.Frontend.PairingCode != "" || info.Frontend.PairingCompletedURL != "" {
 			t.Errorf("pairing off, but the 401 asks for pairing: %s", body)
 		}
-		if res, err := alice.Run(ctx, info.SessionPtr, wallet.Accept); err != nil {
-			t.Fatalf("unpaired login: %+v, %v", res, err)
-		}
-		noPairingCode(t, codes)
+		runUnpaired(ctx, t, alice, info.SessionPtr, codes)
 		if resp, body := pb.get(base+"/unpaired/x", nil); resp.StatusCode != http.StatusOK {
 			t.Errorf("after the unpaired login: %d %s", resp.StatusCode, body)
 		}

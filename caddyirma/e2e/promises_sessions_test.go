@@ -105,11 +105,11 @@ func TestPromisesIssue(t *testing.T) {
 		if err != nil {
 			t.Fatalf("the page's app link %q: %v", link, err)
 		}
-		if res, err := w.Run(ctx, ptr, wallet.Accept); err != nil {
-			t.Fatalf("issuance: %+v, %v", res, err)
-		}
+		runUnpaired(ctx, t, w, ptr, codes)
+		wait, cancelWait := context.WithTimeout(browser, 30*time.Second)
+		defer cancelWait()
 		var location string
-		if err := chromedp.Run(browser,
+		if err := chromedp.Run(wait,
 			chromedp.WaitVisible(`//body[contains(., "welcome from issue")]`, chromedp.BySearch),
 			chromedp.Location(&location),
 		); err != nil {
@@ -132,10 +132,7 @@ func TestPromisesIssue(t *testing.T) {
 		if info.SessionPtr.Type != irma.ActionIssuing || info.Frontend.PairingCode != "" || info.Frontend.PairingCompletedURL != "" {
 			t.Errorf("pairing off, but the answer asks for pairing: %s", body)
 		}
-		if res, err := w.Run(ctx, info.SessionPtr, wallet.Accept); err != nil {
-			t.Fatalf("issuance: %+v, %v", res, err)
-		}
-		noPairingCode(t, codes)
+		runUnpaired(ctx, t, w, info.SessionPtr, codes)
 		if got := holds("caddy-demo.gateway.person.fullname"); got != "Alice Demo" {
 			t.Errorf("the wallet holds fullname %q", got)
 		}
