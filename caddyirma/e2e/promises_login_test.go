@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -50,8 +51,8 @@ func TestPromisesLoginSettings(t *testing.T) {
 			t.Fatalf("%d %s", resp.StatusCode, body)
 		}
 		cookies := resp.Cookies()
-		if len(cookies) != 1 || !strings.HasPrefix(cookies[0].Name, "gw_login_pending_") {
-			t.Fatalf("the 401 set %q, want one gw_login_pending_… cookie", resp.Header.Values("Set-Cookie"))
+		if len(cookies) != 1 || !regexp.MustCompile(`^gw_login_pending_[0-9a-f]{8}$`).MatchString(cookies[0].Name) {
+			t.Fatalf("the 401 set %q, want one gw_login_pending_<8 hex digits> cookie", resp.Header.Values("Set-Cookie"))
 		}
 	})
 

@@ -218,6 +218,24 @@ func TestPromisesResponses(t *testing.T) {
 		}
 	})
 
+	t.Run("the JWT lives 60 s by default, with kid, iss, aud, sub, jti and the route's attributes", func(t *testing.T) {
+		if resp, _ := b.get(base+"/members/jwt", nil); resp.StatusCode != http.StatusOK {
+			t.Fatalf("%d", resp.StatusCode)
+		}
+		token := up.headers().Get(caddyirma.DefaultIdentityHeader)
+		if kid, _ := jwtHeader(t, token)["kid"].(string); kid == "" {
+			t.Error("the JWT has no kid")
+		}
+		c := verifyWithJWKS(t, token, fetchJWKS(t, b, base), base)
+		if c.IssuedAt == nil || c.ExpiresAt == nil || c.ExpiresAt.Sub(c.IssuedAt.Time) != 60*time.Second {
+			t.Errorf("iat %v, exp %v: want 60 s apart", c.IssuedAt, c.ExpiresAt)
+		}
+		if c.Subject == "" || c.ID == "" || c.Policy != "members" || len(c.Attributes) != 1 ||
+			c.Attributes["caddy-demo.gateway.person.email"] != "alice@example.com" {
+			t.Errorf("claims %+v", c)
+		}
+	})
+
 	t.Run("pairing on pairs a disclosure without values", func(t *testing.T) {
 		pb, _ := newRecordingBrowser(t, nil)
 		resp, body := pb.get(base+"/paired/x", nil)
