@@ -36,8 +36,9 @@ const (
 // shared by every irma_auth route: one login per site, which step-up logins
 // extend.
 type LoginConfig struct {
-	// CookieName is the name of the session cookie. The pending-login cookie
-	// is called the same, with "_pending" appended. Default: irma_session.
+	// CookieName is the name of the session cookie. The pending cookies,
+	// one per route, are called the same with "_pending_" and 8 hex digits
+	// appended. Default: irma_session.
 	CookieName string `json:"cookie_name,omitempty"`
 
 	// CookieDomain is the cookie's Domain attribute, to share a login with
