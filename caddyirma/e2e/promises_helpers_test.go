@@ -410,9 +410,12 @@ func (k publicJWK) publicKey() (crypto.PublicKey, error) {
 		if errX != nil || errY != nil {
 			return nil, errors.New("EC key: bad coordinates")
 		}
-		pub := &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(x), Y: new(big.Int).SetBytes(y)}
-		if !pub.Curve.IsOnCurve(pub.X, pub.Y) {
-			return nil, errors.New("EC key: not on P-256")
+		if len(x) != 32 || len(y) != 32 {
+			return nil, errors.New("EC key: coordinates of another size than P-256's")
+		}
+		pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, x...), y...))
+		if err != nil {
+			return nil, fmt.Errorf("EC key: %w", err)
 		}
 		return pub, nil
 	case k.Kty == "RSA":
