@@ -292,6 +292,12 @@ func (a *App) newLoginFlow(p policy.Policy, route, name, pairing string, logger 
 	}
 }
 
+// markTTL is how long the marks of a session are kept: as long as the
+// session and its result live.
+func (a *App) markTTL() time.Duration {
+	return time.Duration(a.MaxSessionLifetime) + time.Duration(a.SessionResultLifetime)
+}
+
 // Configuration returns the parsed schemes the server trusts. Valid from
 // Provision on.
 func (a *App) Configuration() *irma.Configuration { return a.irmaConf }

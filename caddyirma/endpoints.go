@@ -107,7 +107,7 @@ func (e *Endpoints) serveIRMA(w http.ResponseWriter, r *http.Request, rest strin
 	}
 	h := http.StripPrefix(strings.TrimSuffix(e.app.prefix, "/"), rs.handler)
 	if tok, ok := proofsClientToken(rest); ok && r.Method == http.MethodPost {
-		return serveProofs(w, r, h, rs.marks, tok, rs.markTTL)
+		return serveProofs(w, r, h, rs.marks, tok, e.app.markTTL())
 	}
 	h.ServeHTTP(w, r)
 	return nil

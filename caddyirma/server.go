@@ -37,9 +37,6 @@ type runningServer struct {
 	conf    *irma.Configuration
 	handler http.Handler
 	marks   marks.Store
-	// markTTL is how long a session's marks are kept: as long as the
-	// session and its result live.
-	markTTL time.Duration
 }
 
 // Destruct implements caddy.Destructor.
@@ -66,8 +63,7 @@ func (a *App) newServer() (caddy.Destructor, error) {
 	if err != nil {
 		return nil, err
 	}
-	rs := &runningServer{Server: srv, conf: a.irmaConf, handler: srv.HandlerFunc(),
-		markTTL: time.Duration(a.MaxSessionLifetime) + time.Duration(a.SessionResultLifetime)}
+	rs := &runningServer{Server: srv, conf: a.irmaConf, handler: srv.HandlerFunc()}
 	mc := marks.Config{}
 	if conf.StoreType == "redis" {
 		client, err := conf.RedisClient() // the client irmaserver made, cached

@@ -173,7 +173,7 @@ func (h *Sign) mark(ctx context.Context, p *pendingSession) error {
 	if err != nil {
 		return err
 	}
-	return store.Put(ctx, signatureKey(p.clientToken()), nil, time.Duration(h.app.MaxSessionLifetime)+time.Duration(h.app.SessionResultLifetime))
+	return store.Put(ctx, signatureKey(p.clientToken()), nil, h.app.markTTL())
 }
 
 // takeMark says whether the signature session's result is fetched for the
