@@ -11,10 +11,11 @@
 package marks
 
 import (
+	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -25,6 +26,13 @@ import (
 type Store interface {
 	// Put records value under key for ttl, replacing what was there.
 	Put(ctx context.Context, key string, value []byte, ttl time.Duration) error
+
+	// Add records value under key for ttl if no mark is there, and says
+	// whether it did: of concurrent adders, one does.
+	Add(ctx context.Context, key string, value []byte, ttl time.Duration) (added bool, err error)
+
+	// Has says whether a mark is under key, and leaves it there.
+	Has(ctx context.Context, key string) (bool, error)
 
 	// Take returns the value under key and removes it. Of concurrent
 	// takers, one gets it; ok is false for the others, and for a key that
@@ -89,6 +97,25 @@ func (s *memoryStore) Put(_ context.Context, key string, value []byte, ttl time.
 	return nil
 }
 
+func (s *memoryStore) Add(_ context.Context, key string, value []byte, ttl time.Duration) (bool, error) {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v, ok := s.m[key]; ok && now.Before(v.expires) {
+		return false, nil
+	}
+	s.m[key] = memoryMark{value: append([]byte(nil), value...), expires: now.Add(ttl)}
+	return true, nil
+}
+
+func (s *memoryStore) Has(_ context.Context, key string) (bool, error) {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.m[key]
+	return ok && now.Before(v.expires), nil
+}
+
 func (s *memoryStore) Take(_ context.Context, key string) ([]byte, bool, error) {
 	now := s.now()
 	s.mu.Lock()
@@ -102,24 +129,86 @@ func (s *memoryStore) Take(_ context.Context, key string) ([]byte, bool, error) 
 }
 
 // redisStore keeps each mark as the time its time is up (Unix
-// milliseconds, 8 bytes) followed by its value: the clock of the instance
-// that takes it decides, as in memory; Redis's own expiry only clears what
-// nobody took.
+// milliseconds, in decimal) and a colon, followed by its value: the clock of
+// the instance that reads it decides, as in memory; Redis's own expiry only
+// clears what nobody took.
 type redisStore struct {
 	client redis.UniversalClient
 	prefix string
 	now    func() time.Time
 }
 
-func (s *redisStore) Put(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+// encode is a mark as Redis keeps it.
+func (s *redisStore) encode(key string, value []byte, ttl time.Duration) ([]byte, error) {
 	if ttl <= 0 {
-		return fmt.Errorf("marks: %s: a time to live of %s", key, ttl)
+		return nil, fmt.Errorf("marks: %s: a time to live of %s", key, ttl)
 	}
-	b := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(value)), uint64(s.now().Add(ttl).UnixMilli()))
-	if err := s.client.Set(ctx, s.prefix+key, append(b, value...), ttl).Err(); err != nil {
+	b := strconv.AppendInt(make([]byte, 0, 14+len(value)), s.now().Add(ttl).UnixMilli(), 10)
+	return append(append(b, ':'), value...), nil
+}
+
+// decode returns the value of a mark as Redis keeps it, or false if its
+// time is up.
+func (s *redisStore) decode(key string, b []byte) ([]byte, bool, error) {
+	ms, value, found := bytes.Cut(b, []byte{':'})
+	expires, err := strconv.ParseInt(string(ms), 10, 64)
+	if !found || err != nil {
+		return nil, false, fmt.Errorf("marks: redis: %s: not a mark", key)
+	}
+	if !s.now().Before(time.UnixMilli(expires)) {
+		return nil, false, nil
+	}
+	return value, true, nil
+}
+
+// addScript sets a mark unless one whose time is not up by the caller's
+// clock (ARGV[3], Unix milliseconds) is there: atomic in Redis.
+var addScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v then
+	local i = string.find(v, ':', 1, true)
+	local expires = i and tonumber(string.sub(v, 1, i - 1))
+	if expires == nil or expires > tonumber(ARGV[3]) then
+		return 0
+	end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+`)
+
+func (s *redisStore) Put(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	b, err := s.encode(key, value, ttl)
+	if err != nil {
+		return err
+	}
+	if err := s.client.Set(ctx, s.prefix+key, b, ttl).Err(); err != nil {
 		return fmt.Errorf("marks: redis: %w", err)
 	}
 	return nil
+}
+
+func (s *redisStore) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error) {
+	b, err := s.encode(key, value, ttl)
+	if err != nil {
+		return false, err
+	}
+	added, err := addScript.Run(ctx, s.client, []string{s.prefix + key}, b, ttl.Milliseconds(), s.now().UnixMilli()).Int()
+	if err != nil {
+		return false, fmt.Errorf("marks: redis: %w", err)
+	}
+	return added == 1, nil
+}
+
+func (s *redisStore) Has(ctx context.Context, key string) (bool, error) {
+	b, err := s.client.Get(ctx, s.prefix+key).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("marks: redis: %w", err)
+	}
+	_, ok, err := s.decode(key, b)
+	return ok, err
 }
 
 func (s *redisStore) Take(ctx context.Context, key string) ([]byte, bool, error) {
@@ -130,11 +219,5 @@ func (s *redisStore) Take(ctx context.Context, key string) ([]byte, bool, error)
 	if err != nil {
 		return nil, false, fmt.Errorf("marks: redis: %w", err)
 	}
-	if len(b) < 8 {
-		return nil, false, fmt.Errorf("marks: redis: %s: %d bytes, not a mark", key, len(b))
-	}
-	if !s.now().Before(time.UnixMilli(int64(binary.BigEndian.Uint64(b)))) {
-		return nil, false, nil
-	}
-	return b[8:], true, nil
+	return s.decode(key, b)
 }

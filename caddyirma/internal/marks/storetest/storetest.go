@@ -150,6 +150,62 @@ func Run(t *testing.T, newStore NewStore) {
 			t.Errorf("%d takers got the mark, want 1", got.Load())
 		}
 	})
+	t.Run("added once", func(t *testing.T) {
+		s, c := setup(t)
+		for i, want := range []bool{true, false} {
+			added, err := s.Add(ctx, "a", []byte(fmt.Sprint(i)), time.Minute)
+			if err != nil || added != want {
+				t.Fatalf("add %d: %v %v, want %v", i, added, err, want)
+			}
+		}
+		if ok, err := s.Has(ctx, "a"); !ok || err != nil {
+			t.Fatalf("has: %v %v", ok, err)
+		}
+		if v, ok := take(t, s, "a"); !ok || v != "0" {
+			t.Fatalf("took %q %v, want the first value", v, ok)
+		}
+		if ok, _ := s.Has(ctx, "a"); ok {
+			t.Error("has a taken mark")
+		}
+		// Once its time is up, a mark can be added anew.
+		if added, err := s.Add(ctx, "b", nil, time.Minute); !added || err != nil {
+			t.Fatalf("add b: %v %v", added, err)
+		}
+		c.Advance(time.Minute - time.Millisecond)
+		if added, _ := s.Add(ctx, "b", nil, time.Minute); added {
+			t.Error("added over a live mark")
+		}
+		if ok, _ := s.Has(ctx, "b"); !ok {
+			t.Error("a live mark is not there")
+		}
+		c.Advance(time.Millisecond)
+		if ok, _ := s.Has(ctx, "b"); ok {
+			t.Error("has a mark whose time is up")
+		}
+		if added, err := s.Add(ctx, "b", nil, time.Minute); !added || err != nil {
+			t.Errorf("add over a mark whose time is up: %v %v", added, err)
+		}
+	})
+	t.Run("one adder of many", func(t *testing.T) {
+		s, _ := setup(t)
+		var got atomic.Int64
+		var wg sync.WaitGroup
+		for range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if added, err := s.Add(ctx, "contested", nil, time.Minute); err != nil {
+					t.Error(err)
+				} else if added {
+					got.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		if got.Load() != 1 {
+			t.Errorf("%d adders added the mark, want 1", got.Load())
+		}
+	})
 	t.Run("stores apart", func(t *testing.T) {
 		s1, _ := setup(t)
 		s2, _ := setup(t)
