@@ -288,7 +288,7 @@ func (a *App) newLoginFlow(p policy.Policy, route, name, pairing string, logger 
 	return &loginFlow{
 		policy: p, route: route, name: name, pairing: pairing,
 		login: a.Login, backend: appServer{a}, prefix: a.prefix,
-		maxSession: time.Duration(a.MaxSessionLifetime), now: time.Now, logger: logger,
+		maxSession: time.Duration(a.MaxSessionLifetime), proofsWait: defaultProofsWait, now: time.Now, logger: logger,
 	}
 }
 

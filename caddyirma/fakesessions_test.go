@@ -84,7 +84,12 @@ func (f *fakeSessions) finish(t *testing.T, n int, expiry time.Time, attrs ...st
 	}
 	f.end(n, &server.SessionResult{Status: irma.ServerStatusDone, Type: irma.ActionDisclosing,
 		ProofStatus: irma.ProofStatusValid, Disclosed: [][]*irma.DisclosedAttribute{con}})
-	if err := putCredentialExpiry(context.Background(), f.store, fmt.Sprintf("client%d", n), expiry, time.Hour); err != nil {
+	// As serveProofs does for proofs that irmaserver accepted.
+	tok := fmt.Sprintf("client%d", n)
+	if _, err := f.store.Add(context.Background(), proofsAcceptedKey(tok), nil, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.store.Put(context.Background(), credentialExpiryKey(tok), []byte(fmt.Sprint(expiry.Unix())), time.Hour); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -129,7 +134,7 @@ func newFlowSite(t *testing.T, lifetime time.Duration, exprs ...string) *flowSit
 	}
 	srv := newFakeSessions(clock.now)
 	f := &loginFlow{policy: p, route: "route:test", name: "test", login: l, backend: srv, prefix: "/irma/",
-		maxSession: 15 * time.Minute, now: clock.now, logger: zap.NewNop()}
+		maxSession: 15 * time.Minute, proofsWait: time.Minute, now: clock.now, logger: zap.NewNop()}
 	return &flowSite{t: t, flow: f, srv: srv, clock: clock, cookies: map[string]*http.Cookie{}}
 }
 

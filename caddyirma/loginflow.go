@@ -34,6 +34,7 @@ type loginFlow struct {
 	backend    backend
 	prefix     string        // of the IRMA endpoints, for session pages
 	maxSession time.Duration // how long a pending cookie lives
+	proofsWait time.Duration // how long a login waits for its proofs' record
 	now        func() time.Time
 	logger     *zap.Logger
 }
@@ -114,7 +115,11 @@ func (f *loginFlow) resume(w http.ResponseWriter, r *http.Request, p *pendingSes
 	}
 	// The expiry of the credentials is also what makes a result count
 	// once: taking it makes a replayed pending cookie worthless.
-	credExpiry, ok, err := takeCredentialExpiry(r.Context(), f.backend, p.clientToken())
+	store, err := f.backend.marks()
+	if err != nil {
+		return nil, caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma: login: %w", err))
+	}
+	credExpiry, ok, err := takeCredentialExpiry(r.Context(), store, p.clientToken(), f.proofsWait)
 	if err != nil {
 		return nil, caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma: login: %w", err))
 	}

@@ -142,9 +142,36 @@ func TestLoginFlow(t *testing.T) {
 		s := newFlowSite(t, 12*time.Hour, emailID)
 		s.get(false)
 		s.srv.finish(t, 1, s.clock.t.Add(time.Hour), emailID, "alice@example.com")
-		if _, ok, _ := takeCredentialExpiry(context.Background(), s.srv, "client1"); !ok {
+		if _, ok, _ := takeCredentialExpiry(context.Background(), s.srv.store, "client1", time.Second); !ok {
 			t.Fatal("no mark to take")
 		}
+		refused(t, s)
+	})
+	t.Run("proofs recorded after DONE", func(t *testing.T) {
+		// The login page sees DONE from irmaserver a moment before the
+		// gateway has recorded the proofs it accepted: the login waits.
+		s := newFlowSite(t, 12*time.Hour, emailID)
+		s.get(false)
+		expiry := s.clock.t.Add(time.Hour)
+		s.srv.finish(t, 1, expiry, emailID, "alice@example.com")
+		recorded, _, _ := s.srv.store.Take(context.Background(), credentialExpiryKey("client1"))
+		_, _, _ = s.srv.store.Take(context.Background(), proofsAcceptedKey("client1"))
+		go func() {
+			time.Sleep(20 * time.Millisecond)
+			_, _ = s.srv.store.Add(context.Background(), proofsAcceptedKey("client1"), nil, time.Hour)
+			_ = s.srv.store.Put(context.Background(), credentialExpiryKey("client1"), recorded, time.Hour)
+		}()
+		if _, login, err := s.get(false); login == nil || err != nil || !login.Expires.Equal(expiry) {
+			t.Errorf("login %+v, %v", login, err)
+		}
+	})
+	t.Run("refused: proofs never accepted", func(t *testing.T) {
+		s := newFlowSite(t, 12*time.Hour, emailID)
+		s.flow.proofsWait = 50 * time.Millisecond
+		s.get(false)
+		s.srv.finish(t, 1, s.clock.t.Add(time.Hour), emailID, "alice@example.com")
+		_, _, _ = s.srv.store.Take(context.Background(), credentialExpiryKey("client1"))
+		_, _, _ = s.srv.store.Take(context.Background(), proofsAcceptedKey("client1"))
 		refused(t, s)
 	})
 	t.Run("refused: expired credential", func(t *testing.T) {

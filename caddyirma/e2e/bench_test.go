@@ -82,3 +82,30 @@ func BenchmarkGateway(b *testing.B) {
 		run(b, "/members/page", http.Header{"Cookie": {cookie.Name + "=" + cookie.Value}})
 	})
 }
+
+// BenchmarkFakeProofs measures what a 10 MB post to the proofs of a
+// session that does not exist costs the gateway, against the same post to
+// the commitments (which the gateway passes to irmaserver untouched):
+//
+//	go test -run '^$' -bench BenchmarkFakeProofs -benchtime 20x ./caddyirma/e2e
+func BenchmarkFakeProofs(b *testing.B) {
+	g := newGateway(b)
+	g.start(b, "", "irma_endpoints\n\trespond 404")
+	body := strings.Repeat("[", 10<<20)
+	for _, endpoint := range []string{"commitments", "proofs"} {
+		b.Run(endpoint, func(b *testing.B) {
+			url := g.base + "/irma/session/AAAAAAAAAAAAAAAAAAAA/" + endpoint
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				resp, err := http.Post(url, "application/json", strings.NewReader(body))
+				if err != nil {
+					b.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusBadRequest {
+					b.Fatalf("%d, want 400", resp.StatusCode)
+				}
+			}
+		})
+	}
+}
