@@ -65,7 +65,7 @@ func (b *Bridge) Levels() []logrus.Level { return logrus.AllLevels }
 
 // Fire implements logrus.Hook.
 func (b *Bridge) Fire(e *logrus.Entry) error {
-	ce := b.target.Load().Check(b.zapLevel(e.Level), RedactPaths(e.Message))
+	ce := b.target.Load().Check(b.zapLevel(e.Level), redactMessage(e.Message))
 	if ce == nil {
 		return nil
 	}
@@ -100,19 +100,41 @@ func isError(v any) bool {
 	return ok
 }
 
-// sessionPath matches the token in IRMA session URLs and paths.
-var sessionPath = regexp.MustCompile(`(/session/)([A-Za-z0-9]+)`)
+// sessionPath matches the token in IRMA session URLs and paths, and
+// namedToken one that a text names as a token (irmaserver's errors say
+// "unknown session with clientToken <token>").
+var (
+	sessionPath = regexp.MustCompile(`(/session/)([A-Za-z0-9]+)`)
+	namedToken  = regexp.MustCompile(`(?i)(\b(?:client|requestor)?token[ :=]+)([A-Za-z0-9]{8,})`)
+)
 
-// RedactPaths replaces the session tokens in IRMA session paths in s by
-// their fingerprints: a client token lets whoever holds it answer the
-// session.
+// RedactPaths replaces the session tokens in s by their fingerprints: those
+// in IRMA session paths, and those that s names as tokens. A client token
+// lets whoever holds it answer the session.
 func RedactPaths(s string) string {
-	if !strings.Contains(s, "/session/") {
-		return s
+	if strings.Contains(s, "/session/") {
+		s = sessionPath.ReplaceAllStringFunc(s, func(m string) string {
+			return "/session/" + Fingerprint(strings.TrimPrefix(m, "/session/"))
+		})
 	}
-	return sessionPath.ReplaceAllStringFunc(s, func(m string) string {
-		return "/session/" + Fingerprint(strings.TrimPrefix(m, "/session/"))
+	return namedToken.ReplaceAllStringFunc(s, func(m string) string {
+		parts := namedToken.FindStringSubmatch(m)
+		return parts[1] + Fingerprint(parts[2])
 	})
+}
+
+// signedMessage matches the message of a signature request in irmago's
+// "Session request (purged of attribute values)" lines: it is the text a
+// visitor signs, and may hold the values of attributes.
+var signedMessage = regexp.MustCompile(`("message":)"(?:[^"\\]|\\.)*"`)
+
+// redactMessage is RedactPaths, and for the session requests that irmago
+// logs at Info, without the message to sign.
+func redactMessage(s string) string {
+	if strings.HasPrefix(s, "Session request") {
+		s = signedMessage.ReplaceAllString(s, `$1"(not logged)"`)
+	}
+	return RedactPaths(s)
 }
 
 // Fingerprint returns a short, one-way stand-in for a secret, for logs.

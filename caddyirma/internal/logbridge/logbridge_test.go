@@ -2,6 +2,8 @@ package logbridge
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 
 	"go.uber.org/zap"
@@ -80,5 +82,31 @@ func TestDemoteInfo(t *testing.T) {
 	b.logger.Warn("after release")
 	if logs.Len() != 3 {
 		t.Errorf("got %d entries, want 3: release of another logger must not silence, release of the target must", logs.Len())
+	}
+}
+
+// TestRedactsSecrets: irmago's lines reach the log without the tokens they
+// name in their texts, nor the message a visitor signs.
+func TestRedactsSecrets(t *testing.T) {
+	b := New(false)
+	core, logs := observer.New(zapcore.InfoLevel)
+	b.SetTarget(zap.New(core))
+	const token = "JmmIykkK4Ob2RJ5IOdkT"
+	b.logger.WithError(fmt.Errorf("session result requested of unknown session with clientToken %s", token)).Warn("Session middleware: unknown session")
+	b.logger.Info(`Session request (purged of attribute values): {"validity":120,"request":{"@context":"https://irma.app/ld/request/signature/v2","message":"I, \"alice@example.com\", owe Bob 100","disclose":[[["a.b.c.d"]]]}}`)
+	b.logger.Infof("unknown session with requestorToken=%s", token)
+	var all strings.Builder
+	for _, e := range logs.AllUntimed() {
+		fmt.Fprintf(&all, "%s %v\n", e.Message, e.ContextMap())
+	}
+	for _, secret := range []string{token, "alice@example.com", "owe Bob"} {
+		if strings.Contains(all.String(), secret) {
+			t.Errorf("the log holds %q:\n%s", secret, all.String())
+		}
+	}
+	for _, kept := range []string{Fingerprint(token), `"disclose":[[["a.b.c.d"]]]`, "signature/v2"} {
+		if !strings.Contains(all.String(), kept) {
+			t.Errorf("the log lost %q:\n%s", kept, all.String())
+		}
 	}
 }
