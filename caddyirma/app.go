@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -80,8 +81,10 @@ type App struct {
 
 	// Production turns on irmago's production mode: sessions are not marked
 	// as development sessions (the Yivi app refuses development sessions
-	// unless it is in developer mode), and the URL must be https. Default:
-	// off.
+	// unless it is in developer mode), and the URL must be https. The
+	// gateway is strict with it too: Redis must use TLS and an irma_sign
+	// upstream https (both unless on loopback), and irma_requestor_api
+	// allows no unauthenticated issuance. Default: off.
 	Production bool `json:"production,omitempty"`
 
 	// Redis keeps IRMA sessions in Redis instead of in memory, so that
@@ -248,6 +251,11 @@ func (a *App) provisionServer(repl *caddy.Replacer) error {
 		settings, err := a.Redis.settings(repl)
 		if err != nil {
 			return err
+		}
+		if host, _, _ := net.SplitHostPort(settings.Addr); a.Production && settings.DisableTLS && !isLoopback(host) {
+			// The sessions, with the attributes they disclose, would cross
+			// the network in the clear.
+			return fmt.Errorf("irma: redis %q: production mode requires TLS, but on loopback: drop disable_tls", a.Redis.Address)
 		}
 		a.serverConf.StoreType, a.serverConf.RedisSettings = "redis", settings
 	}

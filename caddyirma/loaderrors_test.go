@@ -75,10 +75,21 @@ func TestLoadErrors(t *testing.T) {
 		}
 		return strings.Replace(good, old, new, 1)
 	}
+	// Production mode: an https url, as it requires.
+	production := strings.Replace(replace("schemes_update off", "schemes_update off\n\t\tproduction"), "url http://", "url https://", 1)
+	inProduction := func(old, new string) string {
+		if !strings.Contains(production, old) {
+			t.Fatalf("test config lacks %q", old)
+		}
+		return strings.Replace(production, old, new, 1)
+	}
 	for _, tc := range []struct {
 		name, config string
 		want         []string
 	}{
+		{"production: redis without TLS", inProduction("schemes_update off", "schemes_update off\n\t\tredis redis.example:6379 {\n\t\t\tdisable_tls\n\t\t}"), []string{`redis "redis.example:6379"`, "production", "TLS"}},
+		{"production: irma_sign upstream over http", inProduction("respond \"next handler\"", "irma_sign /s {\n\t\tmessage hi\n\t\trequire caddy-demo.gateway.person.email\n\t\tupstream http://app.example/signed\n\t}\n\trespond \"next handler\""), []string{"irma_sign", `upstream "http://app.example/signed"`, "production"}},
+		{"production: unauthenticated issuance", inProduction("respond \"next handler\"", "irma_requestor_api /api/* {\n\t\tallow_unauthenticated {\n\t\t\tissue *\n\t\t}\n\t}\n\trespond \"next handler\""), []string{"irma_requestor_api", "allow_unauthenticated", "production"}},
 		{"no url", replace("url "+g.url(), ""), []string{"url is required"}},
 		{"url not http", replace("url "+g.url(), "url ftp://example.com/irma/"), []string{`url "ftp://example.com/irma/"`}},
 		{"url relative", replace("url "+g.url(), "url /irma/"), []string{`url "/irma/"`}},

@@ -124,6 +124,11 @@ func (h *RequestorAPI) Provision(ctx caddy.Context) error {
 		cfg.Requestors[name] = r
 	}
 	if h.Unauthenticated != nil {
+		if app.Production && len(h.Unauthenticated.Issue) > 0 {
+			// As irma server refuses to start: anyone who reaches the API
+			// could issue credentials under the gateway's keys.
+			return errors.New("irma_requestor_api: allow_unauthenticated with issue permissions in production mode: authenticate the requestors that issue")
+		}
 		cfg.Requestors[""] = requestor.Requestor{AuthMethod: requestor.AuthNone, Permissions: requestor.Permissions{
 			Disclose: h.Unauthenticated.Disclose, Sign: h.Unauthenticated.Sign, Issue: h.Unauthenticated.Issue}}
 	}

@@ -116,6 +116,11 @@ func (h *Sign) Provision(ctx caddy.Context) error {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return fmt.Errorf("irma_sign: upstream %q: want an absolute http or https URL", h.Upstream)
 		}
+		if app.Production && u.Scheme == "http" && !isLoopback(u.Hostname()) {
+			// The signature and the attributes in it would cross the
+			// network in the clear.
+			return fmt.Errorf("irma_sign: upstream %q: production mode requires https, but on loopback", h.Upstream)
+		}
 	}
 	b, err := json.Marshal(h)
 	if err != nil {
