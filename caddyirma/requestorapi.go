@@ -37,8 +37,9 @@ type RequestorAPI struct {
 	Requestors map[string]RequestorConfig `json:"requestors,omitempty"`
 
 	// AllowUnauthenticated accepts session requests without
-	// authentication, with the permissions of Unauthenticated. Default:
-	// off, every request must authenticate.
+	// authentication, with the permissions of Unauthenticated (in
+	// production mode, without issuance). Default: off, every request must
+	// authenticate.
 	AllowUnauthenticated bool `json:"allow_unauthenticated,omitempty"`
 
 	// Unauthenticated are the permissions of unauthenticated requests,

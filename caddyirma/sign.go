@@ -62,8 +62,9 @@ type Sign struct {
 
 	// Upstream is a URL that receives, when a signature is done, a POST
 	// with {"signature": <the IRMA signature>, "verification": <its
-	// verification result>}. Optional; a failed POST is logged and the
-	// visitor still gets the signature.
+	// verification result>}. In production mode it must be https, unless on
+	// loopback. Optional; a failed POST is logged and the visitor still gets
+	// the signature.
 	Upstream string `json:"upstream,omitempty"`
 
 	// Pairing: "auto" (irmago's advice, which for signatures is to pair),
