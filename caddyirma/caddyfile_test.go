@@ -44,6 +44,8 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"issue bad disclose", "irma_issue {\n credential a.b.c {\n x y\n }\n disclose a.b.c.d or\n}", `disclose "a.b.c.d or"`, issueUnmarshal},
 		{"issue disclose label", "irma_issue {\n credential a.b.c {\n x y\n }\n disclose a.b.c.d {\n lable en x\n }\n}", `disclose: unknown setting "lable"`, issueUnmarshal},
 		{"sign empty require", "irma_sign {\n require\n}", "require needs an expression", signUnmarshal},
+		{"issue match arity", "irma_issue {\n credential a.b.c {\n x y\n match x\n }\n}", "match takes an attribute and a pattern", issueUnmarshal},
+		{"issue match twice", "irma_issue {\n credential a.b.c {\n x y\n match x a\n match x b\n }\n}", `match "x" given twice`, issueUnmarshal},
 		{"issue validity", "irma_issue {\n credential a.b.c {\n validity soon\n }\n}", `validity "soon"`, issueUnmarshal},
 		{"endpoints argument", "irma_endpoints /x", "takes no arguments", endpointsUnmarshal},
 		{"sign unknown", "irma_sign {\n mesage x\n}", `unknown setting "mesage"`, signUnmarshal},

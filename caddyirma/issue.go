@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 	"time"
 
@@ -65,13 +66,24 @@ type CredentialSpec struct {
 	// Attributes maps attribute names (the last part of the attribute
 	// identifier, such as "email") to their values. Values may hold
 	// placeholders, replaced per request. Every attribute of the type that is
-	// not optional must be given, and must not be empty once replaced.
+	// not optional must be given, and must not be empty once replaced. A
+	// value from a placeholder is what the request says (a query parameter
+	// is whatever the visitor typed): the issuer signs it as it is, so give
+	// it a pattern in Match.
 	Attributes map[string]string `json:"attributes,omitempty"`
+
+	// Match maps attribute names to regular expressions (RE2 syntax) that
+	// the attribute's value must match as a whole once placeholders are
+	// replaced; a request whose value does not match gets 400, and no
+	// session. Default: none, any value that is not empty.
+	Match map[string]string `json:"match,omitempty"`
 
 	// Validity is how long the credential is valid from issuance. IRMA
 	// rounds expiry to whole weeks. Default: the IRMA server's default of
 	// six months.
 	Validity caddy.Duration `json:"validity,omitempty"`
+
+	patterns map[string]*regexp.Regexp
 }
 
 // CaddyModule returns the Caddy module information.
@@ -107,10 +119,30 @@ func (h *Issue) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("irma_issue: disclose: %w", err)
 		}
 	}
-	for _, c := range h.Credentials {
+	for i, c := range h.Credentials {
 		if err := checkCredentialSpec(conf, c); err != nil {
 			return fmt.Errorf("irma_issue: %w", err)
 		}
+		if err := h.Credentials[i].compilePatterns(); err != nil {
+			return fmt.Errorf("irma_issue: %w", err)
+		}
+	}
+	return nil
+}
+
+// compilePatterns compiles the patterns of Match, each anchored at both
+// ends.
+func (c *CredentialSpec) compilePatterns() error {
+	c.patterns = make(map[string]*regexp.Regexp, len(c.Match))
+	for name, pattern := range c.Match {
+		if _, ok := c.Attributes[name]; !ok {
+			return fmt.Errorf("credential %q: match %q: no such attribute is issued", c.Type, name)
+		}
+		re, err := regexp.Compile(`^(?:` + pattern + `)$`)
+		if err != nil {
+			return fmt.Errorf("credential %q: match %q: %w", c.Type, name, err)
+		}
+		c.patterns[name] = re
 	}
 	return nil
 }
@@ -180,6 +212,10 @@ func (h *Issue) request(repl *caddy.Replacer) (*irma.IssuanceRequest, error) {
 			if v == "" {
 				return nil, fmt.Errorf("irma_issue: credential %q: attribute %q has no value for this request", c.Type, name)
 			}
+			if re := c.patterns[name]; re != nil && !re.MatchString(v) {
+				// The value is the visitor's: not in the error, which is logged.
+				return nil, fmt.Errorf("irma_issue: credential %q: the value of attribute %q does not match its pattern", c.Type, name)
+			}
 			attrs[name] = v
 		}
 		cr := &irma.CredentialRequest{
@@ -206,6 +242,7 @@ func (h *Issue) request(repl *caddy.Replacer) (*irma.IssuanceRequest, error) {
 //		credential <scheme.issuer.credential> {
 //			<attribute> <value>
 //			...
+//			match    <attribute> <regular expression>
 //			validity <duration>
 //		}
 //		disclose <expression> [{
@@ -215,8 +252,9 @@ func (h *Issue) request(repl *caddy.Replacer) (*irma.IssuanceRequest, error) {
 //		pairing  auto|on|off
 //	}
 //
-// Values may hold placeholders. "validity" is the credential's lifetime; an
-// attribute that is itself called validity cannot be set this way.
+// Values may hold placeholders. "match" gives an attribute's value a pattern
+// (RE2, matched as a whole); "validity" is the credential's lifetime. An
+// attribute that is itself called match or validity cannot be set this way.
 func parseIssue(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	iss := new(Issue)
 	if err := iss.UnmarshalCaddyfile(h.Dispenser); err != nil {
@@ -242,6 +280,20 @@ func (h *Issue) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			c.Attributes = map[string]string{}
 			for nesting := d.Nesting(); d.NextBlock(nesting); {
 				name := d.Val()
+				if name == "match" {
+					args := d.RemainingArgs()
+					if len(args) != 2 {
+						return d.Errf("irma_issue: credential %q: match takes an attribute and a pattern", c.Type)
+					}
+					if _, dup := c.Match[args[0]]; dup {
+						return d.Errf("irma_issue: credential %q: match %q given twice", c.Type, args[0])
+					}
+					if c.Match == nil {
+						c.Match = map[string]string{}
+					}
+					c.Match[args[0]] = args[1]
+					continue
+				}
 				var v string
 				if err := oneArg(d, &v); err != nil {
 					return err

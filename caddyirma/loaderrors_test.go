@@ -108,6 +108,8 @@ func TestLoadErrors(t *testing.T) {
 		{"missing keys dir", replace("issuer_private_keys_path "+g.scheme.PrivateKeysPath, "issuer_private_keys_path /nonexistent/keys"), []string{`issuer_private_keys_path "/nonexistent/keys"`}},
 		{"issue without keys", replace("issuer_private_keys_path "+g.scheme.PrivateKeysPath, "issuer_private_keys_path "+noKeys), []string{"irma_issue", "caddy-demo.gateway.person", "no private key"}},
 		{"unknown credential", replace("credential caddy-demo.gateway.person", "credential caddy-demo.gateway.passport"), []string{"irma_issue", `"caddy-demo.gateway.passport"`, "unknown credential type"}},
+		{"match of an attribute not issued", replace("over18 yes", "over18 yes\n\t\t\t\tmatch shoesize [0-9]+"), []string{"irma_issue", `match "shoesize"`}},
+		{"match pattern", replace("over18 yes", "over18 yes\n\t\t\t\tmatch over18 (yes"), []string{"irma_issue", `match "over18"`, "missing closing )"}},
 		{"unknown attribute", replace("over18 yes", "over18 yes\n\t\t\t\tshoesize 42"), []string{`unknown attribute "shoesize"`}},
 		{"missing attribute", replace("over18 yes", ""), []string{`attribute "over18" is required`}},
 		{"missing timestamp key", replace("timestamp_key_file "+g.scheme.TimestampKeyFile, "timestamp_key_file /nonexistent/ts.key"), []string{`timestamp_key_file "/nonexistent/ts.key"`}},
