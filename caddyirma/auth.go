@@ -155,6 +155,9 @@ func checkAttributeID(conf *irma.Configuration, id string) error {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Auth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if h.app.refuseAmbiguousPath(w, r) {
+		return nil
+	}
 	r = h.app.shield(r)
 	if err := h.app.waitStarted(r.Context()); err != nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma_auth: %w", err))

@@ -2,11 +2,16 @@
 // an embedded IRMA server (irmago's irmaserver), and the HTTP handlers that
 // expose it on a site: irma_endpoints, irma_auth, irma_issue, irma_sign and
 // irma_requestor_api. The work is done by the packages beside it, which know
-// nothing of Caddy: policy, sealedcookie, assertion, returnurl, sessionpage,
-// signature, timestamp and requestor.
+// nothing of Caddy: policy, sealedcookie, assertion, returnurl, canonicalpath,
+// sessionpage, signature, timestamp and requestor.
 //
 // A request to a route that irma_auth protects meets the code in this order:
 //
+//   - paths.go: first of all, irma_endpoints and irma_auth refuse (400) a
+//     request whose path another server may read as another path (dot
+//     segments, encoded slashes, ";", "//"; package canonicalpath decides):
+//     Caddy's matchers read the path cleaned, reverse_proxy forwards it as
+//     it came.
 //   - endpoints.go: irma_endpoints stands at the top of the site. Paths under
 //     the app's prefix (/irma/) are the gateway's own (the Yivi app's
 //     protocol, the session pages' status and pairing, the JWKS, login,

@@ -62,6 +62,10 @@ func (e *Endpoints) Provision(ctx caddy.Context) error {
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (e *Endpoints) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	a := e.app
+	if a.refuseAmbiguousPath(w, r) {
+		// Under the prefix too: "/irma/..%2fmembers/" is no IRMA endpoint.
+		return nil
+	}
 	if !strings.HasPrefix(r.URL.Path, a.prefix) {
 		// At the top of a site, the endpoints also keep forged identity
 		// headers and the gateway's cookies from every route, protected or
@@ -164,6 +168,17 @@ func (e *Endpoints) serveForwardAuth(w http.ResponseWriter, r *http.Request) err
 		return err
 	}
 	w.Header().Set("Cache-Control", "no-store")
+	original := r.Header.Get("X-Forwarded-Uri")
+	if original == "" {
+		original = r.Header.Get("X-Original-Uri")
+	}
+	if err := ambiguousOriginalURI(original); err != nil {
+		// The proxy would pass this path on to its app as it is, and the app
+		// may read it as another route than the proxy asked about. 403, not
+		// 400: nginx turns a 400 into a 500, and all three pass a 403 on.
+		writePathRefusal(w, http.StatusForbidden, err)
+		return nil
+	}
 	if login := f.satisfied(r); login != nil {
 		token, err := f.token(login)
 		if err != nil {
@@ -172,10 +187,6 @@ func (e *Endpoints) serveForwardAuth(w http.ResponseWriter, r *http.Request) err
 		w.Header().Set(e.app.Login.IdentityHeader, token)
 		w.WriteHeader(http.StatusOK)
 		return nil
-	}
-	original := r.Header.Get("X-Forwarded-Uri")
-	if original == "" {
-		original = r.Header.Get("X-Original-Uri")
 	}
 	login := e.loginURL(f.name, returnTo(original))
 	w.Header().Set("X-Irma-Login", login)

@@ -770,7 +770,8 @@ http://127.0.0.1:%[1]d {
 	if resp, _ := b.get(s.base+"/irma/auth?policy=nope", nil); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("unknown policy: %d", resp.StatusCode)
 	}
-	resp, _ = newBrowser(t).get(s.base+"/irma/auth?policy=members", map[string]string{"X-Forwarded-Uri": "//evil.example/"})
+	// (A //host path is refused outright as ambiguous: see paths_test.go.)
+	resp, _ = newBrowser(t).get(s.base+"/irma/auth?policy=members", map[string]string{"X-Forwarded-Uri": "https://evil.example/x"})
 	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("X-Irma-Login") != "/irma/login?policy=members&return=%2F" {
 		t.Errorf("open redirect through X-Forwarded-Uri: %d %q", resp.StatusCode, resp.Header.Get("X-Irma-Login"))
 	}
