@@ -186,6 +186,11 @@ func (e *Endpoints) serveForwardAuth(w http.ResponseWriter, r *http.Request) err
 		}
 		w.Header().Set(e.app.Login.IdentityHeader, token)
 		w.WriteHeader(http.StatusOK)
+		// The response has its headers now (net/http keeps a copy of them
+		// at WriteHeader); Caddy's access log reads the map afterwards, and
+		// must not find the token, a bearer credential with attribute
+		// values in it.
+		w.Header().Del(e.app.Login.IdentityHeader)
 		return nil
 	}
 	login := e.loginURL(f.name, returnTo(original))
