@@ -3,6 +3,7 @@ package caddyirma
 import (
 	"fmt"
 	"net/http"
+	"sort"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -169,6 +170,13 @@ func (f *loginFlow) grant(have *loginState, got policy.Attributes, credExpiry, n
 		// assert two people's attributes about one login.
 		return nil, fmt.Sprintf("the step-up disclosed other values than the login holds (%d attributes)", len(conflicts)), nil
 	}
+	for id := range held {
+		if _, shown := got[id]; !shown {
+			// Without them, nothing binds the new credentials to the wallet
+			// that made the login (see bindToLogin).
+			return nil, "the step-up did not show the attributes of the login", nil
+		}
+	}
 	merged := held.Merge(got)
 	if !f.policy.SatisfiedBy(merged) {
 		return nil, "the disclosed attributes do not satisfy the policy", nil
@@ -186,7 +194,11 @@ func (f *loginFlow) challenge(w http.ResponseWriter, r *http.Request, login *log
 	if login != nil {
 		need = f.policy.Missing(toAttributes(login.Attributes))
 	}
-	s, token, err := startSession(f.backend, f.prefix, need.DisclosureRequest(), f.pairing)
+	req := need.DisclosureRequest()
+	if login != nil {
+		bindToLogin(req, login.Attributes)
+	}
+	s, token, err := startSession(f.backend, f.prefix, req, f.pairing)
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma: login: %w", err))
 	}
@@ -214,6 +226,26 @@ func (f *loginFlow) deny(w http.ResponseWriter, r *http.Request, ret string) err
 		return nil
 	}
 	return sessionpage.RenderMessage(w, http.StatusForbidden, sessionpage.Language(r), "refused", ret)
+}
+
+// bindToLogin makes a step-up session also disclose every attribute that
+// the login holds; grant checks that they come with the same values. IRMA
+// binds all credentials disclosed in one session to one holder (they share
+// the wallet's secret key), so the new attributes come from a wallet that
+// holds the login's, not from someone else's; two sessions are bound by
+// nothing. The request names no values: whoever scans its QR code would
+// see them.
+func bindToLogin(req *irma.DisclosureRequest, held map[string]string) {
+	ids := make([]string, 0, len(held))
+	for id := range held {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		req.Disclose = append(req.Disclose, irma.AttributeDisCon{irma.AttributeCon{
+			irma.AttributeRequest{Type: irma.NewAttributeTypeIdentifier(id), NotNull: true},
+		}})
+	}
 }
 
 func toAttributes(m map[string]string) policy.Attributes {

@@ -226,13 +226,34 @@ func TestLoginFlow(t *testing.T) {
 		both.route = "route:both"
 		s.flow = &both
 		s.get(false)
-		if got := s.requested(2); strings.Contains(got, emailID) || !strings.Contains(got, over18ID) {
-			t.Errorf("the step-up asks %s, want only over18", got)
+		// What is missing, and what the login holds (its value is checked
+		// afterwards): the one session binds the new credential to the
+		// login's wallet.
+		want := `[[[{"type":"` + over18ID + `","value":"yes","notNull":true}]],[[{"type":"` + emailID + `","notNull":true}]]]`
+		if got := s.requested(2); got != want {
+			t.Errorf("the step-up asks %s, want %s", got, want)
 		}
-		s.srv.finish(t, 2, s.clock.t.Add(time.Hour), over18ID, "yes")
+		s.srv.finish(t, 2, s.clock.t.Add(time.Hour), over18ID, "yes", emailID, "alice@example.com")
 		_, login, err := s.get(false)
 		if err != nil || login == nil || login.ID != first.ID || len(login.Attributes) != 2 || !login.Expires.Equal(first.Expires) {
 			t.Fatalf("stepped up: %+v %v (first %+v)", login, err, first)
+		}
+	})
+	t.Run("step-up without the login's attributes", func(t *testing.T) {
+		s := newFlowSite(t, 12*time.Hour, emailID)
+		s.get(false)
+		s.srv.finish(t, 1, s.clock.t.Add(time.Hour), emailID, "alice@example.com")
+		s.get(false)
+		adults := *s.flow
+		r, _ := policy.ParseRequirement(over18ID + "=yes")
+		adults.policy = policy.Policy{Requirements: []policy.Requirement{r}}
+		adults.route = "route:adults"
+		s.flow = &adults
+		s.get(false)
+		s.srv.finish(t, 2, s.clock.t.Add(time.Hour), over18ID, "yes") // another wallet's
+		w, login, _ := s.get(false)
+		if login != nil || w.Code != http.StatusForbidden {
+			t.Errorf("a step-up that shows nothing of the login: %+v %d", login, w.Code)
 		}
 	})
 	t.Run("step-up with another person's value", func(t *testing.T) {
