@@ -107,14 +107,19 @@ func (a *App) declaredTrailer(r *http.Request) (string, bool) {
 // trailers that arrived: Go's HTTP/1 server adds every trailer it reads,
 // declared or not, to the request's Trailer map, which handlers after the
 // shield (reverse_proxy) pass on. A trailer of the namespace is removed,
-// and the read fails, so that no upstream gets a complete request with it.
+// and the read fails, then and on every later read, so that no upstream
+// gets a complete request with it.
 type trailerGuard struct {
 	io.ReadCloser
 	trailer     http.Header
 	inNamespace func(string) bool
+	err         error // the refusal, once a forged trailer arrived
 }
 
 func (g *trailerGuard) Read(p []byte) (int, error) {
+	if g.err != nil {
+		return 0, g.err
+	}
 	n, err := g.ReadCloser.Read(p)
 	if err == io.EOF {
 		var forged string
@@ -125,7 +130,8 @@ func (g *trailerGuard) Read(p []byte) (int, error) {
 			}
 		}
 		if forged != "" {
-			return n, caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("irma: the request carries the trailer %q, a header name that only the gateway sets", forged))
+			g.err = caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("irma: the request carries the trailer %q, a header name that only the gateway sets", forged))
+			return n, g.err
 		}
 	}
 	return n, err

@@ -61,6 +61,9 @@ func TestTrailerGuard(t *testing.T) {
 				if !errors.As(err, &herr) || herr.StatusCode != http.StatusBadRequest || !strings.Contains(herr.Err.Error(), "only the gateway sets") {
 					t.Errorf("error %v, want a 400", err)
 				}
+				if n, again := g.Read(make([]byte, 8)); n != 0 || again != err {
+					t.Errorf("a later read: %d, %v; want the refusal again", n, again)
+				}
 			} else if err != nil {
 				t.Errorf("error %v", err)
 			}
