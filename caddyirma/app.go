@@ -107,8 +107,9 @@ type App struct {
 	// irma_auth. Default: all defaults (see LoginConfig).
 	Login *LoginConfig `json:"login,omitempty"`
 
-	// identityHeaders holds the normalized names of every header that the
-	// gateway sets for upstreams: removed from every request first.
+	// identityHeaders holds the normalized names of the identity header and
+	// of the plain attribute headers: with the X-Irma- prefix, the gateway's
+	// header namespace (shield.go), removed from every request first.
 	identityHeaders sync.Map
 	storage         certmagic.Storage
 	policyFlows     map[string]*loginFlow // the login flow of each named policy

@@ -41,9 +41,12 @@ const placeholderPrefix = "irma."
 // in plain headers, and in placeholders under {irma.*}.
 //
 // A route whose policy asks more than the visitor's login holds (step-up)
-// asks only for what is missing, and adds it to the login. Identity headers
-// that a client sends are removed, in every spelling, and the gateway's
-// cookies never reach the upstream.
+// asks only for what is missing, and adds it to the login. Headers of the
+// gateway's namespace that a client sends are removed, in every spelling:
+// every name that starts with X-Irma- (ignoring case, with underscores and
+// dots read as dashes), the identity header, and the plain headers of every
+// irma_auth route; a request that declares a trailer of the namespace gets
+// 400. The gateway's cookies never reach the upstream.
 //
 // Once a visitor is logged in, it sets these placeholders for the handlers
 // after it:
@@ -68,8 +71,9 @@ type Auth struct {
 
 	// Headers are plain request headers for upstreams that cannot verify a
 	// JWT: attribute id -> header name. A header is set only if the login
-	// holds the attribute, and always removed from what the client sent.
-	// Default: none.
+	// holds the attribute. Each name joins the gateway's header namespace:
+	// a client's copy, in any spelling, is removed from every request that
+	// the gateway passes on, on any route. Default: none.
 	Headers map[string]string `json:"headers,omitempty"`
 
 	// Pairing says whether the login page asks for the pairing code that the
@@ -158,7 +162,10 @@ func (h *Auth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	if h.app.refuseAmbiguousPath(w, r) {
 		return nil
 	}
-	r = h.app.shield(r)
+	r, ok := h.app.shield(w, r)
+	if !ok {
+		return nil
+	}
 	if err := h.app.waitStarted(r.Context()); err != nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma_auth: %w", err))
 	}

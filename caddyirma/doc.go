@@ -17,8 +17,10 @@
 //     protocol, the session pages' status and pairing, the JWKS, login,
 //     forward auth, logout); it passes every other request on, through
 //     the shield.
-//   - shield.go: identity headers that a client sent are removed, in every
-//     spelling; the gateway's cookies are hidden from the upstream.
+//   - shield.go: headers of the gateway's namespace (X-Irma-*, the identity
+//     header, plain attribute headers) that a client sent are removed, in
+//     every spelling, and a request that declares one as a trailer is
+//     refused; the gateway's cookies are hidden from the upstream.
 //   - auth.go: irma_auth hands the request to its login flow.
 //   - loginflow.go: the flow reads the session cookie (cookies.go) and checks
 //     the route's policy. A login that satisfies it goes back to irma_auth.

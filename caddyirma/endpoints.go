@@ -67,10 +67,14 @@ func (e *Endpoints) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 		return nil
 	}
 	if !strings.HasPrefix(r.URL.Path, a.prefix) {
-		// At the top of a site, the endpoints also keep forged identity
-		// headers and the gateway's cookies from every route, protected or
-		// not.
-		return next.ServeHTTP(w, a.shield(r))
+		// At the top of a site, the endpoints also keep forged headers of
+		// the gateway's namespace and the gateway's cookies from every
+		// route, protected or not.
+		r, ok := a.shield(w, r)
+		if !ok {
+			return nil
+		}
+		return next.ServeHTTP(w, r)
 	}
 	if err := a.waitStarted(r.Context()); err != nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, err)

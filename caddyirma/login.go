@@ -60,7 +60,10 @@ type LoginConfig struct {
 	CookieKeys []string `json:"cookie_keys,omitempty"`
 
 	// IdentityHeader is the request header that carries the identity JWT to
-	// the upstream. Default: X-Irma-Identity.
+	// the upstream. It is part of the gateway's header namespace (with every
+	// name that starts with X-Irma-): a client's copy, in any spelling, is
+	// removed from every request that the gateway passes on. Default:
+	// X-Irma-Identity.
 	IdentityHeader string `json:"identity_header,omitempty"`
 
 	// Algorithm signs the identity JWT: EdDSA (Ed25519), ES256 or RS256.

@@ -2,49 +2,149 @@ package caddyirma
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 )
 
 // The request shield: whatever route a request takes, no client can forge
-// what the gateway tells upstreams (the identity headers), no upstream sees
-// the gateway's cookies, and no shared cache keeps what a login sees.
+// what the gateway tells upstreams (the headers of its namespace), no
+// upstream sees the gateway's cookies, and no shared cache keeps what a
+// login sees.
+//
+// The gateway's header namespace is every request header whose name, in
+// lower case and with underscores and dots read as dashes (the spellings
+// that CGI, PHP and many frameworks fold into one name), starts with
+// "x-irma-", or is the identity header (login.identity_header) or a plain
+// attribute header of an irma_auth route. Upstreams may so trust the whole
+// X-Irma- prefix: what they get there comes from the gateway.
 
-// shield makes r safe to pass on: without identity headers that a client
-// sent, and without the gateway's cookies (kept in r's context for the
-// gateway's own handlers).
+// namespacePrefix starts every header name of the namespace, normalized.
+const namespacePrefix = "x-irma-"
+
+// shield makes r safe to pass on: without headers of the gateway's
+// namespace that a client sent, without trailers of it, and without the
+// gateway's cookies (kept in r's context for the gateway's own handlers).
+// A request that declares a trailer of the namespace gets 400 here, and
+// shield says false: the request is answered. A trailer of the namespace
+// that arrives undeclared beside a declared one fails the reading of the
+// body (400) before anyone sees it.
 //
 // It works once per request: the identity headers that irma_auth sets on
 // the way in must survive an irma_endpoints route after it.
-func (a *App) shield(r *http.Request) *http.Request {
+func (a *App) shield(w http.ResponseWriter, r *http.Request) (*http.Request, bool) {
 	if r.Context().Value(shieldedKey{}) != nil {
-		return r
+		return r, true
 	}
-	a.stripIdentityHeaders(r)
+	if name, ok := a.declaredTrailer(r); ok {
+		a.logger.Info("refused a request that declares a trailer of the gateway's header namespace", zap.String("trailer", name))
+		h := w.Header()
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprintf(w, "irma: the request declares the trailer %q, a header name that only the gateway sets\n", name)
+		return r, false
+	}
+	a.stripNamespace(r)
 	r = a.Login.cookies.hide(r)
-	return r.WithContext(context.WithValue(r.Context(), shieldedKey{}, true))
+	r = r.WithContext(context.WithValue(r.Context(), shieldedKey{}, true))
+	if r.Trailer != nil && r.Body != nil && r.Body != http.NoBody {
+		r.Body = &trailerGuard{ReadCloser: r.Body, trailer: r.Trailer, inNamespace: a.inNamespace}
+	}
+	return r, true
 }
 
 // shieldedKey marks, in a request's context, that shield has done its work.
 type shieldedKey struct{}
 
-// stripIdentityHeaders removes from r every header the gateway sets for
-// upstreams, in any spelling, so that no client can forge one.
-func (a *App) stripIdentityHeaders(r *http.Request) {
+// inNamespace says whether name is a header of the gateway's namespace.
+func (a *App) inNamespace(name string) bool {
+	n := normalizeHeader(name)
+	if strings.HasPrefix(n, namespacePrefix) {
+		return true
+	}
+	_, ours := a.identityHeaders.Load(n)
+	return ours
+}
+
+// stripNamespace removes from r every header of the gateway's namespace,
+// in any spelling, so that no client can forge one.
+func (a *App) stripNamespace(r *http.Request) {
 	for name := range r.Header {
-		if _, ours := a.identityHeaders.Load(normalizeHeader(name)); ours {
+		if a.inNamespace(name) {
 			delete(r.Header, name)
 		}
 	}
 }
 
-// normalizeHeader folds the spellings under which a header may reach an
-// upstream: case, and underscores for dashes (CGI turns both into the
-// same variable).
-func normalizeHeader(name string) string {
-	return strings.ReplaceAll(strings.ToLower(name), "_", "-")
+// declaredTrailer returns a trailer of the namespace that r declares. Go's
+// server moves the names that a chunked request declares into r.Trailer
+// (whose values it fills in only once the body has been read), and leaves
+// the Trailer header of any other request as it came.
+func (a *App) declaredTrailer(r *http.Request) (string, bool) {
+	for name := range r.Trailer {
+		if a.inNamespace(name) {
+			return name, true
+		}
+	}
+	for _, v := range r.Header.Values("Trailer") {
+		for _, name := range strings.Split(v, ",") {
+			if name = strings.TrimSpace(name); a.inNamespace(name) {
+				return name, true
+			}
+		}
+	}
+	return "", false
 }
+
+// trailerGuard reads a request's body and, at its end, checks the
+// trailers that arrived: Go's HTTP/1 server adds every trailer it reads,
+// declared or not, to the request's Trailer map, which handlers after the
+// shield (reverse_proxy) pass on. A trailer of the namespace is removed,
+// and the read fails, then and on every later read, so that no upstream
+// gets a complete request with it.
+type trailerGuard struct {
+	io.ReadCloser
+	trailer     http.Header
+	inNamespace func(string) bool
+	err         error // the refusal, once a forged trailer arrived
+}
+
+func (g *trailerGuard) Read(p []byte) (int, error) {
+	if g.err != nil {
+		return 0, g.err
+	}
+	n, err := g.ReadCloser.Read(p)
+	if err == io.EOF {
+		var forged string
+		for name := range g.trailer {
+			if g.inNamespace(name) {
+				delete(g.trailer, name)
+				forged = name
+			}
+		}
+		if forged != "" {
+			g.err = caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("irma: the request carries the trailer %q, a header name that only the gateway sets", forged))
+			return n, g.err
+		}
+	}
+	return n, err
+}
+
+// normalizeHeader folds the spellings under which a header may reach an
+// upstream: case, and underscores and dots for dashes (CGI turns dashes
+// into underscores, PHP dots too, so all reach an app as one variable).
+func normalizeHeader(name string) string {
+	return headerFolder.Replace(strings.ToLower(name))
+}
+
+var headerFolder = strings.NewReplacer("_", "-", ".", "-")
 
 // reservedHeaders are headers that an attribute must not stand in for:
 // the gateway removes what clients send in attribute headers.

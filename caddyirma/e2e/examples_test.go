@@ -23,10 +23,11 @@ var listeningLine = regexp.MustCompile(`upstream: listening on http://([^\s,]+)`
 
 // exampleUpstream starts one of the example upstream apps as its own
 // process, verifying tokens of the gateway at gateway (its JWKS and its
-// iss), and returns the address it listens on.
+// iss), with more flags (such as --policy), and returns the address it
+// listens on.
 type exampleUpstream struct {
 	name  string
-	start func(t *testing.T, gateway string) string
+	start func(t *testing.T, gateway string, flags ...string) string
 }
 
 var exampleUpstreams = []exampleUpstream{
@@ -41,13 +42,17 @@ var exampleUpstreams = []exampleUpstream{
 // checks that each app verifies the gateway's identity JWT against the
 // gateway's JWKS with its own JWT library and shows what was disclosed, and
 // that each refuses a missing, doubled, tampered or forged token sent to it
-// directly.
+// directly, and a good token on a path that requires another policy, on a
+// path under no route, or on a path that is not canonical.
 func TestExampleUpstreams(t *testing.T) {
 	g := newGateway(t)
 	addrs := map[string]string{}
 	var site strings.Builder
 	for _, ex := range exampleUpstreams {
-		addrs[ex.name] = ex.start(t, g.base)
+		// The app's route /<name>/ is for members, as the gateway's; /adults/
+		// is for adults (a route of the gateway that this test does not
+		// serve), so a members token must not open it.
+		addrs[ex.name] = ex.start(t, g.base, "--policy", "/"+ex.name+"/=members", "--policy", "/adults/=adults")
 		fmt.Fprintf(&site, `irma_auth /%[1]s/* members {
 		header caddy-demo.gateway.person.email X-Irma-Attr-Email
 	}
@@ -115,25 +120,33 @@ func TestExampleUpstreams(t *testing.T) {
 				// the app's judgment of the token, not of the request); nothing
 				// else does.
 				token := gatewayToken(t, b, g.base)
+				page := "/" + ex.name + "/page"
 				for _, c := range []struct {
 					name   string
+					path   string
 					tokens []string
 					status int
 					reason string // in the answer; the apps word the rest differently
 				}{
-					{"the gateway's token", []string{token}, http.StatusOK, email},
-					{"no token", nil, http.StatusUnauthorized, "no identity token"},
-					{"two tokens", []string{token, token}, http.StatusUnauthorized, "more than one"},
-					{"tampered payload", []string{tamperedPayload(t, token, "caddy-demo.gateway.person.email", "mallory@example.com")}, http.StatusUnauthorized, "invalid signature"},
-					{"signed by another key", []string{signedByAnotherKey(t, token)}, http.StatusUnauthorized, "invalid signature"},
-					{"alg none", []string{forgedNone(t, token)}, http.StatusUnauthorized, "alg"},
-					{"not a JWT", []string{"not-a-jwt"}, http.StatusUnauthorized, "malformed"},
+					{"the gateway's token", page, []string{token}, http.StatusOK, email},
+					{"no token", page, nil, http.StatusUnauthorized, "no identity token"},
+					{"two tokens", page, []string{token, token}, http.StatusUnauthorized, "more than one"},
+					{"tampered payload", page, []string{tamperedPayload(t, token, "caddy-demo.gateway.person.email", "mallory@example.com")}, http.StatusUnauthorized, "invalid signature"},
+					{"signed by another key", page, []string{signedByAnotherKey(t, token)}, http.StatusUnauthorized, "invalid signature"},
+					{"alg none", page, []string{forgedNone(t, token)}, http.StatusUnauthorized, "alg"},
+					{"not a JWT", page, []string{"not-a-jwt"}, http.StatusUnauthorized, "malformed"},
+					// The token is good, but for members: not for a route of adults.
+					{"a members token on /adults/", "/adults/page", []string{token}, http.StatusForbidden, `not "adults"`},
+					{"a members token on a path under no route", "/club/page", []string{token}, http.StatusForbidden, "no policy"},
+					{"dot segments", "/" + ex.name + "/../adults/page", []string{token}, http.StatusBadRequest, "not canonical"},
+					{"encoded dot segments", "/" + ex.name + "/%2e%2e/adults/page", []string{token}, http.StatusBadRequest, "not canonical"},
+					{"an encoded slash", "/" + ex.name + "/..%2Fadults/page", []string{token}, http.StatusBadRequest, "not canonical"},
 				} {
 					header := http.Header{"Accept": {"application/json"}}
 					if c.tokens != nil {
 						header["X-Irma-Identity"] = c.tokens
 					}
-					resp, body := rawRequest(t, b, "GET", "http://"+addrs[ex.name]+"/"+ex.name+"/page", header, "")
+					resp, body := rawRequest(t, b, "GET", "http://"+addrs[ex.name]+c.path, header, "")
 					if resp.StatusCode != c.status || !strings.Contains(body, c.reason) {
 						t.Errorf("%s: %d %q, want %d with %q", c.name, resp.StatusCode, body, c.status, c.reason)
 					}
@@ -249,10 +262,10 @@ func lowerKeys(m map[string]string) map[string]string {
 }
 
 // startGoExample builds and runs examples/upstream.
-func startGoExample(t *testing.T, gateway string) string {
+func startGoExample(t *testing.T, gateway string, flags ...string) string {
 	t.Helper()
 	bin := buildGo(t, "examples/upstream")
-	addr, _ := startProcess(t, "examples/upstream", exec.Command(bin, exampleFlags(gateway)...), listeningLine)
+	addr, _ := startProcess(t, "examples/upstream", exec.Command(bin, append(exampleFlags(gateway), flags...)...), listeningLine)
 	return addr
 }
 
@@ -264,7 +277,7 @@ const debianPython = "/usr/bin/python3"
 
 // startPythonExample runs examples/python/app.py on Debian's Python, PyJWT
 // and cryptography (which .ci/run installs).
-func startPythonExample(t *testing.T, gateway string) string {
+func startPythonExample(t *testing.T, gateway string, flags ...string) string {
 	t.Helper()
 	check := exec.Command(debianPython, "-c", "import jwt, cryptography; print(jwt.__version__, cryptography.__version__)")
 	check.Env = debianPythonEnv()
@@ -274,7 +287,7 @@ func startPythonExample(t *testing.T, gateway string) string {
 			debianPython, err, out)
 	}
 	t.Logf("examples/python on PyJWT and cryptography %s", strings.TrimSpace(string(out)))
-	cmd := exec.Command(debianPython, append([]string{filepath.Join(repoRoot(t), "examples", "python", "app.py")}, exampleFlags(gateway)...)...)
+	cmd := exec.Command(debianPython, append(append([]string{filepath.Join(repoRoot(t), "examples", "python", "app.py")}, exampleFlags(gateway)...), flags...)...)
 	cmd.Env = debianPythonEnv()
 	addr, _ := startProcess(t, "examples/python", cmd, listeningLine)
 	return addr
@@ -297,7 +310,7 @@ func debianPythonEnv() []string {
 // into a directory of the test's, next to a copy of server.js, and runs it
 // with Node.js (which .ci/run installs). Nothing is installed into the
 // repository.
-func startNodeExample(t *testing.T, gateway string) string {
+func startNodeExample(t *testing.T, gateway string, flags ...string) string {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
@@ -326,7 +339,7 @@ func startNodeExample(t *testing.T, gateway string) string {
 	}
 	version, _ := exec.Command(node, "--version").Output()
 	t.Logf("examples/node on Node.js %s", strings.TrimSpace(string(version)))
-	cmd := exec.Command(node, append([]string{"server.js"}, exampleFlags(gateway)...)...)
+	cmd := exec.Command(node, append(append([]string{"server.js"}, exampleFlags(gateway)...), flags...)...)
 	cmd.Dir = dir
 	addr, _ := startProcess(t, "examples/node", cmd, listeningLine)
 	return addr

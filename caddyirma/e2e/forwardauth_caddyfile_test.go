@@ -65,10 +65,11 @@ http://:%[5]d {
 	app := caddytest.App[*caddyirma.App](t, "irma")
 
 	// The app trusts tokens for the front's site (the gateway's url), with
-	// the gateway's keys.
+	// the gateway's keys, of the policy members on its route /app/.
 	upstream := buildGo(t, "examples/upstream")
 	appAddr, _ := startProcess(t, "examples/upstream", exec.Command(upstream,
-		"--listen", "127.0.0.1:0", "--jwks-url", "http://"+gateway+"/irma/jwks.json", "--issuer", front), listeningLine)
+		"--listen", "127.0.0.1:0", "--jwks-url", "http://"+gateway+"/irma/jwks.json", "--issuer", front,
+		"--policy", "/app/=members"), listeningLine)
 
 	startForwardAuthCaddy(t, ln, gateway, appAddr)
 

@@ -1,9 +1,10 @@
 // An example upstream app behind the caddy-irma gateway, in Node.js: it trusts a request only if
 // the gateway's identity token (a JWT in the X-Irma-Identity header) verifies against the
-// gateway's published keys (its JWK set), and then shows who the gateway says the visitor is.
+// gateway's published keys (its JWK set) and was minted for the policy of the request's route,
+// and then shows who the gateway says the visitor is.
 //
 //   npm install && node server.js [--listen 127.0.0.1:9090] [--jwks-url URL] [--issuer URL]
-//                                 [--audience NAME] [--header NAME]
+//                                 [--audience NAME] [--header NAME] [--policy PREFIX=POLICY ...]
 //
 // Nothing but node:http and the jose package.
 import { webcrypto } from 'node:crypto';
@@ -22,8 +23,51 @@ const { values: opts } = parseArgs({
     issuer: { type: 'string', default: 'http://localhost:8080' },
     audience: { type: 'string', default: 'caddy-irma' },
     header: { type: 'string', default: 'X-Irma-Identity' },
+    // PREFIX=POLICY: paths under PREFIX take only tokens of POLICY; repeat it for each route.
+    policy: { type: 'string', multiple: true },
   },
 });
+
+// canonicalPath says whether path is absolute, without ".", ".." or empty segments (a trailing
+// slash aside).
+function canonicalPath(path) {
+  if (!path.startsWith('/')) return false;
+  const segments = path.slice(1).split('/');
+  return segments.every((s, i) => s !== '.' && s !== '..' && (s !== '' || i === segments.length - 1));
+}
+
+// The routes of the demo (Caddyfile.example) and the policies that the gateway requires on them,
+// unless --policy says otherwise.
+const DEFAULT_POLICIES = new Map([['/members/', 'members'], ['/adults/', 'adults'], ['/club/', 'club']]);
+const policies = opts.policy ? new Map() : DEFAULT_POLICIES;
+for (const value of opts.policy ?? []) {
+  const at = value.indexOf('=');
+  const [prefix, name] = [value.slice(0, at), value.slice(at + 1)];
+  if (at < 0 || !prefix.startsWith('/') || !name || !canonicalPath(prefix) || policies.has(prefix)) {
+    console.error(`upstream: --policy ${JSON.stringify(value)}: want PREFIX=POLICY, such as /adults/=adults, each prefix once`);
+    process.exit(2);
+  }
+  policies.set(prefix, name);
+}
+
+// routePolicy returns [policy] for the longest prefix that path starts with, or [null, status,
+// reason] for a path that is not canonical (400: a router that cleans paths would serve
+// /members/../adults/ as /adults/) or that is under no prefix (403).
+function routePolicy(path) {
+  let decoded;
+  try {
+    decoded = decodeURIComponent(path);
+  } catch {
+    return [null, 400, 'path is not canonical: it is not valid percent-encoding'];
+  }
+  if (!canonicalPath(decoded)) return [null, 400, 'path is not canonical: no dot segments or empty segments'];
+  let best = '';
+  for (const prefix of policies.keys()) {
+    if (decoded.startsWith(prefix) && prefix.length > best.length) best = prefix;
+  }
+  if (!best) return [null, 403, 'no policy is configured for this path'];
+  return [policies.get(best)];
+}
 
 // The gateway's keys. jose fetches the JWK set on first use, keeps it for cacheMaxAge, and
 // fetches it again when a token names an unknown kid, but at most once per cooldownDuration:
@@ -130,6 +174,13 @@ function refuse(req, res, path, status, reason, detail) {
 
 const server = http.createServer(async (req, res) => {
   const path = req.url.split('?')[0];
+  // The route decides which policy a token must have been minted for: called directly, the app
+  // must not let a token of a weaker route (members) open a stronger one (adults).
+  const [want, status, reason] = routePolicy(path);
+  if (!want) {
+    refuse(req, res, path, status, reason, reason);
+    return;
+  }
   // The gateway sets the header once, replacing whatever the client sent: two mean that
   // something in between added one.
   const tokens = req.headersDistinct[headerName] ?? [];
@@ -146,6 +197,11 @@ const server = http.createServer(async (req, res) => {
   } catch (err) {
     const [status, reason] = rejection(err);
     refuse(req, res, path, status, reason, `${err.code ?? err.name}: ${err.message}`);
+    return;
+  }
+  if (claims.policy !== want) {
+    const reason = `identity token is for the policy ${JSON.stringify(claims.policy ?? null)}, not ${JSON.stringify(want)} that this path requires`;
+    refuse(req, res, path, 403, reason, reason);
     return;
   }
 
@@ -176,5 +232,6 @@ server.listen(port, host, () => {
   // The address bound, so that port 0 (any free port, as the tests use) says which one.
   const { address, port: boundPort, family } = server.address();
   const bound = family === 'IPv6' ? `[${address}]:${boundPort}` : `${address}:${boundPort}`;
-  console.log(`upstream: listening on http://${bound}, trusting tokens from ${opts.issuer} (keys at ${opts['jwks-url']}) for "${opts.audience}" in ${opts.header}`);
+  const routes = [...policies].map(([prefix, name]) => `${prefix}=${name}`).sort().join(' ');
+  console.log(`upstream: listening on http://${bound}, trusting tokens from ${opts.issuer} (keys at ${opts['jwks-url']}) for "${opts.audience}" in ${opts.header}, on the routes ${routes}`);
 });

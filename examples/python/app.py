@@ -1,12 +1,12 @@
 """An example upstream app behind the caddy-irma gateway, in Python.
 
 It trusts a request only if the gateway's identity token (a JWT in the X-Irma-Identity header)
-verifies against the gateway's published keys (its JWK set), and then shows who the gateway
-says the visitor is.
+verifies against the gateway's published keys (its JWK set) and was minted for the policy of the
+request's route, and then shows who the gateway says the visitor is.
 
     pip install -r requirements.txt
     python3 app.py [--listen 127.0.0.1:9090] [--jwks-url URL] [--issuer URL]
-                   [--audience NAME] [--header NAME]
+                   [--audience NAME] [--header NAME] [--policy PREFIX=POLICY ...]
 
 Nothing but the standard library and PyJWT (with its crypto extra).
 """
@@ -16,6 +16,7 @@ import html
 import json
 import threading
 import time
+import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -28,6 +29,8 @@ LEEWAY = 5  # seconds of clock skew tolerated on exp, nbf and iat
 LIFESPAN = 300  # seconds the JWK set is kept, as the gateway's max-age says
 REFETCH_INTERVAL = 60  # seconds: how often, at most, an unknown kid refetches the JWK set
 FETCH_TIMEOUT = 5  # seconds a fetch of the JWK set may take
+# The routes of the demo (Caddyfile.example) and the policies that the gateway requires on them.
+DEFAULT_POLICIES = {"/members/": "members", "/adults/": "adults", "/club/": "club"}
 
 
 class KeysUnavailable(Exception):
@@ -109,6 +112,36 @@ def verify(keys, token, issuer, audience):
     )
 
 
+def canonical_path(path):
+    """Says whether path is absolute, without ".", ".." or empty segments (a trailing slash aside)."""
+    if not path.startswith("/"):
+        return False
+    segments = path[1:].split("/")
+    return all(s not in (".", "..") and (s or i == len(segments) - 1) for i, s in enumerate(segments))
+
+
+def route_policy(policies, path):
+    """The policy of the longest prefix in policies that path starts with.
+
+    Returns (status, reason) instead for a path that is not canonical (400: a router that cleans
+    paths would serve /members/../adults/ as /adults/) or that is under no prefix (403).
+    """
+    if not canonical_path(path):
+        return None, (400, "path is not canonical: no dot segments or empty segments")
+    prefixes = [p for p in policies if path.startswith(p)]
+    if not prefixes:
+        return None, (403, "no policy is configured for this path")
+    return policies[max(prefixes, key=len)], None
+
+
+def parse_policy(value):
+    """Parses a --policy flag, PREFIX=POLICY."""
+    prefix, sep, name = value.partition("=")
+    if not sep or not prefix.startswith("/") or not name or not canonical_path(prefix):
+        raise argparse.ArgumentTypeError(f"{value!r}: want PREFIX=POLICY, such as /adults/=adults")
+    return prefix, name
+
+
 def rejection(err):
     """Says briefly why a token was refused: enough for a developer, nothing of the token."""
     for cls, reason in [
@@ -150,10 +183,16 @@ def table(head, rows):
     )
 
 
-def make_handler(keys, issuer, audience, header):
+def make_handler(keys, issuer, audience, header, policies):
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
             path = self.path.split("?", 1)[0]
+            # The route decides which policy a token must have been minted for: called directly,
+            # the app must not let a token of a weaker route (members) open a stronger one
+            # (adults). The policy is looked up on the decoded path, which must be canonical.
+            want, refusal = route_policy(policies, urllib.parse.unquote(path))
+            if refusal:
+                return self.refuse(refusal[0], refusal[1], refusal[1])
             # The gateway sets the header once, replacing whatever the client sent: two mean
             # that something in between added one.
             tokens = self.headers.get_all(header) or []
@@ -174,6 +213,9 @@ def make_handler(keys, issuer, audience, header):
                 )
             except jwt.InvalidTokenError as err:
                 return self.refuse(401, rejection(err), f"{type(err).__name__}: {err}")
+            if claims.get("policy") != want:
+                reason = f"identity token is for the policy {json.dumps(claims.get('policy'))}, not {json.dumps(want)} that this path requires"
+                return self.refuse(403, reason, reason)
 
             attributes = claims.get("attributes")
             answer = {
@@ -239,16 +281,28 @@ def main():
     p.add_argument("--issuer", default="http://localhost:8080", help="the iss the tokens must have: the gateway's URL")
     p.add_argument("--audience", default="caddy-irma", help="the aud the tokens must have")
     p.add_argument("--header", default="X-Irma-Identity", help="the request header that holds the token")
+    p.add_argument(
+        "--policy",
+        action="append",
+        type=parse_policy,
+        metavar="PREFIX=POLICY",
+        help="paths under PREFIX take only tokens of POLICY (repeat it for each route; default: the demo's "
+        "/members/=members, /adults/=adults and /club/=club)",
+    )
     args = p.parse_args()
+    policies = dict(args.policy) if args.policy else DEFAULT_POLICIES
+    if args.policy and len(policies) != len(args.policy):
+        p.error("a --policy prefix is given twice")
 
     host, _, port = args.listen.rpartition(":")
-    handler = make_handler(GatewayKeys(args.jwks_url), args.issuer, args.audience, args.header)
+    handler = make_handler(GatewayKeys(args.jwks_url), args.issuer, args.audience, args.header, policies)
     server = ThreadingHTTPServer((host.strip("[]"), int(port)), handler)
     # The address bound, so that port 0 (any free port, as the tests use) says which one.
     bound_host, bound_port = server.server_address[:2]
     print(
         f"upstream: listening on http://{bound_host}:{bound_port}, trusting tokens from {args.issuer} "
-        f"(keys at {args.jwks_url}) for {args.audience!r} in {args.header}",
+        f"(keys at {args.jwks_url}) for {args.audience!r} in {args.header}, on the routes "
+        + " ".join(f"{k}={v}" for k, v in sorted(policies.items())),
         flush=True,
     )
     try:

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"html/template"
 	"log"
 	"mime"
@@ -20,15 +21,27 @@ const DefaultHeader = "X-Irma-Identity"
 // (header_up X-Irma-Attr-Email ...). Unlike the token they are not signed.
 const legacyPrefix = "X-Irma-Attr-"
 
+// DefaultPolicies are the routes of the demo (Caddyfile.example) and the policies that the
+// gateway requires on them.
+var DefaultPolicies = map[string]string{"/members/": "members", "/adults/": "adults", "/club/": "club"}
+
 // Handler is the example upstream app: it answers only requests that carry a valid identity
-// token, with a page that shows who the gateway says the visitor is, or the same as JSON when
-// the request accepts application/json. Requests without a valid token get 401, and 503 when
-// the gateway's keys cannot be fetched.
+// token minted for the policy of the request's route, with a page that shows who the gateway
+// says the visitor is, or the same as JSON when the request accepts application/json. Requests
+// without a valid token get 401, and 503 when the gateway's keys cannot be fetched; a token for
+// another policy than the route's, or a path under no route, gets 403, and a path that is not
+// canonical 400.
 type Handler struct {
 	// Verifier checks the tokens. Required.
 	Verifier *Verifier
 	// Header is the request header that holds the token. Default: DefaultHeader.
 	Header string
+	// Policies maps path prefixes (the app's routes) to the policy that the gateway requires
+	// there: a token counts on a path only if its policy claim is that of the longest prefix
+	// that the path starts with, and a path under no prefix is refused. A prefix that ends in
+	// "/" is a directory: "/adults/" holds "/adults/x", not "/adultsx". Default:
+	// DefaultPolicies.
+	Policies map[string]string
 	// Logger logs rejected requests (never the token). Default: the standard logger.
 	Logger *log.Logger
 }
@@ -48,10 +61,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if name == "" {
 		name = DefaultHeader
 	}
+	// The route decides which policy a token must have been minted for: called directly, the
+	// app must not let a token of a weaker route (members) open a stronger one (adults). The
+	// policy is looked up on the path that the app serves, which must be canonical: no dot
+	// segments, no empty segments (a router that cleans paths would serve /members/../adults/
+	// as /adults/).
+	want, err := routePolicy(h.policies(), r.URL.Path)
+	if err != nil {
+		status := http.StatusForbidden
+		if errors.Is(err, errPathNotCanonical) {
+			status = http.StatusBadRequest
+		}
+		h.refuse(w, r, status, err.Error(), err)
+		return
+	}
 	// The gateway sets the header once, replacing whatever the client sent; two values mean
 	// something in between added one.
 	var claims *Claims
-	var err error
 	switch values := r.Header.Values(name); len(values) {
 	case 0:
 		err = errNoToken
@@ -62,6 +88,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		h.reject(w, r, name, err)
+		return
+	}
+	if claims.Policy != want {
+		reason := fmt.Sprintf("identity token is for the policy %q, not %q that this path requires", claims.Policy, want)
+		h.refuse(w, r, http.StatusForbidden, reason, errors.New(reason))
 		return
 	}
 
@@ -93,9 +124,50 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 var (
-	errNoToken    = errors.New("no identity token")
-	errManyTokens = errors.New("more than one identity token")
+	errNoToken          = errors.New("no identity token")
+	errManyTokens       = errors.New("more than one identity token")
+	errPathNotCanonical = errors.New("path is not canonical: no dot segments or empty segments")
+	errNoPolicy         = errors.New("no policy is configured for this path")
 )
+
+func (h *Handler) policies() map[string]string {
+	if h.Policies == nil {
+		return DefaultPolicies
+	}
+	return h.Policies
+}
+
+// routePolicy returns the policy of the longest prefix in policies that p starts with.
+func routePolicy(policies map[string]string, p string) (string, error) {
+	if !canonicalPath(p) {
+		return "", errPathNotCanonical
+	}
+	var prefix, policy string
+	for pre, name := range policies {
+		if strings.HasPrefix(p, pre) && len(pre) > len(prefix) {
+			prefix, policy = pre, name
+		}
+	}
+	if prefix == "" {
+		return "", errNoPolicy
+	}
+	return policy, nil
+}
+
+// canonicalPath says whether p is an absolute path without ".", ".." or empty segments (a
+// trailing slash aside).
+func canonicalPath(p string) bool {
+	if !strings.HasPrefix(p, "/") {
+		return false
+	}
+	segments := strings.Split(p[1:], "/")
+	for i, s := range segments {
+		if s == "." || s == ".." || (s == "" && i < len(segments)-1) {
+			return false
+		}
+	}
+	return true
+}
 
 // reject answers a request whose token is missing or invalid, with a short reason: enough for a
 // developer to see what is wrong, nothing of the token itself.
@@ -105,6 +177,11 @@ func (h *Handler) reject(w http.ResponseWriter, r *http.Request, header string, 
 		status = http.StatusServiceUnavailable
 		w.Header().Set("Retry-After", "5")
 	}
+	h.refuse(w, r, status, reason, err)
+}
+
+// refuse answers with status and one line, reason, and logs err.
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, status int, reason string, err error) {
 	h.logf("upstream: %s %s: %d: %v", r.Method, r.URL.Path, status, err)
 	hdr := w.Header()
 	hdr.Set("Cache-Control", "no-store")

@@ -27,8 +27,9 @@ func serve(t *testing.T, h *Handler, path string, headers ...[2]string) (*http.R
 	return resp, string(body)
 }
 
+// testHandler serves the route /hello/ for the policy members (alice's).
 func testHandler(t *testing.T, s *jwksServer) *Handler {
-	return &Handler{Verifier: newTestVerifier(s, nil), Logger: log.New(io.Discard, "", 0)}
+	return &Handler{Verifier: newTestVerifier(s, nil), Policies: map[string]string{"/hello/": "members"}, Logger: log.New(io.Discard, "", 0)}
 }
 
 func TestHandlerJSON(t *testing.T) {
@@ -167,6 +168,105 @@ func TestAcceptsJSON(t *testing.T) {
 		r.Header.Set("Accept", accept)
 		if got := acceptsJSON(r); got != want {
 			t.Errorf("acceptsJSON(%q) = %v", accept, got)
+		}
+	}
+}
+
+// TestHandlerRoutePolicy: called directly, the app takes a token only on the paths of the policy
+// that the token was minted for (by default the demo's: /members/, /adults/, /club/), and only on
+// canonical paths, so that a login for members does not open /adults/.
+func TestHandlerRoutePolicy(t *testing.T) {
+	kr := testRing(t, testKey(t, assertion.EdDSA, 0))
+	s := newJWKSServer(t, kr)
+	members := mint(t, kr, testIssuer, testAudience, alice)
+	adult := alice
+	adult.Policy = "adults"
+	adults := mint(t, kr, testIssuer, testAudience, adult)
+	for _, tc := range []struct {
+		path   string
+		token  string
+		status int
+		reason string
+	}{
+		{"/members/", members, http.StatusOK, ""},
+		{"/members/deep/page", members, http.StatusOK, ""},
+		{"/adults/", adults, http.StatusOK, ""},
+		{"/adults/", members, http.StatusForbidden, `identity token is for the policy "members", not "adults" that this path requires`},
+		{"/adults/page", members, http.StatusForbidden, `not "adults"`},
+		{"/club/", members, http.StatusForbidden, `not "club"`},
+		{"/members/", adults, http.StatusForbidden, `not "members"`},
+		{"/", members, http.StatusForbidden, "no policy is configured for this path"},
+		{"/membersonly/", members, http.StatusForbidden, "no policy is configured for this path"},
+		{"/ADULTS/", members, http.StatusForbidden, "no policy is configured for this path"},
+		{"/members", members, http.StatusForbidden, "no policy is configured for this path"},
+		{"/members/../adults/", members, http.StatusBadRequest, "path is not canonical"},
+		{"/members/%2e%2e/adults/", members, http.StatusBadRequest, "path is not canonical"},
+		{"/members/..%2Fadults/", members, http.StatusBadRequest, "path is not canonical"},
+		{"/members//x", members, http.StatusBadRequest, "path is not canonical"},
+		{"/members/./x", members, http.StatusBadRequest, "path is not canonical"},
+		{"/adults/", "", http.StatusUnauthorized, "no identity token"},
+	} {
+		t.Run(tc.path+" "+tc.reason, func(t *testing.T) {
+			headers := [][2]string{{"Accept", "application/json"}}
+			if tc.token != "" {
+				headers = append(headers, [2]string{"X-Irma-Identity", tc.token})
+			}
+			h := testHandler(t, s)
+			h.Policies = nil // the demo's
+			resp, body := serve(t, h, tc.path, headers...)
+			if resp.StatusCode != tc.status || !strings.Contains(body, tc.reason) {
+				t.Errorf("%d %q, want %d with %q", resp.StatusCode, body, tc.status, tc.reason)
+			}
+			if tc.status != http.StatusOK && (strings.Contains(body, "alice") || strings.Contains(body, "eyJ")) {
+				t.Errorf("the refusal tells too much: %q", body)
+			}
+		})
+	}
+}
+
+// TestHandlerPolicies: the longest prefix decides, so an app can serve one policy everywhere but
+// a stronger one under a prefix.
+func TestHandlerPolicies(t *testing.T) {
+	kr := testRing(t, testKey(t, assertion.EdDSA, 0))
+	s := newJWKSServer(t, kr)
+	members := mint(t, kr, testIssuer, testAudience, alice)
+	adult := alice
+	adult.Policy = "adults"
+	adults := mint(t, kr, testIssuer, testAudience, adult)
+	h := testHandler(t, s)
+	h.Policies = map[string]string{"/": "members", "/adults/": "adults"}
+	for _, tc := range []struct {
+		path, token string
+		status      int
+	}{
+		{"/", members, http.StatusOK},
+		{"/anything/else", members, http.StatusOK},
+		{"/adults", members, http.StatusOK}, // not under the directory /adults/
+		{"/adults/", members, http.StatusForbidden},
+		{"/adults/x", members, http.StatusForbidden},
+		{"/adults/x", adults, http.StatusOK},
+		{"/x", adults, http.StatusForbidden},
+	} {
+		resp, body := serve(t, h, tc.path, [2]string{"X-Irma-Identity", tc.token}, [2]string{"Accept", "application/json"})
+		if resp.StatusCode != tc.status {
+			t.Errorf("%s: %d %q, want %d", tc.path, resp.StatusCode, body, tc.status)
+		}
+	}
+}
+
+func TestAddPolicy(t *testing.T) {
+	policies := map[string]string{}
+	for _, v := range []string{"/members/=members", "/=open", "/a/b=x=y"} {
+		if err := addPolicy(policies, v); err != nil {
+			t.Errorf("%q: %v", v, err)
+		}
+	}
+	if policies["/members/"] != "members" || policies["/"] != "open" || policies["/a/b"] != "x=y" {
+		t.Errorf("policies %v", policies)
+	}
+	for _, v := range []string{"members", "/members/", "/members/=", "members=members", "=members", "/a/../b/=x", "//x=y", "/members/=again"} {
+		if err := addPolicy(policies, v); err == nil {
+			t.Errorf("%q: no error", v)
 		}
 	}
 }
