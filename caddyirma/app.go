@@ -285,7 +285,7 @@ func (a *App) provisionLogin(*caddy.Replacer) error {
 	a.identityHeaders.Store(normalizeHeader(a.Login.IdentityHeader), true)
 	a.policyFlows = map[string]*loginFlow{}
 	for name, p := range a.Policies {
-		a.policyFlows[name] = a.newLoginFlow(p, "policy:"+name, name, "", a.logger.Named("login"))
+		a.policyFlows[name] = a.newLoginFlow(p, "policy:"+name, name, "", "", a.logger.Named("login"))
 	}
 	return nil
 }
@@ -293,9 +293,12 @@ func (a *App) provisionLogin(*caddy.Replacer) error {
 // newLoginFlow returns a login flow for a policy on the app's server and
 // login settings: route identifies the policy in pending cookies, name is
 // its name for the JWT and {irma.policy}.
-func (a *App) newLoginFlow(p policy.Policy, route, name, pairing string, logger *zap.Logger) *loginFlow {
+func (a *App) newLoginFlow(p policy.Policy, route, name, pairing, audience string, logger *zap.Logger) *loginFlow {
+	if audience == "" {
+		audience = a.Login.Audience
+	}
 	return &loginFlow{
-		policy: p, route: route, name: name, pairing: pairing,
+		policy: p, route: route, name: name, pairing: pairing, audience: audience,
 		login: a.Login, backend: appServer{a}, prefix: a.prefix,
 		maxSession: time.Duration(a.MaxSessionLifetime), proofsWait: defaultProofsWait, now: time.Now, logger: logger,
 	}

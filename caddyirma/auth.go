@@ -54,7 +54,8 @@ const placeholderPrefix = "irma."
 //	{irma.attr.<attribute id>}  the value of a disclosed attribute, such as
 //	                            {irma.attr.caddy-demo.gateway.person.email}
 //	{irma.policy}               the name of the route's policy
-//	{irma.login_id}             an opaque id of the login (the JWT's sub)
+//	{irma.login_id}             the login's pseudonym for the route's
+//	                            audience (the JWT's sub)
 //	{irma.login_expires}        when the login ends, RFC 3339
 //
 // The IRMA endpoints (irma_endpoints) must answer on the site as well: the
@@ -80,6 +81,13 @@ type Auth struct {
 	// Yivi app shows after scanning: "auto" (irmago's advice: pair when the
 	// policy asks for specific values), "on" or "off". Default: auto.
 	Pairing string `json:"pairing,omitempty"`
+
+	// Audience is the JWT's "aud" claim for this route's upstream. The JWT's
+	// "sub" (and {irma.login_id}) is a pseudonym of the login for the
+	// audience: upstreams of different audiences cannot link a visitor by
+	// it, upstreams of one audience see one subject. Default: the login's
+	// audience (caddy-irma).
+	Audience string `json:"audience,omitempty"`
 
 	app  *App
 	flow *loginFlow
@@ -130,7 +138,7 @@ func (h *Auth) Provision(ctx caddy.Context) error {
 	if err := h.provisionHeaders(); err != nil {
 		return fmt.Errorf("irma_auth: headers: %w", err)
 	}
-	h.flow = app.newLoginFlow(p, route, name, h.Pairing, ctx.Logger())
+	h.flow = app.newLoginFlow(p, route, name, h.Pairing, h.Audience, ctx.Logger())
 	return nil
 }
 
@@ -197,7 +205,7 @@ func (h *Auth) pass(w http.ResponseWriter, r *http.Request, next caddyhttp.Handl
 		repl.Set(placeholderPrefix+"attr."+id, v)
 	}
 	repl.Set(placeholderPrefix+"policy", h.flow.name)
-	repl.Set(placeholderPrefix+"login_id", login.ID)
+	repl.Set(placeholderPrefix+"login_id", h.flow.subject(login))
 	repl.Set(placeholderPrefix+"login_expires", login.Expires.UTC().Format(time.RFC3339))
 	return next.ServeHTTP(&privateResponse{ResponseWriter: w}, r)
 }
@@ -211,7 +219,8 @@ func (h *Auth) pass(w http.ResponseWriter, r *http.Request, next caddyhttp.Handl
 //			label <lang> <text>
 //		}]
 //		header  <attribute id> <header name>
-//		pairing auto|on|off
+//		pairing  auto|on|off
+//		audience <aud>
 //	}
 //
 // A named policy (of the irma global option), or requirements, not both.
@@ -270,6 +279,13 @@ func (h *Auth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("irma_auth: header for %s given twice", args[0])
 			}
 			h.Headers[args[0]] = args[1]
+		case "audience":
+			if h.Audience != "" {
+				return d.Err("irma_auth: audience given twice")
+			}
+			if err := oneArg(d, &h.Audience); err != nil {
+				return err
+			}
 		case "pairing":
 			if h.Pairing != "" {
 				return d.Err("irma_auth: pairing given twice")

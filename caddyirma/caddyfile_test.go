@@ -26,6 +26,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"auth header arity", "irma_auth {\n require a.b.c.d\n header a.b.c.d\n}", "header takes an attribute id and a header name", authUnmarshal},
 		{"auth header twice", "irma_auth {\n require a.b.c.d\n header a.b.c.d X-A\n header a.b.c.d X-B\n}", "given twice", authUnmarshal},
 		{"auth pairing", "irma_auth {\n require a.b.c.d\n pairing sometimes\n}", `pairing "sometimes"`, authUnmarshal},
+		{"auth audience twice", "irma_auth {\n require a.b.c.d\n audience a\n audience b\n}", "audience given twice", authUnmarshal},
 		{"auth unknown", "irma_auth {\n require a.b.c.d\n polcy x\n}", `unknown setting "polcy"`, authUnmarshal},
 		{"global unknown", "irma {\n shemes_path x\n}", `unknown setting "shemes_path"`, appUnmarshal},
 		{"global twice", "irma {\n url a\n url b\n}", "url given twice", appUnmarshal},

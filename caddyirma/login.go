@@ -2,6 +2,9 @@ package caddyirma
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -28,6 +31,7 @@ const (
 // by every instance on that storage, kept across restarts.
 const (
 	storageCookieKeys   = "caddy-irma/session-cookie-keys"
+	storagePseudonymKey = "caddy-irma/pseudonym-keys"
 	storageIdentityKeys = "caddy-irma/identity-keys-" // + algorithm
 )
 
@@ -83,12 +87,27 @@ type LoginConfig struct {
 	// app's URL, such as https://example.com.
 	Issuer string `json:"issuer,omitempty"`
 
-	// Audience is the JWT's "aud" claim. Default: caddy-irma.
+	// Audience is the JWT's "aud" claim of every route that names no
+	// audience of its own (irma_auth's audience). Default: caddy-irma.
 	Audience string `json:"audience,omitempty"`
 
 	cookies gatewayCookies
 	keys    *assertion.KeyRing // from Start on
 	tokens  *assertion.Issuer  // from Start on
+	// pseudonymKey makes a login's subject per audience (see pseudonym).
+	pseudonymKey []byte // from Start on
+}
+
+// pseudonym is who a login is to the upstreams of an audience: the JWT's
+// sub and {irma.login_id}. Upstreams of different audiences (other routes,
+// other subdomains) get unrelated pseudonyms of one login, so that they
+// cannot link a visitor by it; the same audience always gets the same.
+func (l *LoginConfig) pseudonym(loginID, audience string) string {
+	mac := hmac.New(sha256.New, l.pseudonymKey)
+	mac.Write([]byte(audience))
+	mac.Write([]byte{0})
+	mac.Write([]byte(loginID))
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil)[:16])
 }
 
 // provision fills in defaults and checks the settings; keys are loaded in
@@ -179,6 +198,13 @@ func (l *LoginConfig) start(ctx context.Context, storage keystore.Storage) error
 		return fmt.Errorf("login: identity keys in storage: %w", err)
 	}
 	l.cookies.keys, l.keys = cookies, keys
+	// Kept in storage, as the cookie keys are: a restart or another
+	// instance gives an upstream the same pseudonym of a login.
+	pseudonymKeys, err := sealedcookie.LoadOrCreateKeys(ctx, storage, storagePseudonymKey)
+	if err != nil {
+		return fmt.Errorf("login: pseudonym key in storage: %w", err)
+	}
+	l.pseudonymKey = pseudonymKeys[0]
 	l.tokens = &assertion.Issuer{Issuer: l.Issuer, Audience: l.Audience, TTL: time.Duration(l.TokenLifetime), Keys: keys}
 	return nil
 }

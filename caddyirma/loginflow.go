@@ -30,6 +30,8 @@ type loginFlow struct {
 	route   string // identifies the policy in pending cookies
 	name    string // the policy's name, for the JWT and {irma.policy}
 	pairing string
+	// audience is the JWT's aud, and what the login's pseudonym is for.
+	audience string
 
 	login      *LoginConfig
 	backend    backend
@@ -83,12 +85,18 @@ func (f *loginFlow) token(login *loginState) (string, error) {
 		}
 	}
 	token, err := f.login.tokens.Token(assertion.Identity{
-		Subject: login.ID, Attributes: attrs, Policy: f.name, LoginID: login.ID, Expires: login.Expires,
+		Subject: f.subject(login), Attributes: attrs, Policy: f.name, Audience: f.audience, LoginID: login.ID, Expires: login.Expires,
 	})
 	if err != nil {
 		return "", caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma: signing the identity token: %w", err))
 	}
 	return token, nil
+}
+
+// subject is who the login is to this flow's upstreams: the JWT's sub and
+// {irma.login_id}.
+func (f *loginFlow) subject(login *loginState) string {
+	return f.login.pseudonym(login.ID, f.audience)
 }
 
 // resume picks up a login session the visitor started earlier.

@@ -33,6 +33,9 @@ type Identity struct {
 	Attributes map[string]string
 	// Policy names the policy that the login satisfied.
 	Policy string
+	// Audience is the "aud" claim: the upstream the token is for. Empty
+	// means the Issuer's Audience.
+	Audience string
 	// LoginID identifies the login (the session cookie's), so that tokens are reused
 	// within one login and never across logins.
 	LoginID string
@@ -99,7 +102,7 @@ func (i *Issuer) sign(id Identity, now time.Time) (string, time.Time, error) {
 	if i.Keys == nil {
 		return "", time.Time{}, errors.New("assertion: issuer: no keys")
 	}
-	if i.Issuer == "" || i.Audience == "" {
+	if i.Issuer == "" || (i.Audience == "" && id.Audience == "") {
 		return "", time.Time{}, errors.New("assertion: issuer: issuer and audience are required")
 	}
 	if i.TTL < 0 {
@@ -115,9 +118,13 @@ func (i *Issuer) sign(id Identity, now time.Time) (string, time.Time, error) {
 	if attrs == nil {
 		attrs = map[string]string{} // "attributes" is always an object, never null
 	}
+	aud := id.Audience
+	if aud == "" {
+		aud = i.Audience
+	}
 	payload, err := json.Marshal(claims{
 		Issuer:     i.Issuer,
-		Audience:   i.Audience,
+		Audience:   aud,
 		Subject:    id.Subject,
 		IssuedAt:   now.Unix(),
 		NotBefore:  now.Unix(),
@@ -232,6 +239,7 @@ func (i *Issuer) cacheKey(id Identity) cacheKey {
 	str(id.LoginID)
 	str(id.Policy)
 	str(id.Subject)
+	str(id.Audience)
 	// Not UnixNano: it is undefined for the zero time, which means "no limit" here.
 	buf = binary.BigEndian.AppendUint64(buf[:0], uint64(id.Expires.Unix()))
 	buf = binary.BigEndian.AppendUint32(buf, uint32(id.Expires.Nanosecond()))
