@@ -98,7 +98,10 @@ func TestBrowserLogin(t *testing.T) {
 	// The QR code is what a phone scans: decode it from the pixels the
 	// browser shows, as a camera would, and check it against the link.
 	var qrPNG []byte
-	if err := chromedp.Run(browser, chromedp.Screenshot(`.qr`, &qrPNG, chromedp.ByQuery)); err != nil {
+	// At twice the size the page shows: the QR code is an SVG, and
+	// gozxing misses about one code in a hundred at 256 pixels (the
+	// content decides; at 512 it reads them all).
+	if err := chromedp.Run(browser, chromedp.ScreenshotScale(`.qr`, 2, &qrPNG, chromedp.ByQuery)); err != nil {
 		t.Fatal(err)
 	}
 	scanned := decodeQR(t, qrPNG)
