@@ -2,7 +2,10 @@
 // under a key, each until it is taken or its time is up. A mark records
 // what one step of a flow leaves for a later step, to be used once: when
 // the credentials disclosed in a session expire (recorded from the proofs,
-// taken by the login), or that a signature has not been fetched yet.
+// taken by the login), or that a signature has not been fetched yet. Or it
+// records a fact that many later steps look at, until its time is up: that
+// a login was logged out (put by the logout, looked at by every request
+// that the login's cookie comes with).
 //
 // The store is in the process, or in the Redis that holds the IRMA
 // sessions, so that every instance of the gateway sees the same marks: a
@@ -30,6 +33,10 @@ type Store interface {
 	// takers, one gets it; ok is false for the others, and for a key that
 	// was never put, was taken, or whose time is up.
 	Take(ctx context.Context, key string) (value []byte, ok bool, err error)
+
+	// Has says whether a mark is under key whose time is not up, and
+	// leaves it there.
+	Has(ctx context.Context, key string) (bool, error)
 }
 
 // Config chooses and configures a Store.
@@ -63,7 +70,7 @@ const sweepEvery = time.Minute
 
 type memoryStore struct {
 	now       func() time.Time
-	mu        sync.Mutex
+	mu        sync.RWMutex // read-locked by Has, which every logged-in request calls
 	m         map[string]memoryMark
 	lastSweep time.Time
 }
@@ -101,6 +108,14 @@ func (s *memoryStore) Take(_ context.Context, key string) ([]byte, bool, error) 
 	return v.value, true, nil
 }
 
+func (s *memoryStore) Has(_ context.Context, key string) (bool, error) {
+	now := s.now()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	v, ok := s.m[key]
+	return ok && now.Before(v.expires), nil
+}
+
 // redisStore keeps each mark as the time its time is up (Unix
 // milliseconds, 8 bytes) followed by its value: the clock of the instance
 // that takes it decides, as in memory; Redis's own expiry only clears what
@@ -130,6 +145,24 @@ func (s *redisStore) Take(ctx context.Context, key string) ([]byte, bool, error)
 	if err != nil {
 		return nil, false, fmt.Errorf("marks: redis: %w", err)
 	}
+	return s.live(key, b)
+}
+
+func (s *redisStore) Has(ctx context.Context, key string) (bool, error) {
+	b, err := s.client.Get(ctx, s.prefix+key).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("marks: redis: %w", err)
+	}
+	_, ok, err := s.live(key, b)
+	return ok, err
+}
+
+// live returns the value of the mark b, stored under key, if its time is
+// not up.
+func (s *redisStore) live(key string, b []byte) ([]byte, bool, error) {
 	if len(b) < 8 {
 		return nil, false, fmt.Errorf("marks: redis: %s: %d bytes, not a mark", key, len(b))
 	}

@@ -47,6 +47,12 @@ func TestRedisNotAMark(t *testing.T) {
 	if _, ok, err := s.Take(context.Background(), "k"); ok || err == nil || !strings.Contains(err.Error(), "not a mark") {
 		t.Errorf("took a foreign value: %v %v", ok, err)
 	}
+	if err := client.Set(context.Background(), "p-h", "x", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.Has(context.Background(), "h"); ok || err == nil || !strings.Contains(err.Error(), "not a mark") {
+		t.Errorf("has a foreign value: %v %v", ok, err)
+	}
 }
 
 func TestRedisDown(t *testing.T) {
@@ -58,5 +64,8 @@ func TestRedisDown(t *testing.T) {
 	}
 	if _, ok, err := s.Take(context.Background(), "k"); err == nil || ok {
 		t.Error("take from an unreachable Redis gave no error")
+	}
+	if ok, err := s.Has(context.Background(), "k"); err == nil || ok {
+		t.Error("has of an unreachable Redis gave no error")
 	}
 }
