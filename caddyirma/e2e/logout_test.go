@@ -4,8 +4,12 @@ import (
 	"context"
 	"fmt"
 	"html"
+	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -349,6 +353,81 @@ func TestLogoutRedis(t *testing.T) {
 			t.Errorf("a logout that cannot be kept: %d, cookies %q; want 503 and the cookie left to try again", resp.StatusCode, resp.Header.Values("Set-Cookie"))
 		}
 	})
+}
+
+// TestLogoutTwoInstances: two gateways, this test's Caddy and the Caddy
+// binary as a process of its own, with the same settings, storage and
+// redis-server, as behind a load balancer. A login made on one opens the
+// other; logged out on either, it is over on both.
+func TestLogoutTwoInstances(t *testing.T) {
+	addr := startRedis(t)
+	s := newAuthSiteStore(t, nil, fmt.Sprintf("redis %s {\n\t\t\tdisable_tls\n\t\t}", addr))
+	other := startInstance(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	alice := s.newWallet(t, "alice@example.com", "yes")
+
+	for _, c := range []struct {
+		name     string
+		on, then string // where the logout goes, and where the copy is tried afterwards
+	}{
+		{"instances/logout on this, the copy on the other", s.base, other},
+		{"instances/logout on the other, the copy on this", other, s.base},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b := loggedIn(ctx, t, s, alice)
+			copied := b.cookie(s.base, "irma_session")
+			for _, base := range []string{s.base, other} {
+				if got := statusWith(t, base, "/members/page", copied); got != http.StatusOK {
+					t.Fatalf("the login at %s: %d", base, got)
+				}
+			}
+			// The Origin is the instance's own (its scheme and Host).
+			resp, _ := b.send("POST", c.on+"/irma/logout", map[string]string{"Origin": c.on}, "")
+			if resp.StatusCode != http.StatusSeeOther {
+				t.Fatalf("logout at %s: %d", c.on, resp.StatusCode)
+			}
+			if got := statusWith(t, c.then, "/members/page", copied); got != http.StatusUnauthorized {
+				t.Errorf("the copy at %s after the logout: %d, want 401", c.then, got)
+			}
+		})
+	}
+}
+
+// startInstance runs a second gateway with the Caddyfile of s, in the
+// Caddy binary as its own process, on a loopback port of its own; it
+// returns its base URL. Same url, schemes, keys, storage and Redis: a
+// second instance of the same gateway.
+func startInstance(t *testing.T, s *authSite) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+	site := regexp.MustCompile(`(?m)^http://127\.0\.0\.1:\d+ \{\n\tbind fd/\d+$`)
+	if n := len(site.FindAllString(s.config, -1)); n != 1 {
+		t.Fatalf("the site's address and bind line are in the config %d times, want 1", n)
+	}
+	conf := site.ReplaceAllString(s.config, base+" {\n\tbind fd/3")
+	conf = strings.Replace(conf, "\tadmin off\n", "\tadmin off\n\tpersist_config off\n", 1)
+	dir := t.TempDir()
+	config := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(config, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ln.Close()
+	cmd := exec.Command(buildGo(t, "cmd/caddy", "CGO_ENABLED=0"), "run", "--config", config, "--adapter", "caddyfile")
+	cmd.ExtraFiles = []*os.File{f} // fd 3
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_CONFIG_HOME="+filepath.Join(dir, "config"), "XDG_DATA_HOME="+filepath.Join(dir, "data"))
+	startProcess(t, "the second gateway", cmd, regexp.MustCompile(`"msg":"(serving initial configuration)"`))
+	return base
 }
 
 // TestLogoutChromium: in a real browser, the page of a logout link posts
