@@ -46,7 +46,7 @@ func (e *Endpoints) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	case source == sourceUnknown:
 		return e.refuseLogout(w, r, here, "the request says neither Sec-Fetch-Site nor Origin")
 	}
-	if err := endLogin(r.Context(), w, r, &e.app.Login.cookies, appServer{e.app}, time.Now()); err != nil {
+	if err := endLogin(w, r, &e.app.Login.cookies, appServer{e.app}, time.Now()); err != nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma: logout: %w", err))
 	}
 	w.Header().Set("Cache-Control", "no-store")
@@ -69,13 +69,13 @@ func (e *Endpoints) refuseLogout(w http.ResponseWriter, r *http.Request, here, r
 // in the store of marks, then removes the gateway's cookies from the
 // browser. If the revocation cannot be stored, it returns the error and
 // leaves the cookies, so that the visitor can try again.
-func endLogin(ctx context.Context, w http.ResponseWriter, r *http.Request, cookies *gatewayCookies, b backend, now time.Time) error {
+func endLogin(w http.ResponseWriter, r *http.Request, cookies *gatewayCookies, b backend, now time.Time) error {
 	if login := cookies.readLogin(r, now); login != nil {
 		store, err := b.marks()
 		if err != nil {
 			return err
 		}
-		if err := revokeLogin(ctx, store, login, now); err != nil {
+		if err := revokeLogin(r.Context(), store, login, now); err != nil {
 			return err
 		}
 	}
@@ -143,15 +143,18 @@ func sourceOf(r *http.Request, appURL string) (requestSource, string) {
 	if len(origin) == 0 {
 		return sourceUnknown, ""
 	}
-	requestScheme := "http"
-	if r.TLS != nil {
-		requestScheme = "https"
-	}
 	if len(origin) == 1 {
 		if o, ok := parseOrigin(origin[0]); ok {
-			app, _ := url.Parse(appURL)
-			for _, own := range []string{app.Scheme + "://" + app.Host, requestScheme + "://" + r.Host} {
-				if mine, ok := parseOrigin(own); ok && mine == o {
+			requestScheme := "http"
+			if r.TLS != nil {
+				requestScheme = "https"
+			}
+			own := []string{requestScheme + "://" + r.Host}
+			if app, err := url.Parse(appURL); err == nil {
+				own = append(own, app.Scheme+"://"+app.Host)
+			}
+			for _, s := range own {
+				if mine, ok := parseOrigin(s); ok && mine == o {
 					return sourceOwn, ""
 				}
 			}

@@ -1,7 +1,6 @@
 package caddyirma
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"net/http"
@@ -110,7 +109,7 @@ func TestLogoutAcrossInstances(t *testing.T) {
 	}
 
 	w := httptest.NewRecorder()
-	if err := endLogin(context.Background(), w, a.request(), &b.login.cookies, bSrv, a.clock.t); err != nil {
+	if err := endLogin(w, a.request(), &b.login.cookies, bSrv, a.clock.t); err != nil {
 		t.Fatalf("logout on b: %v", err)
 	}
 	if c := setCookie(w, "irma_session"); c == nil || c.MaxAge >= 0 {
@@ -172,7 +171,7 @@ func TestLoginCheckStoreDown(t *testing.T) {
 		}},
 		{"logout", func() (*httptest.ResponseRecorder, *loginState, error) {
 			w := httptest.NewRecorder()
-			return w, nil, endLogin(context.Background(), w, s.request(), &s.flow.login.cookies, s.srv, s.clock.t)
+			return w, nil, endLogin(w, s.request(), &s.flow.login.cookies, s.srv, s.clock.t)
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
