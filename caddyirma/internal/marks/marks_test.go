@@ -69,3 +69,35 @@ func TestRedisDown(t *testing.T) {
 		t.Error("has of an unreachable Redis gave no error")
 	}
 }
+
+// BenchmarkHas is the lookup that every request with a login makes (was
+// the login logged out?), in memory and in a local redis-server:
+//
+//	go test -run '^$' -bench BenchmarkHas ./caddyirma/internal/marks
+func BenchmarkHas(b *testing.B) {
+	client := redis.NewClient(&redis.Options{Addr: testredis.Start(b)})
+	b.Cleanup(func() { client.Close() })
+	for _, c := range []struct {
+		name  string
+		store marks.Store
+	}{
+		{"memory", marks.New(marks.Config{})},
+		{"redis", marks.New(marks.Config{Redis: client, Prefix: "bench-"})},
+	} {
+		ctx := context.Background()
+		if err := c.store.Put(ctx, "revoked", nil, time.Hour); err != nil {
+			b.Fatal(err)
+		}
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := c.store.Has(ctx, "not-revoked"); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
