@@ -32,7 +32,8 @@
 // steps), schemes.go (the schemes and issuer keys), redis.go (the session
 // store), login.go (the cookie and JWT keys, loaded at start) and server.go
 // (the IRMA server, shared across reloads, and the marks that sessions and
-// logouts leave: in the Redis of the sessions, else in the process). irma_issue (issue.go) and irma_sign (sign.go, signresult.go) use
-// the same session path; irma_requestor_api (requestorapi.go) wires package
+// logouts leave: in the Redis of the sessions, else in the process).
+// irma_issue (issue.go) and irma_sign (sign.go, signresult.go) use the same
+// session path; irma_requestor_api (requestorapi.go) wires package
 // requestor to the server.
 package caddyirma
