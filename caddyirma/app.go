@@ -88,7 +88,9 @@ type App struct {
 	Production bool `json:"production,omitempty"`
 
 	// Redis keeps IRMA sessions in Redis instead of in memory, so that
-	// several Caddy instances can serve the same sessions. Default: in memory.
+	// several Caddy instances can serve the same sessions; the gateway's
+	// own marks (credential expiries, logouts) go there too, so that a
+	// logout on one instance holds on all. Default: in memory.
 	Redis *RedisConfig `json:"redis,omitempty"`
 
 	// TimestampKeyFile is a PEM file with the Ed25519 key of a timestamp

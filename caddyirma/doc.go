@@ -15,15 +15,17 @@
 //   - endpoints.go: irma_endpoints stands at the top of the site. Paths under
 //     the app's prefix (/irma/) are the gateway's own (the Yivi app's
 //     protocol, the session pages' status and pairing, the JWKS, login,
-//     forward auth, logout); it passes every other request on, through
-//     the shield.
+//     forward auth, and logout in logout.go); it passes every other
+//     request on, through the shield.
 //   - shield.go: headers of the gateway's namespace (X-Irma-*, the identity
 //     header, plain attribute headers) that a client sent are removed, in
 //     every spelling, and a request that declares one as a trailer is
 //     refused; the gateway's cookies are hidden from the upstream.
 //   - auth.go: irma_auth hands the request to its login flow.
-//   - loginflow.go: the flow reads the session cookie (cookies.go) and checks
-//     the route's policy. A login that satisfies it goes back to irma_auth.
+//   - loginflow.go: the flow reads the session cookie (cookies.go), looks
+//     up in the store of marks whether a logout revoked its login
+//     (logout.go; 503 if the store cannot say), and checks the route's
+//     policy. A login that satisfies it goes back to irma_auth.
 //     Otherwise, if the visitor has a pending cookie for the route, the flow
 //     looks up that session (session.go), takes the credential expiry that
 //     the proofs left as a mark (proofs.go), and grants the login; if not,
@@ -36,8 +38,9 @@
 // The sessions run on the app: app.go (its settings, Provision as a list of
 // steps), schemes.go (the schemes and issuer keys), redis.go (the session
 // store), login.go (the cookie and JWT keys, loaded at start) and server.go
-// (the IRMA server, shared across reloads, and the marks that sessions
-// leave). irma_issue (issue.go) and irma_sign (sign.go, signresult.go) use
-// the same session path; irma_requestor_api (requestorapi.go) wires package
+// (the IRMA server, shared across reloads, and the marks that sessions and
+// logouts leave: in the Redis of the sessions, else in the process).
+// irma_issue (issue.go) and irma_sign (sign.go, signresult.go) use the same
+// session path; irma_requestor_api (requestorapi.go) wires package
 // requestor to the server.
 package caddyirma

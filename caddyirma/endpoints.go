@@ -163,7 +163,8 @@ func (e *Endpoints) loginURL(policyName, ret string) string {
 // ForwardAuth and Caddy forward_auth for the policy named by the "policy"
 // query parameter: 200 with the identity JWT in the identity header if the
 // visitor's login satisfies it, else 401 with where to log in, in the
-// X-Irma-Login header (and, for a browser's page, a page that goes there).
+// X-Irma-Login header (and, for a browser's page, a page that goes there);
+// 503 if the store of marks cannot say whether a logout ended the login.
 // The original URL, to return to afterwards, comes from X-Forwarded-Uri
 // (Traefik, Caddy) or X-Original-URI (the usual nginx setting).
 func (e *Endpoints) serveForwardAuth(w http.ResponseWriter, r *http.Request) error {
@@ -183,7 +184,9 @@ func (e *Endpoints) serveForwardAuth(w http.ResponseWriter, r *http.Request) err
 		writePathRefusal(w, http.StatusForbidden, err)
 		return nil
 	}
-	if login := f.satisfied(r); login != nil {
+	if login, err := f.satisfied(r); err != nil {
+		return err
+	} else if login != nil {
 		token, err := f.token(login)
 		if err != nil {
 			return err
@@ -203,23 +206,6 @@ func (e *Endpoints) serveForwardAuth(w http.ResponseWriter, r *http.Request) err
 		return sessionpage.RenderRedirect(w, http.StatusUnauthorized, sessionpage.Language(r), login)
 	}
 	sessionpage.WriteJSON(w, http.StatusUnauthorized, map[string]string{"error": "login_required", "login_url": login})
-	return nil
-}
-
-// serveLogout ends the visitor's login, and sends the browser on to the
-// same-site path in the "return" query parameter (default: /).
-func (e *Endpoints) serveLogout(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodGet && r.Method != http.MethodPost {
-		w.Header().Set("Allow", "GET, POST")
-		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("irma: logout: method %s", r.Method))
-	}
-	if site := r.Header.Get("Sec-Fetch-Site"); r.Method == http.MethodGet && site != "" && site != "same-origin" && site != "none" {
-		// A link on another site must not log the visitor out.
-		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("irma: logout from another site (%s)", site))
-	}
-	e.app.Login.cookies.clearAll(w, r)
-	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, returnTo(r.URL.Query().Get("return")), http.StatusSeeOther)
 	return nil
 }
 

@@ -55,7 +55,10 @@ type destination struct {
 // request itself (a login page, a JSON 401, a refusal) and returns nil.
 func (f *loginFlow) check(w http.ResponseWriter, r *http.Request, dest destination) (*loginState, error) {
 	now := f.now()
-	login := f.login.cookies.readLogin(r, now)
+	login, err := f.currentLogin(r, now)
+	if err != nil {
+		return nil, err
+	}
 	if login != nil && f.policy.SatisfiedBy(toAttributes(login.Attributes)) {
 		return login, nil
 	}
@@ -67,11 +70,30 @@ func (f *loginFlow) check(w http.ResponseWriter, r *http.Request, dest destinati
 
 // satisfied returns the visitor's login if it satisfies the policy, else
 // nil; it starts nothing.
-func (f *loginFlow) satisfied(r *http.Request) *loginState {
-	if login := f.login.cookies.readLogin(r, f.now()); login != nil && f.policy.SatisfiedBy(toAttributes(login.Attributes)) {
-		return login
+func (f *loginFlow) satisfied(r *http.Request) (*loginState, error) {
+	login, err := f.currentLogin(r, f.now())
+	if err != nil || login == nil || !f.policy.SatisfiedBy(toAttributes(login.Attributes)) {
+		return nil, err
 	}
-	return nil
+	return login, nil
+}
+
+// currentLogin returns the login of the session cookie, or nil if there
+// is none or a logout revoked it. If the store of marks cannot say which,
+// it fails closed: 503, neither the login nor a new one.
+func (f *loginFlow) currentLogin(r *http.Request, now time.Time) (*loginState, error) {
+	login := f.login.cookies.readLogin(r, now)
+	if login == nil {
+		return nil, nil
+	}
+	revoked, err := loginRevoked(r.Context(), f.backend, login.ID)
+	if err != nil {
+		return nil, caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma: login: %w", err))
+	}
+	if revoked {
+		return nil, nil
+	}
+	return login, nil
 }
 
 // token returns the identity JWT of login for this policy: with the

@@ -29,6 +29,11 @@ var irmaLogs = logbridge.New(false)
 // config reloads by key.
 var servers = caddy.NewUsagePool()
 
+// memoryMarks is the store of marks when the sessions are in memory: one
+// per process, not per IRMA server, so that a reload that starts another
+// server (changed settings or schemes) forgets no logout.
+var memoryMarks = marks.New(marks.Config{})
+
 // runningServer is an irmaserver with what it was built from, and the
 // store of the marks its sessions leave; it is destructed when the last app
 // using it is cleaned up.
@@ -47,7 +52,7 @@ func (s *runningServer) Destruct() error {
 }
 
 // newServer starts the IRMA server of the app's settings, with the store
-// of marks beside its sessions: in Redis when they are.
+// of marks beside its sessions: in Redis when they are, else the process's.
 func (a *App) newServer() (caddy.Destructor, error) {
 	if a.Redis != nil {
 		// go-redis retries a silent address for many seconds; say at once
@@ -63,17 +68,15 @@ func (a *App) newServer() (caddy.Destructor, error) {
 	if err != nil {
 		return nil, err
 	}
-	rs := &runningServer{Server: srv, conf: a.irmaConf, handler: srv.HandlerFunc()}
-	mc := marks.Config{}
+	rs := &runningServer{Server: srv, conf: a.irmaConf, handler: srv.HandlerFunc(), marks: memoryMarks}
 	if conf.StoreType == "redis" {
 		client, err := conf.RedisClient() // the client irmaserver made, cached
 		if err != nil {
 			srv.Stop()
 			return nil, err
 		}
-		mc.Redis, mc.Prefix = client.Client, client.KeyPrefix+"caddy-irma:"
+		rs.marks = marks.New(marks.Config{Redis: client.Client, Prefix: client.KeyPrefix + "caddy-irma:"})
 	}
-	rs.marks = marks.New(mc)
 	return rs, nil
 }
 

@@ -669,12 +669,12 @@ func TestAuth(t *testing.T) {
 			"":                     "/",
 		} {
 			b := newBrowser(t)
-			resp, _ := b.get(s.base+"/irma/logout?return="+url.QueryEscape(ret), nil)
+			resp, _ := b.send("POST", s.base+"/irma/logout?return="+url.QueryEscape(ret), map[string]string{"Sec-Fetch-Site": "same-origin"}, "")
 			if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != want {
 				t.Errorf("logout?return=%q: %d to %q, want %q", ret, resp.StatusCode, resp.Header.Get("Location"), want)
 			}
 		}
-		if resp, _ := b.get(s.base+"/irma/logout", nil); resp.StatusCode != http.StatusSeeOther {
+		if resp, _ := b.send("POST", s.base+"/irma/logout", map[string]string{"Sec-Fetch-Site": "same-origin"}, ""); resp.StatusCode != http.StatusSeeOther {
 			t.Fatalf("logout: %d", resp.StatusCode)
 		}
 		if b.cookie(s.base, "irma_session") != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testkit/testredis"
 	"github.com/caddy-irma/caddy-irma/caddyirma/wallet"
 )
 
@@ -18,7 +19,21 @@ import (
 // loopback HTTP, to the same trivial upstream. Compare the two:
 //
 //	go test -run '^$' -bench BenchmarkGateway -benchtime 5s ./caddyirma/e2e
-func BenchmarkGateway(b *testing.B) {
+//
+// With the sessions (and so the marks, where a login check looks for a
+// logout) in memory; BenchmarkGatewayRedis is the same with Redis.
+func BenchmarkGateway(b *testing.B) { benchGateway(b, "") }
+
+// BenchmarkGatewayRedis is BenchmarkGateway with the sessions and marks in
+// a local redis-server: each authenticated request looks up in Redis
+// whether its login was logged out.
+func BenchmarkGatewayRedis(b *testing.B) {
+	benchGateway(b, fmt.Sprintf("redis %s {\n\t\t\tdisable_tls\n\t\t}", testredis.Start(b)))
+}
+
+// benchGateway runs the benchmark with irmaStore (a redis block, or
+// nothing) in the irma option.
+func benchGateway(b *testing.B, irmaStore string) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("X-Irma-Identity") == "" && strings.HasPrefix(r.URL.Path, "/members/") {
 			http.Error(w, "no identity", http.StatusUnauthorized)
@@ -31,7 +46,8 @@ func BenchmarkGateway(b *testing.B) {
 	base, scheme := g.base, g.scheme
 	app := g.start(b, `policy members {
 			require caddy-demo.gateway.person.email
-		}`, fmt.Sprintf(`irma_auth /members/* members
+		}
+		`+irmaStore, fmt.Sprintf(`irma_auth /members/* members
 	reverse_proxy %s`, strings.TrimPrefix(up.URL, "http://")))
 
 	// Log in once, with a real wallet.

@@ -160,6 +160,21 @@ func TestDemoTour(t *testing.T) {
 		t.Errorf("signed page: %d %.600s", resp.StatusCode, body)
 	}
 
+	// Log out: the index's button posts the logout, and a link to it shows
+	// the same button; the login is over.
+	if body := page("/"); !strings.Contains(body, `<form method="post" action="/irma/logout">`) {
+		t.Errorf("index page without the logout button: %.300s", body)
+	}
+	if body := page("/irma/logout"); !strings.Contains(body, `<form method="post" action="/irma/logout?return=%2F">`) {
+		t.Errorf("logout page: %.600s", body)
+	}
+	if resp, _ := b.send("POST", base+"/irma/logout", map[string]string{"Origin": base}, ""); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("logout: %d", resp.StatusCode)
+	}
+	if code, _ := upstreamSays("/members/"); code != http.StatusUnauthorized {
+		t.Errorf("/members/ after the logout: %d", code)
+	}
+
 	// The upstream trusts no one but the gateway.
 	resp, err = http.Get("http://" + upstream + "/members/")
 	if err != nil {

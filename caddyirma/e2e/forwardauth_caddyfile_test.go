@@ -154,7 +154,8 @@ http://:%[5]d {
 	})
 
 	t.Run("logout", func(t *testing.T) {
-		resp, _ := rawRequest(t, b, "GET", front+"/irma/logout?return=%2Fapp%2F", nil, "")
+		// The gateway's url is the front's: its Origin is the gateway's own.
+		resp, _ := rawRequest(t, b, "POST", front+"/irma/logout?return=%2Fapp%2F", http.Header{"Origin": {front}}, "")
 		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/app/" {
 			t.Errorf("logout: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
 		}

@@ -146,7 +146,7 @@ func TestNginx(t *testing.T) {
 	})
 
 	t.Run("logout", func(t *testing.T) {
-		resp, _ := rawRequest(t, b, "GET", nginx+"/irma/logout?return=%2Fapp%2F", nil, "")
+		resp, _ := rawRequest(t, b, "POST", nginx+"/irma/logout?return=%2Fapp%2F", http.Header{"Sec-Fetch-Site": {"same-origin"}}, "")
 		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/app/" {
 			t.Errorf("logout: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
 		}

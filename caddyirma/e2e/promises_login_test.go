@@ -140,7 +140,7 @@ func TestPromisesLoginSettings(t *testing.T) {
 	})
 
 	t.Run("cookie_domain is the Domain of every cookie the gateway sets", func(t *testing.T) {
-		if resp, _ := b.get(base+"/irma/logout", nil); resp.StatusCode != http.StatusSeeOther {
+		if resp, _ := b.send("POST", base+"/irma/logout", map[string]string{"Sec-Fetch-Site": "same-origin"}, ""); resp.StatusCode != http.StatusSeeOther {
 			t.Fatalf("logout: %d", resp.StatusCode)
 		}
 		if jar.has("gw_login") {
@@ -353,7 +353,7 @@ func TestPromisesHTTPS(t *testing.T) {
 		}
 	})
 	t.Run("every cookie the gateway sets is Secure, removals included", func(t *testing.T) {
-		if resp, _ := b.get(base+"/irma/logout", nil); resp.StatusCode != http.StatusSeeOther {
+		if resp, _ := b.send("POST", base+"/irma/logout", map[string]string{"Sec-Fetch-Site": "same-origin"}, ""); resp.StatusCode != http.StatusSeeOther {
 			t.Fatalf("logout: %d", resp.StatusCode)
 		}
 		all := jar.all()

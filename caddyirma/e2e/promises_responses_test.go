@@ -275,38 +275,47 @@ func TestPromisesResponses(t *testing.T) {
 		}
 	})
 
-	t.Run("logout refuses a GET from another site", func(t *testing.T) {
-		for _, site := range []string{"cross-site", "same-site"} {
-			resp, _ := b.get(base+"/irma/logout", map[string]string{"Sec-Fetch-Site": site})
-			if resp.StatusCode != http.StatusForbidden {
-				t.Errorf("logout with Sec-Fetch-Site %s: %d, want 403", site, resp.StatusCode)
-			}
-			if len(resp.Header.Values("Set-Cookie")) != 0 {
-				t.Errorf("a refused logout (%s) touched cookies: %q", site, resp.Header.Values("Set-Cookie"))
+	t.Run("logout refuses a request from another site", func(t *testing.T) {
+		for _, method := range []string{"GET", "POST"} {
+			for _, site := range []string{"cross-site", "same-site"} {
+				resp, _ := b.send(method, base+"/irma/logout", map[string]string{"Sec-Fetch-Site": site}, "")
+				if resp.StatusCode != http.StatusForbidden {
+					t.Errorf("logout %s with Sec-Fetch-Site %s: %d, want 403", method, site, resp.StatusCode)
+				}
+				if len(resp.Header.Values("Set-Cookie")) != 0 {
+					t.Errorf("a refused logout (%s, %s) touched cookies: %q", method, site, resp.Header.Values("Set-Cookie"))
+				}
 			}
 		}
 		if resp, _ := b.get(base+"/members/x", nil); resp.StatusCode != http.StatusOK {
 			t.Fatalf("a refused logout logged out: %d", resp.StatusCode)
 		}
-		for _, site := range []string{"same-origin", "none", ""} {
+	})
+
+	t.Run("a GET of the logout shows a button; its POST from the site logs out", func(t *testing.T) {
+		for _, header := range []map[string]string{{"Sec-Fetch-Site": "same-origin"}, {"Sec-Fetch-Site": "none"}, {"Origin": base}} {
 			v, vjar := newRecordingBrowser(t, nil)
 			v.login(ctx, alice, base+"/members/x")
 			if resp, _ := v.get(base+"/members/x", nil); resp.StatusCode != http.StatusOK || !vjar.has(caddyirma.DefaultCookieName) {
 				t.Fatalf("login: %d", resp.StatusCode)
 			}
-			header := map[string]string{}
-			if site != "" {
-				header["Sec-Fetch-Site"] = site
+			resp, body := v.get(base+"/irma/logout?return=/members/", header)
+			if resp.StatusCode != http.StatusOK || !strings.Contains(body, `<form method="post" action="/irma/logout?return=%2Fmembers%2F">`) ||
+				len(resp.Header.Values("Set-Cookie")) != 0 {
+				t.Errorf("GET of the logout with %v: %d, cookies %q: %.500s", header, resp.StatusCode, resp.Header.Values("Set-Cookie"), body)
 			}
-			resp, _ := v.get(base+"/irma/logout?return=/members/", header)
+			if !vjar.has(caddyirma.DefaultCookieName) {
+				t.Fatalf("GET of the logout with %v logged out", header)
+			}
+			resp, _ = v.send("POST", base+"/irma/logout?return=/members/", header, "")
 			if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/members/" {
-				t.Errorf("logout with Sec-Fetch-Site %q: %d to %q", site, resp.StatusCode, resp.Header.Get("Location"))
+				t.Errorf("logout with %v: %d to %q", header, resp.StatusCode, resp.Header.Get("Location"))
 			}
 			if vjar.has(caddyirma.DefaultCookieName) {
-				t.Errorf("logout with Sec-Fetch-Site %q left the session cookie", site)
+				t.Errorf("logout with %v left the session cookie", header)
 			}
 			if resp, _ := v.get(base+"/members/x", nil); resp.StatusCode != http.StatusUnauthorized {
-				t.Errorf("after logout with Sec-Fetch-Site %q: %d", site, resp.StatusCode)
+				t.Errorf("after logout with %v: %d", header, resp.StatusCode)
 			}
 		}
 	})

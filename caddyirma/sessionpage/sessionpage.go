@@ -197,13 +197,14 @@ func Language(r *http.Request) string {
 	return "en"
 }
 
-//go:embed page.html message.html signed.html
+//go:embed page.html message.html signed.html logout.html
 var templates embed.FS
 
 var (
 	pageTemplate    = template.Must(template.New("page.html").ParseFS(templates, "page.html"))
 	messageTemplate = template.Must(template.New("message.html").ParseFS(templates, "message.html"))
 	signedTemplate  = template.Must(template.New("signed.html").ParseFS(templates, "signed.html"))
+	logoutTemplate  = template.Must(template.New("logout.html").ParseFS(templates, "logout.html"))
 )
 
 // pageData is what page.html renders.
@@ -220,6 +221,10 @@ type pageData struct {
 	Message   string
 	Signature string
 	Download  template.URL
+	// For the logout page: where its button posts.
+	Action string
+	// ReferrerPolicy is the page's; default no-referrer.
+	ReferrerPolicy string
 }
 
 // Render writes the HTML page for p, with a strict Content-Security-Policy.
@@ -283,7 +288,11 @@ func write(w http.ResponseWriter, code int, t *template.Template, data pageData)
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
+	referrer := data.ReferrerPolicy
+	if referrer == "" {
+		referrer = "no-referrer"
+	}
+	h.Set("Referrer-Policy", referrer)
 	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'nonce-"+data.Nonce+"'; style-src 'nonce-"+data.Nonce+"'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 	w.WriteHeader(code)
 	_, err := w.Write(buf.Bytes())
@@ -351,6 +360,29 @@ func RenderMessage(w http.ResponseWriter, code int, lang, kind, retryURL string)
 		return err
 	}
 	return write(w, code, messageTemplate, pageData{Lang: lang, Nonce: nonce, Text: text, Link: retryURL})
+}
+
+// RenderLogout writes the page of a logout link: a button that posts the
+// logout to action (a same-site URL), and a link back to backURL (a
+// same-site path; none if empty). The page cannot be framed, so that no
+// other site can trick a click on its button; and it keeps the Origin of
+// the post (Referrer-Policy same-origin: under no-referrer, browsers send
+// Origin: null with a form's post).
+func RenderLogout(w http.ResponseWriter, lang, action, backURL string) error {
+	if _, ok := texts[lang]; !ok {
+		lang = "en"
+	}
+	text := map[string]string{}
+	for k, v := range texts[lang]["logout"] {
+		text[k] = v
+	}
+	nonce, err := newNonce()
+	if err != nil {
+		return err
+	}
+	w.Header().Set("X-Frame-Options", "DENY") // for browsers without CSP frame-ancestors
+	return write(w, http.StatusOK, logoutTemplate, pageData{Lang: lang, Nonce: nonce, Text: text, Action: action, Link: backURL,
+		ReferrerPolicy: "same-origin"})
 }
 
 func newNonce() (string, error) {

@@ -162,3 +162,33 @@ func TestWriteJSON(t *testing.T) {
 		t.Errorf("got %d %q %q", w.Code, w.Header().Get("Content-Type"), w.Body.String())
 	}
 }
+
+func TestRenderLogout(t *testing.T) {
+	w := httptest.NewRecorder()
+	if err := RenderLogout(w, "nl", `/irma/logout?return=%2F"><script>x</script>`, `/back"><b>`); err != nil {
+		t.Fatal(err)
+	}
+	body, h := w.Body.String(), w.Header()
+	if w.Code != http.StatusOK || !strings.Contains(body, `<form method="post" action="/irma/logout?return=%2F%22%3e%3cscript%3ex%3c/script%3e">`) ||
+		!strings.Contains(body, `lang="nl"`) || !strings.Contains(body, ">Uitloggen</button>") || strings.Contains(body, "<script") || strings.Contains(body, "<b>") {
+		t.Errorf("%d %s", w.Code, body)
+	}
+	for name, want := range map[string]string{
+		"X-Frame-Options": "DENY", "Referrer-Policy": "same-origin", "Cache-Control": "no-store",
+	} {
+		if got := h.Get(name); got != want {
+			t.Errorf("%s %q, want %q", name, got, want)
+		}
+	}
+	if csp := h.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") || !strings.Contains(csp, "form-action 'self'") {
+		t.Errorf("Content-Security-Policy %q", csp)
+	}
+	// The other pages keep no-referrer.
+	w = httptest.NewRecorder()
+	if err := RenderMessage(w, http.StatusForbidden, "en", "logoutrefused", "/irma/logout"); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.Header().Get("Referrer-Policy"); got != "no-referrer" || !strings.Contains(w.Body.String(), "Not logged out") {
+		t.Errorf("Referrer-Policy %q: %s", got, w.Body)
+	}
+}

@@ -48,6 +48,17 @@ var texts = map[string]map[string]map[string]string{
 			"title":   "Access refused",
 			"message": "What you showed with the Yivi app does not give access to this page.",
 		},
+		"logout": {
+			"title":   "Log out",
+			"message": "Log out of this site?",
+			"button":  "Log out",
+			"back":    "Stay logged in",
+		},
+		"logoutrefused": {
+			"title":   "Not logged out",
+			"message": "This request to log out did not come from this site, or your browser did not say where it came from. Use the site's own Log out button.",
+			"retry":   "Log out",
+		},
 		"sign": {
 			"title": "Sign with Yivi",
 			"intro": "Sign the statement with your data in the Yivi app.",
@@ -98,6 +109,17 @@ var texts = map[string]map[string]map[string]string{
 		"refused": {
 			"title":   "Geen toegang",
 			"message": "Wat u met de Yivi-app liet zien, geeft geen toegang tot deze pagina.",
+		},
+		"logout": {
+			"title":   "Uitloggen",
+			"message": "Uitloggen van deze site?",
+			"button":  "Uitloggen",
+			"back":    "Ingelogd blijven",
+		},
+		"logoutrefused": {
+			"title":   "Niet uitgelogd",
+			"message": "Dit verzoek om uit te loggen kwam niet van deze site, of uw browser zei niet waar het vandaan kwam. Gebruik de eigen knop Uitloggen van de site.",
+			"retry":   "Uitloggen",
 		},
 		"sign": {
 			"title": "Ondertekenen met Yivi",

@@ -2,7 +2,10 @@
 // under a key, each until it is taken or its time is up. A mark records
 // what one step of a flow leaves for a later step, to be used once: when
 // the credentials disclosed in a session expire (recorded from the proofs,
-// taken by the login), or that a signature has not been fetched yet.
+// taken by the login), or that a signature has not been fetched yet. Or it
+// records a fact that many later steps look at, until its time is up: that
+// a login was logged out (put by the logout, looked at by every request
+// that the login's cookie comes with).
 //
 // The store is in the process, or in the Redis that holds the IRMA
 // sessions, so that every instance of the gateway sees the same marks: a
@@ -31,13 +34,14 @@ type Store interface {
 	// whether it did: of concurrent adders, one does.
 	Add(ctx context.Context, key string, value []byte, ttl time.Duration) (added bool, err error)
 
-	// Has says whether a mark is under key, and leaves it there.
-	Has(ctx context.Context, key string) (bool, error)
-
 	// Take returns the value under key and removes it. Of concurrent
 	// takers, one gets it; ok is false for the others, and for a key that
 	// was never put, was taken, or whose time is up.
 	Take(ctx context.Context, key string) (value []byte, ok bool, err error)
+
+	// Has says whether a mark is under key whose time is not up, and
+	// leaves it there.
+	Has(ctx context.Context, key string) (bool, error)
 }
 
 // Config chooses and configures a Store.
@@ -71,7 +75,7 @@ const sweepEvery = time.Minute
 
 type memoryStore struct {
 	now       func() time.Time
-	mu        sync.Mutex
+	mu        sync.RWMutex // read-locked by Has, which every logged-in request calls
 	m         map[string]memoryMark
 	lastSweep time.Time
 }
@@ -108,14 +112,6 @@ func (s *memoryStore) Add(_ context.Context, key string, value []byte, ttl time.
 	return true, nil
 }
 
-func (s *memoryStore) Has(_ context.Context, key string) (bool, error) {
-	now := s.now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, ok := s.m[key]
-	return ok && now.Before(v.expires), nil
-}
-
 func (s *memoryStore) Take(_ context.Context, key string) ([]byte, bool, error) {
 	now := s.now()
 	s.mu.Lock()
@@ -126,6 +122,14 @@ func (s *memoryStore) Take(_ context.Context, key string) ([]byte, bool, error) 
 		return nil, false, nil
 	}
 	return v.value, true, nil
+}
+
+func (s *memoryStore) Has(_ context.Context, key string) (bool, error) {
+	now := s.now()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	v, ok := s.m[key]
+	return ok && now.Before(v.expires), nil
 }
 
 // redisStore keeps each mark as the time its time is up (Unix

@@ -47,6 +47,12 @@ func TestRedisNotAMark(t *testing.T) {
 	if _, ok, err := s.Take(context.Background(), "k"); ok || err == nil || !strings.Contains(err.Error(), "not a mark") {
 		t.Errorf("took a foreign value: %v %v", ok, err)
 	}
+	if err := client.Set(context.Background(), "p-h", "x", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.Has(context.Background(), "h"); ok || err == nil || !strings.Contains(err.Error(), "not a mark") {
+		t.Errorf("has a foreign value: %v %v", ok, err)
+	}
 }
 
 func TestRedisDown(t *testing.T) {
@@ -58,5 +64,40 @@ func TestRedisDown(t *testing.T) {
 	}
 	if _, ok, err := s.Take(context.Background(), "k"); err == nil || ok {
 		t.Error("take from an unreachable Redis gave no error")
+	}
+	if ok, err := s.Has(context.Background(), "k"); err == nil || ok {
+		t.Error("has of an unreachable Redis gave no error")
+	}
+}
+
+// BenchmarkHas is the lookup that every request with a login makes (was
+// the login logged out?), in memory and in a local redis-server:
+//
+//	go test -run '^$' -bench BenchmarkHas ./caddyirma/internal/marks
+func BenchmarkHas(b *testing.B) {
+	client := redis.NewClient(&redis.Options{Addr: testredis.Start(b)})
+	b.Cleanup(func() { client.Close() })
+	for _, c := range []struct {
+		name  string
+		store marks.Store
+	}{
+		{"memory", marks.New(marks.Config{})},
+		{"redis", marks.New(marks.Config{Redis: client, Prefix: "bench-"})},
+	} {
+		ctx := context.Background()
+		if err := c.store.Put(ctx, "revoked", nil, time.Hour); err != nil {
+			b.Fatal(err)
+		}
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := c.store.Has(ctx, "not-revoked"); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
 	}
 }

@@ -61,6 +61,14 @@ func Run(t *testing.T, newStore NewStore) {
 		}
 		return string(v), ok
 	}
+	has := func(t *testing.T, s marks.Store, key string) bool {
+		t.Helper()
+		ok, err := s.Has(ctx, key)
+		if err != nil {
+			t.Fatalf("has %s: %v", key, err)
+		}
+		return ok
+	}
 
 	t.Run("taken once", func(t *testing.T) {
 		s, _ := setup(t)
@@ -206,10 +214,80 @@ func Run(t *testing.T, newStore NewStore) {
 			t.Errorf("%d adders added the mark, want 1", got.Load())
 		}
 	})
+	t.Run("has leaves the mark", func(t *testing.T) {
+		s, _ := setup(t)
+		put(t, s, "a", "1", time.Minute)
+		for i := range 3 {
+			if !has(t, s, "a") {
+				t.Fatalf("look %d: no mark", i+1)
+			}
+		}
+		if v, ok := take(t, s, "a"); !ok || v != "1" {
+			t.Fatalf("take after has: %q %v, want 1", v, ok)
+		}
+		if has(t, s, "a") {
+			t.Error("a taken mark is there")
+		}
+	})
+	t.Run("has nothing never put", func(t *testing.T) {
+		s, _ := setup(t)
+		if has(t, s, "nothing") {
+			t.Error("a mark that was never put is there")
+		}
+	})
+	t.Run("has until the time is up", func(t *testing.T) {
+		s, c := setup(t)
+		put(t, s, "a", "", 2*time.Hour)
+		c.Advance(2*time.Hour - time.Millisecond)
+		if !has(t, s, "a") {
+			t.Error("a mark was gone before its time")
+		}
+		c.Advance(time.Millisecond)
+		if has(t, s, "a") {
+			t.Error("a mark whose time is up is there")
+		}
+	})
+	t.Run("has what put replaced", func(t *testing.T) {
+		// A longer time replaces a shorter one: what a logout of the same
+		// login puts again.
+		s, c := setup(t)
+		put(t, s, "a", "", time.Minute)
+		put(t, s, "a", "", time.Hour)
+		c.Advance(30 * time.Minute)
+		if !has(t, s, "a") {
+			t.Error("the replacing mark's time was not kept")
+		}
+	})
+	t.Run("has of many", func(t *testing.T) {
+		// Every request that comes with a login looks; none changes what
+		// the others see.
+		s, _ := setup(t)
+		put(t, s, "a", "", time.Minute)
+		var wg sync.WaitGroup
+		var missed atomic.Int64
+		for range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if ok, err := s.Has(ctx, "a"); err != nil {
+					t.Error(err)
+				} else if !ok {
+					missed.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		if missed.Load() != 0 {
+			t.Errorf("%d of 16 lookers missed the mark", missed.Load())
+		}
+	})
 	t.Run("stores apart", func(t *testing.T) {
 		s1, _ := setup(t)
 		s2, _ := setup(t)
 		put(t, s1, "k", "1", time.Minute)
+		if has(t, s2, "k") {
+			t.Fatal("another store has the mark")
+		}
 		if v, ok := take(t, s2, "k"); ok {
 			t.Fatalf("another store took %q", v)
 		}

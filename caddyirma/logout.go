@@ -1,0 +1,184 @@
+package caddyirma
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/logbridge"
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/marks"
+	"github.com/caddy-irma/caddy-irma/caddyirma/sessionpage"
+)
+
+// The logout: who may ask for it, and what it ends. Only a POST that the
+// browser says comes from the gateway's own origin logs out; a GET (a
+// link) answers a page whose button posts. The logout revokes the login's
+// id in the store of marks until the login would have ended by itself, so
+// that no copy of the session cookie opens anything afterwards, on any
+// instance that shares the store; every login check looks the id up.
+
+// serveLogout answers a link to the logout (GET) with a page whose button
+// posts it; a POST from the gateway's own origin ends the visitor's login
+// and sends the browser on to the same-site path in the "return" query
+// parameter (default: /). A request from another origin gets 403, as does
+// a POST that does not say where it came from.
+func (e *Endpoints) serveLogout(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		w.Header().Set("Allow", "GET, POST")
+		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("irma: logout: method %s", r.Method))
+	}
+	ret := returnTo(r.URL.Query().Get("return"))
+	here := e.app.prefix + "logout?" + url.Values{"return": {ret}}.Encode()
+	source, why := sourceOf(r, e.app.serverURL)
+	switch {
+	case source == sourceForeign:
+		return e.refuseLogout(w, r, here, "the request comes from another origin ("+why+")")
+	case r.Method == http.MethodGet:
+		// A GET is safe: prefetching, link scanners, an <img> on the site
+		// and a link in a mail all send one. It changes nothing.
+		return sessionpage.RenderLogout(w, sessionpage.Language(r), here, ret)
+	case source == sourceUnknown:
+		return e.refuseLogout(w, r, here, "the request says neither Sec-Fetch-Site nor Origin")
+	}
+	if err := endLogin(w, r, &e.app.Login.cookies, appServer{e.app}, time.Now()); err != nil {
+		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma: logout: %w", err))
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, ret, http.StatusSeeOther)
+	return nil
+}
+
+// refuseLogout answers a logout that the gateway does not take, with the
+// reason, and a link to the page of the logout (here).
+func (e *Endpoints) refuseLogout(w http.ResponseWriter, r *http.Request, here, reason string) error {
+	e.app.logger.Info("logout refused", zap.String("reason", reason), zap.String("method", r.Method))
+	if sessionpage.WantsPage(r) {
+		return sessionpage.RenderMessage(w, http.StatusForbidden, sessionpage.Language(r), "logoutrefused", here)
+	}
+	sessionpage.WriteJSON(w, http.StatusForbidden, map[string]string{"error": "logout_refused", "message": "logout: " + reason})
+	return nil
+}
+
+// endLogin ends the login of r, if it has one: it revokes the login's id
+// in the store of marks, then removes the gateway's cookies from the
+// browser. If the revocation cannot be stored, it returns the error and
+// leaves the cookies, so that the visitor can try again.
+func endLogin(w http.ResponseWriter, r *http.Request, cookies *gatewayCookies, b backend, now time.Time) error {
+	if login := cookies.readLogin(r, now); login != nil {
+		store, err := b.marks()
+		if err != nil {
+			return err
+		}
+		if err := revokeLogin(r.Context(), store, login, now); err != nil {
+			return err
+		}
+	}
+	cookies.clearAll(w, r)
+	return nil
+}
+
+// revokedLoginKey is the mark of a login that was logged out, by its id.
+func revokedLoginKey(loginID string) string { return "revoked-login:" + loginID }
+
+// revocationSlack keeps a revocation a little longer than the login it
+// ends, so that instances whose clocks differ by less still agree that
+// the login is over.
+const revocationSlack = time.Minute
+
+// revokeLogin records that login is over, until it would have ended by
+// itself (its Expires, bounded by the cookie and the credentials).
+func revokeLogin(ctx context.Context, store marks.Store, login *loginState, now time.Time) error {
+	if err := store.Put(ctx, revokedLoginKey(login.ID), nil, login.Expires.Sub(now)+revocationSlack); err != nil {
+		return fmt.Errorf("revoking login %s: %w", logbridge.Fingerprint(login.ID), err)
+	}
+	return nil
+}
+
+// loginRevoked says whether a logout revoked the login with this id.
+func loginRevoked(ctx context.Context, b backend, loginID string) (bool, error) {
+	store, err := b.marks()
+	if err != nil {
+		return false, err
+	}
+	revoked, err := store.Has(ctx, revokedLoginKey(loginID))
+	if err != nil {
+		return false, fmt.Errorf("looking up the logout of login %s: %w", logbridge.Fingerprint(loginID), err)
+	}
+	return revoked, nil
+}
+
+// requestSource is where a request comes from, by what the browser says.
+type requestSource int
+
+const (
+	// sourceUnknown: neither Sec-Fetch-Site nor Origin, which a browser
+	// sends with every POST since about 2020: an older browser, or a
+	// program that is not a browser.
+	sourceUnknown requestSource = iota
+	// sourceOwn: a page of the gateway's own origin, or the visitor
+	// (Sec-Fetch-Site none: the address bar, a bookmark).
+	sourceOwn
+	// sourceForeign: anything else.
+	sourceForeign
+)
+
+// sourceOf says where r comes from: Sec-Fetch-Site if it has one
+// (same-origin and none are the gateway's own), else Origin, which must be
+// the origin of the app's URL (appURL) or of r itself (its scheme and
+// Host). The second return value says what was found, for a refusal.
+func sourceOf(r *http.Request, appURL string) (requestSource, string) {
+	if site := r.Header.Values("Sec-Fetch-Site"); len(site) > 0 {
+		if len(site) == 1 && (site[0] == "same-origin" || site[0] == "none") {
+			return sourceOwn, ""
+		}
+		return sourceForeign, fmt.Sprintf("Sec-Fetch-Site %q", strings.Join(site, ", "))
+	}
+	origin := r.Header.Values("Origin")
+	if len(origin) == 0 {
+		return sourceUnknown, ""
+	}
+	if len(origin) == 1 {
+		if o, ok := parseOrigin(origin[0]); ok {
+			requestScheme := "http"
+			if r.TLS != nil {
+				requestScheme = "https"
+			}
+			own := []string{requestScheme + "://" + r.Host}
+			if app, err := url.Parse(appURL); err == nil {
+				own = append(own, app.Scheme+"://"+app.Host)
+			}
+			for _, s := range own {
+				if mine, ok := parseOrigin(s); ok && mine == o {
+					return sourceOwn, ""
+				}
+			}
+		}
+	}
+	return sourceForeign, fmt.Sprintf("Origin %q", strings.Join(origin, ", "))
+}
+
+// webOrigin is an http or https origin, its host name in lower case and
+// its port explicit.
+type webOrigin struct{ scheme, host, port string }
+
+// parseOrigin parses an origin as browsers send it: scheme://host[:port].
+// "null", and anything with user info, a path, a query or a fragment, is
+// no origin.
+func parseOrigin(s string) (webOrigin, bool) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		u.Path != "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.Opaque != "" {
+		return webOrigin{}, false
+	}
+	o := webOrigin{scheme: u.Scheme, host: strings.ToLower(u.Hostname()), port: u.Port()}
+	if o.port == "" {
+		o.port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	return o, true
+}
