@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/internal/logbridge"
+	"github.com/caddy-irma/caddy-irma/caddyirma/proofbounds"
 	"github.com/caddy-irma/caddy-irma/caddyirma/sessionpage"
 	"github.com/caddy-irma/caddy-irma/caddyirma/signature"
 )
@@ -111,7 +112,8 @@ func (e *Endpoints) serveIRMA(w http.ResponseWriter, r *http.Request, rest strin
 	}
 	h := http.StripPrefix(strings.TrimSuffix(e.app.prefix, "/"), rs.handler)
 	if tok, ok := proofsClientToken(rest); ok && r.Method == http.MethodPost {
-		return serveProofs(w, r, h, rs.marks, tok, e.app.markTTL())
+		check := func(body []byte) error { return proofbounds.CheckPosted(rs.conf, body) }
+		return serveProofs(w, r, h, rs.marks, tok, e.app.markTTL(), check)
 	}
 	h.ServeHTTP(w, r)
 	return nil

@@ -35,6 +35,8 @@ type proofsSite struct {
 	*authSite
 	mu     sync.Mutex
 	proofs map[string][]byte // by request path
+	// before, if set, sees each post of proofs before it is passed on.
+	before func(r *http.Request, body []byte)
 }
 
 func newProofsSite(t *testing.T) *proofsSite {
@@ -48,7 +50,11 @@ func newProofsSite(t *testing.T) *proofsSite {
 			body, _ := io.ReadAll(r.Body)
 			s.mu.Lock()
 			s.proofs[r.URL.Path] = body
+			before := s.before
 			s.mu.Unlock()
+			if before != nil {
+				before(r, body)
+			}
 			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
 		rp.ServeHTTP(w, r)
