@@ -49,7 +49,9 @@ func (s *sessionServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // refuses input; posts to sessions that do not exist are passed on unread.
 func TestServeProofsBounds(t *testing.T) {
 	body, _ := disclosureBody(t)
-	outOfBounds := func([]byte) error { return errors.New("v_response of 3300001 bits, at most 2037: " + proofbounds.ErrOutOfBounds.Error()) }
+	outOfBounds := func([]byte) error {
+		return errors.New("v_response of 3300001 bits, at most 2037: " + proofbounds.ErrOutOfBounds.Error())
+	}
 	type result struct {
 		code     int
 		irmaErr  string // the error of irmaserver's JSON shape
