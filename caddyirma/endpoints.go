@@ -115,6 +115,15 @@ func (e *Endpoints) serveIRMA(w http.ResponseWriter, r *http.Request, rest strin
 		check := func(body []byte) error { return proofbounds.CheckPosted(rs.conf, body) }
 		return serveProofs(w, r, h, rs.marks, tok, e.app.markTTL(), check)
 	}
+	if r.Method == http.MethodPost && strings.HasSuffix(rest, "/commitments") {
+		// gabi would exponentiate with the numbers of the commitments before
+		// it checks their sizes (checkPost, proofs.go).
+		check := func(body []byte) error { return proofbounds.CheckCommitments(rs.conf, body) }
+		if _, ok := checkPost(w, r, h, check); ok {
+			h.ServeHTTP(w, r)
+		}
+		return nil
+	}
 	h.ServeHTTP(w, r)
 	return nil
 }

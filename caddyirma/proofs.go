@@ -35,7 +35,7 @@ import (
 // session that exists: it asks irmaserver, in process, for the session's
 // status, which reads no body; for a session that does not exist it passes
 // the post on untouched, and irmaserver answers SESSION_UNKNOWN before the
-// body is read. For any session that exists, in any status, the body is
+// body is read. Commitments (issuance) are bounded the same way. For any session that exists, in any status, the body is
 // read (up to maxProofsBody, irmaserver would read up to 10 MB) and checked.
 // Checking only while the session is CONNECTED would do no less work (a
 // client connects for free) but would race: a session can become CONNECTED
@@ -70,32 +70,16 @@ func proofsClientToken(rest string) (string, bool) {
 }
 
 // serveProofs passes the app's proofs to irmaserver (next), bounded by
-// check if the session exists, and if irmaserver accepts them, records when
-// their credentials expire, for ttl. A refusal is written as irmaserver
-// writes its errors, for the app to show.
+// check (checkPost), and if irmaserver accepts them, records when their
+// credentials expire, for ttl.
 func serveProofs(w http.ResponseWriter, r *http.Request, next http.Handler, store marks.Store, clientToken string, ttl time.Duration, check func(body []byte) error) error {
-	if !sessionExists(next, r) {
-		next.ServeHTTP(w, r)
+	body, ok := checkPost(w, r, next, check)
+	if !ok {
 		return nil
 	}
-	body, err := readProofs(r)
-	switch {
-	case errors.Is(err, errProofsTooLarge):
-		server.WriteResponse(w, nil, &irma.RemoteError{Status: http.StatusRequestEntityTooLarge, ErrorName: string(server.ErrorMalformedInput.Type),
-			Description: server.ErrorMalformedInput.Description, Message: err.Error()})
-		return nil
-	case err != nil:
-		server.WriteError(w, server.ErrorMalformedInput, err.Error())
-		return nil
-	}
-	if err := check(body); err != nil {
-		server.WriteError(w, server.ErrorMalformedInput, "proofs refused: "+err.Error())
-		return nil
-	}
-	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
 	rec := &statusRecorder{ResponseWriter: w}
 	next.ServeHTTP(rec, r)
-	if rec.status != http.StatusOK {
+	if rec.status != http.StatusOK || body == nil {
 		return nil
 	}
 	if err := recordCredentialExpiry(r.Context(), store, clientToken, body, ttl); err != nil {
@@ -103,6 +87,39 @@ func serveProofs(w http.ResponseWriter, r *http.Request, next http.Handler, stor
 		return fmt.Errorf("recording credential expiry: %w", err)
 	}
 	return nil
+}
+
+// checkPost bounds what the Yivi app posts (proofs or commitments) to a
+// session that irmaserver (next) holds: it reads the body, up to
+// maxProofsBody, and has check refuse numbers that no genuine proof has,
+// before irmaserver verifies them. A refusal is written as irmaserver writes
+// its errors, for the app to show, and ok is false. A post to a session that
+// does not exist is left unread (body nil) for irmaserver to refuse.
+func checkPost(w http.ResponseWriter, r *http.Request, next http.Handler, check func(body []byte) error) (body []byte, ok bool) {
+	switch lookUpSession(next, r) {
+	case sessionAbsent:
+		return nil, true
+	case sessionUnsure:
+		// Not passed on unchecked: irmaserver may find the session next time.
+		server.WriteError(w, server.ErrorInternal, "the session could not be looked up")
+		return nil, false
+	}
+	body, err := readProofs(r)
+	switch {
+	case errors.Is(err, errProofsTooLarge):
+		server.WriteResponse(w, nil, &irma.RemoteError{Status: http.StatusRequestEntityTooLarge, ErrorName: string(server.ErrorMalformedInput.Type),
+			Description: server.ErrorMalformedInput.Description, Message: err.Error()})
+		return nil, false
+	case err != nil:
+		server.WriteError(w, server.ErrorMalformedInput, err.Error())
+		return nil, false
+	}
+	if err := check(body); err != nil {
+		server.WriteError(w, server.ErrorMalformedInput, "proofs refused: "+err.Error())
+		return nil, false
+	}
+	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+	return body, true
 }
 
 var errProofsTooLarge = fmt.Errorf("proofs larger than %d bytes", maxProofsBody)
@@ -122,17 +139,32 @@ func readProofs(r *http.Request) ([]byte, error) {
 	return body, nil
 }
 
-// sessionExists asks irmaserver (next, in process) whether the session of a
-// post to its proofs exists: the session's status endpoint, at the same
-// host, answers 200 for any session that irmaserver holds.
-func sessionExists(next http.Handler, post *http.Request) bool {
+// What irmaserver says of a session.
+const (
+	sessionFound  = iota
+	sessionAbsent // refused for good: unknown, a malformed token, another host
+	sessionUnsure // an error that may pass (its store, say)
+)
+
+// lookUpSession asks irmaserver (next, in process) whether the session of a
+// post to one of its endpoints (.../session/{token}/proofs, say) exists: the
+// session's status endpoint, at the same host, answers 200 for any session
+// that irmaserver holds, and 400 (SESSION_UNKNOWN, INVALID_REQUEST) or 403
+// (a host mismatch) where it refuses a post without reading its body.
+func lookUpSession(next http.Handler, post *http.Request) int {
 	r := post.Clone(post.Context())
 	r.Method, r.Body, r.ContentLength, r.Header = http.MethodGet, http.NoBody, 0, http.Header{}
-	r.URL.Path, r.URL.RawPath, r.URL.RawQuery = strings.TrimSuffix(post.URL.Path, "/proofs")+"/status", "", ""
+	r.URL.Path, r.URL.RawPath, r.URL.RawQuery = post.URL.Path[:strings.LastIndexByte(post.URL.Path, '/')]+"/status", "", ""
 	r.RequestURI = ""
 	w := &statusOnly{header: http.Header{}}
 	next.ServeHTTP(w, r)
-	return w.status == http.StatusOK
+	switch w.status {
+	case http.StatusOK:
+		return sessionFound
+	case http.StatusBadRequest, http.StatusForbidden:
+		return sessionAbsent
+	}
+	return sessionUnsure
 }
 
 // statusOnly is a response writer that keeps the status code only.

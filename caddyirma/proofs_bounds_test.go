@@ -20,7 +20,8 @@ func acceptProofs([]byte) error { return nil }
 
 // sessionServer stands in for irmaserver: one session, tok, at host
 // gateway.example. Its status answers 200; a post to its proofs is read and
-// answered 200. Other sessions are unknown (400, nothing read).
+// answered 200. The status of session broken fails; other sessions are
+// unknown (400, nothing read).
 type sessionServer struct {
 	posts    int
 	received []byte
@@ -29,6 +30,11 @@ type sessionServer struct {
 func (s *sessionServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	known := strings.HasPrefix(r.URL.Path, "/session/tok/")
 	switch {
+	case r.URL.Path == "/session/broken/status":
+		http.Error(w, `{"error":"INTERNAL_ERROR"}`, http.StatusInternalServerError) // its store failed, say
+	case r.URL.Path == "/session/broken/proofs":
+		s.posts++
+		s.received, _ = io.ReadAll(r.Body)
 	case !known:
 		http.Error(w, `{"error":"SESSION_UNKNOWN"}`, http.StatusBadRequest)
 	case r.Host != "gateway.example":
@@ -85,6 +91,13 @@ func TestServeProofsBounds(t *testing.T) {
 		// 10 MB, as irmaserver allows: not read, not checked.
 		got := run(t, "/irma/session/other/proofs", "gateway.example", bytes.NewReader(bytes.Repeat([]byte("["), 10<<20)), 10<<20, outOfBounds)
 		if got.code != http.StatusBadRequest || got.read != 0 || got.checked != 0 {
+			t.Errorf("%+v", got)
+		}
+	})
+	t.Run("session not looked up", func(t *testing.T) {
+		// Not passed on unchecked: the store may find it next time.
+		got := run(t, "/irma/session/broken/proofs", "gateway.example", bytes.NewReader(body), int64(len(body)), outOfBounds)
+		if got.code != http.StatusInternalServerError || got.posts != 0 || got.read != 0 {
 			t.Errorf("%+v", got)
 		}
 	})

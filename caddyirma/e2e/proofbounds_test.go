@@ -5,104 +5,135 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
 
-// inflateProofs returns a body of proofs with the number at path (in the
-// first proof) replaced by one of 3.3 Mbit.
-func inflateProofs(t *testing.T, body []byte, path ...string) []byte {
-	t.Helper()
+// inflateProofs returns a body of proofs (its list under listKey) with the
+// number at path, in the first proof, replaced by one of 3.3 Mbit.
+func inflateProofs(body []byte, listKey string, path ...string) ([]byte, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	var m map[string]any
 	if err := dec.Decode(&m); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	obj := m["proofs"].([]any)[0].(map[string]any)
+	list, _ := m[listKey].([]any)
+	if len(list) == 0 {
+		return nil, errors.New("no " + listKey)
+	}
+	obj, _ := list[0].(map[string]any)
 	for _, k := range path[:len(path)-1] {
-		obj = obj[k].(map[string]any)
+		obj, _ = obj[k].(map[string]any)
 	}
 	if _, ok := obj[path[len(path)-1]]; !ok {
-		t.Fatalf("no %v in the proofs", path)
+		return nil, errors.New("no " + strings.Join(path, " ") + " in the first proof")
 	}
 	obj[path[len(path)-1]] = base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0xa5}, 3_300_000/8))
-	out, err := json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return json.Marshal(m)
 }
 
-// TestProofsOutOfBounds: while the wallet posts its proofs, a copy with one
-// number inflated (gabi would exponentiate with it for seconds) is posted
-// first, with the wallet's own client authorization, to the session, which
-// is CONNECTED. The gateway refuses each (400, as irmaserver refuses
-// input) before irmaserver verifies it: the session stays CONNECTED, and
-// the wallet's genuine proofs, passed on next, log in. (Had irmaserver
-// verified an inflated copy, it would have ended the session.)
+// TestProofsOutOfBounds: while the wallet posts its commitments (at
+// issuance) and its proofs (at a login), copies with one number inflated
+// (gabi would exponentiate with it for seconds) are posted first, with the
+// wallet's own client authorization, to the session, which is CONNECTED.
+// The gateway refuses each (400, as irmaserver refuses input) before
+// irmaserver verifies it: the session stays CONNECTED, and the wallet's
+// genuine post, passed on next, issues or logs in. (Had irmaserver
+// verified an inflated copy, it would have ended the session, and the
+// genuine post would get 403 UNEXPECTED_REQUEST.)
 func TestProofsOutOfBounds(t *testing.T) {
 	s := newProofsSite(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	alice := s.newWallet(t, "alice@example.com", "yes")
 
+	endpoints := map[string]struct {
+		list   string
+		fields [][]string
+	}{
+		"commitments": {"combinedProofs", [][]string{{"v_prime_response"}, {"s_response"}, {"c"}, {"U"}}},
+		"proofs":      {"proofs", [][]string{{"v_response"}, {"e_response"}, {"a_responses", "0"}, {"c"}, {"A"}}},
+	}
 	type refusal struct {
 		status      int
 		body        string
 		statusAfter string
 	}
-	refusals := map[string]refusal{}
-	fields := [][]string{{"v_response"}, {"e_response"}, {"a_responses", "0"}, {"c"}, {"A"}}
+	var mu sync.Mutex
+	refusals := map[string]refusal{} // by endpoint and field
+	post := func(r *http.Request, body []byte) (int, string, error) {
+		req, err := http.NewRequest(http.MethodPost, s.base+r.URL.Path, bytes.NewReader(body))
+		if err != nil {
+			return 0, "", err
+		}
+		for k, v := range r.Header {
+			if k != "Content-Length" {
+				req.Header[k] = v
+			}
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return resp.StatusCode, string(b), nil
+	}
+	status := func(r *http.Request) string {
+		resp, err := http.Get(s.base + r.URL.Path[:strings.LastIndexByte(r.URL.Path, '/')] + "/status")
+		if err != nil {
+			return err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return string(b)
+	}
 	s.mu.Lock()
 	s.before = func(r *http.Request, genuine []byte) {
-		for _, path := range fields {
-			req, err := http.NewRequest(http.MethodPost, s.base+r.URL.Path, bytes.NewReader(inflateProofs(t, genuine, path...)))
+		endpoint := r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:]
+		e := endpoints[endpoint]
+		for _, path := range e.fields {
+			name := endpoint + " " + strings.Join(path, " ")
+			inflated, err := inflateProofs(genuine, e.list, path...)
 			if err != nil {
-				t.Error(err)
-				return
+				t.Errorf("%s: %v", name, err)
+				continue
 			}
-			for k, v := range r.Header {
-				if k != "Content-Length" {
-					req.Header[k] = v
-				}
-			}
-			resp, err := http.DefaultClient.Do(req)
+			code, body, err := post(r, inflated)
 			if err != nil {
-				t.Error(err)
-				return
+				t.Errorf("%s: %v", name, err)
+				continue
 			}
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-			resp.Body.Close()
-			statusResp, err := http.Get(s.base + strings.TrimSuffix(r.URL.Path, "/proofs") + "/status")
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			after, _ := io.ReadAll(io.LimitReader(statusResp.Body, 4096))
-			statusResp.Body.Close()
-			refusals[strings.Join(path, " ")] = refusal{resp.StatusCode, string(body), string(after)}
+			mu.Lock()
+			refusals[name] = refusal{code, body, status(r)}
+			mu.Unlock()
 		}
 	}
 	s.mu.Unlock()
 
+	alice := s.newWallet(t, "alice@example.com", "yes") // issuance: commitments
 	b := newBrowser(t)
-	b.login(ctx, alice, s.base+"/members/")
+	b.login(ctx, alice, s.base+"/members/") // disclosure: proofs
 	if resp, body := b.get(s.base+"/members/", nil); resp.StatusCode != http.StatusOK {
 		t.Errorf("the login after the refused copies: %d %s", resp.StatusCode, body)
 	}
-	if len(refusals) != len(fields) {
-		t.Fatalf("%d inflated copies posted, want %d", len(refusals), len(fields))
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(refusals) != len(endpoints["commitments"].fields)+len(endpoints["proofs"].fields) {
+		t.Errorf("%d inflated copies posted: %v", len(refusals), refusals)
 	}
-	for field, r := range refusals {
+	for name, r := range refusals {
 		if r.status != http.StatusBadRequest || !strings.Contains(r.body, "MALFORMED_INPUT") || !strings.Contains(r.body, "out of bounds") {
-			t.Errorf("%s inflated: %d %s, want 400 MALFORMED_INPUT out of bounds", field, r.status, r.body)
+			t.Errorf("%s inflated: %d %s, want 400 MALFORMED_INPUT out of bounds", name, r.status, r.body)
 		}
 		if r.statusAfter != `"CONNECTED"` {
-			t.Errorf("%s inflated: the session is %s afterwards, want CONNECTED (irmaserver never saw the proofs)", field, r.statusAfter)
+			t.Errorf("%s inflated: the session is %s afterwards, want CONNECTED (irmaserver never saw the copy)", name, r.statusAfter)
 		}
 	}
 }

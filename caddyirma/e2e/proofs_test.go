@@ -35,7 +35,8 @@ type proofsSite struct {
 	*authSite
 	mu     sync.Mutex
 	proofs map[string][]byte // by request path
-	// before, if set, sees each post of proofs before it is passed on.
+	// before, if set, sees each post of proofs or commitments before it is
+	// passed on.
 	before func(r *http.Request, body []byte)
 }
 
@@ -46,10 +47,12 @@ func newProofsSite(t *testing.T) *proofsSite {
 	target, _ := url.Parse(direct)
 	rp := httputil.NewSingleHostReverseProxy(target)
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/proofs") {
+		if strings.HasSuffix(r.URL.Path, "/proofs") || strings.HasSuffix(r.URL.Path, "/commitments") {
 			body, _ := io.ReadAll(r.Body)
 			s.mu.Lock()
-			s.proofs[r.URL.Path] = body
+			if strings.HasSuffix(r.URL.Path, "/proofs") {
+				s.proofs[r.URL.Path] = body
+			}
 			before := s.before
 			s.mu.Unlock()
 			if before != nil {

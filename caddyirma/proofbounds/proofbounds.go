@@ -140,12 +140,22 @@ func CheckDisclosure(conf *irma.Configuration, proofs gabi.ProofList, indices ir
 			return fmt.Errorf("proof %d: %w", i, err)
 		}
 	}
+	return checkIndices(proofs, indices)
+}
+
+// checkIndices checks that each index points at a disclosed attribute of a disclosure proof:
+// irmago trusts them (an index beyond the proofs panics).
+func checkIndices(proofs gabi.ProofList, indices irma.DisclosedAttributeIndices) error {
 	for i, set := range indices {
 		for _, idx := range set {
 			if idx == nil || idx.CredentialIndex < 0 || idx.CredentialIndex >= len(proofs) {
 				return fmt.Errorf("indices %d: no such proof: %w", i, ErrOutOfBounds)
 			}
-			if _, ok := proofs[idx.CredentialIndex].(*gabi.ProofD).ADisclosed[idx.AttributeIndex]; !ok || idx.AttributeIndex < 1 {
+			d, ok := proofs[idx.CredentialIndex].(*gabi.ProofD)
+			if !ok {
+				return fmt.Errorf("indices %d: proof %d is no disclosure: %w", i, idx.CredentialIndex, ErrOutOfBounds)
+			}
+			if _, ok := d.ADisclosed[idx.AttributeIndex]; !ok || idx.AttributeIndex < 1 {
 				return fmt.Errorf("indices %d: attribute %d of proof %d not disclosed: %w", i, idx.AttributeIndex, idx.CredentialIndex, ErrOutOfBounds)
 			}
 		}
