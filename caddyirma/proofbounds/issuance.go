@@ -54,7 +54,7 @@ func ForIssuance() IssuanceBounds {
 
 func (b IssuanceBounds) checkProofU(u *gabi.ProofU) error {
 	if u.U == nil || u.U.Sign() <= 0 {
-		return fmt.Errorf("U missing or not positive: %w", ErrOutOfBounds)
+		return fmt.Errorf("commitment U missing or not positive: %w", ErrOutOfBounds)
 	}
 	if err := bits("U", u.U, b.U); err != nil {
 		return err

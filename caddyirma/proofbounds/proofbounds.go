@@ -30,7 +30,12 @@
 //     AttributeSize+ChallengeLength+ZkStat+1 (from revocation's commitmentsFromSecrets and
 //     VerifyWithChallenge).
 //
-// And the counts: 1 to MaxProofs proofs; attribute indices as the key and credential type allow
+// Commitments (gabi.ProofU, posted at issuance) are bounded likewise (ForIssuance, CheckCommitments).
+// The other proofs of gabi are not reachable by a client of the gateway: ProofS is the issuer's
+// (irmaserver makes it, the wallet verifies it), and ProofP the keyshare server's, which reaches
+// irmaserver only inside a JWT signed by that server.
+//
+// And the counts: up to MaxProofs proofs; attribute indices as the key and credential type allow
 // (a_responses below len(pk.R), with the secret key's index 0; a_disclosed from 1, below both
 // len(pk.R) and the credential type's attributes plus 2); no index both disclosed and not; no
 // range proofs (irmago asks for none). Disclosed attribute values are not bounded here: gabi
