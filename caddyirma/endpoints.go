@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/internal/logbridge"
+	"github.com/caddy-irma/caddy-irma/caddyirma/proofbounds"
 	"github.com/caddy-irma/caddy-irma/caddyirma/sessionpage"
 	"github.com/caddy-irma/caddy-irma/caddyirma/signature"
 )
@@ -115,7 +116,17 @@ func (e *Endpoints) serveIRMA(w http.ResponseWriter, r *http.Request, rest strin
 	}
 	h := http.StripPrefix(strings.TrimSuffix(e.app.prefix, "/"), rs.handler)
 	if tok, ok := proofsClientToken(rest); ok && r.Method == http.MethodPost {
-		return serveProofs(w, r, h, rs.marks, tok, e.app.markTTL())
+		check := func(body []byte) error { return proofbounds.CheckPosted(rs.conf, body) }
+		return serveProofs(w, r, h, rs.marks, tok, e.app.markTTL(), check)
+	}
+	if r.Method == http.MethodPost && strings.HasSuffix(rest, "/commitments") {
+		// gabi would exponentiate with the numbers of the commitments before
+		// it checks their sizes (checkPost, proofs.go).
+		check := func(body []byte) error { return proofbounds.CheckCommitments(rs.conf, body) }
+		if _, ok := checkPost(w, r, h, check); ok {
+			h.ServeHTTP(w, r)
+		}
+		return nil
 	}
 	h.ServeHTTP(w, r)
 	return nil

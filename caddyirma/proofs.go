@@ -3,6 +3,7 @@ package caddyirma
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/privacybydesign/gabi"
 	irma "github.com/privacybydesign/irmago/irma"
+	"github.com/privacybydesign/irmago/irma/server"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/internal/marks"
 )
@@ -26,6 +28,19 @@ import (
 // irmaserver has looked the session up, records only what irmaserver
 // accepted, once per session, and never removes a record for a post that
 // irmaserver refused.
+//
+// gabi exponentiates with the numbers of the proofs before it checks their
+// sizes, so a post of inflated proofs would cost irmaserver seconds of CPU
+// (package proofbounds). The gateway bounds them first, but only for a
+// session that exists: it asks irmaserver, in process, for the session's
+// status, which reads no body; for a session that does not exist it passes
+// the post on untouched, and irmaserver answers SESSION_UNKNOWN before the
+// body is read. Commitments (issuance) are bounded the same way. For any session that exists, in any status, the body is
+// read (up to maxProofsBody, irmaserver would read up to 10 MB) and checked.
+// Checking only while the session is CONNECTED would do no less work (a
+// client connects for free) but would race: a session can become CONNECTED
+// between the status and the post. A session cannot come back into
+// existence, so the check that it exists does not race.
 
 // The marks of sessions, by client token: the credential expiry of a
 // disclosure, that proofs of a session were accepted (once), and a
@@ -34,10 +49,11 @@ func credentialExpiryKey(clientToken string) string { return "credential-expiry:
 func proofsAcceptedKey(clientToken string) string   { return "proofs-accepted:" + clientToken }
 func signatureKey(clientToken string) string        { return "signature:" + clientToken }
 
-// maxProofsCopy bounds the copy of a body of proofs: a disclosure of many
-// credentials under 4096-bit keys takes tens of kilobytes. Accepted proofs
-// larger than this give the login no expiry, so it is refused.
-const maxProofsCopy = 1 << 20
+// maxProofsBody bounds a body of proofs (to an existing session): a
+// disclosure of many credentials under 4096-bit keys takes tens of
+// kilobytes, and a signature is bounded alike (signature.MaxSize). Larger
+// posts are refused (413) before irmaserver sees them.
+const maxProofsBody = 1 << 20
 
 // proofsClientToken returns the client token if rest (a path relative to the
 // IRMA endpoints) is where the app posts its proofs.
@@ -53,23 +69,121 @@ func proofsClientToken(rest string) (string, bool) {
 	return tok, true
 }
 
-// serveProofs passes the app's proofs to irmaserver with a copy kept as it
-// reads them (it reads nothing of a post to a session that does not
-// exist), and if it accepts them, records when their credentials expire,
-// for ttl.
-func serveProofs(w http.ResponseWriter, r *http.Request, next http.Handler, store marks.Store, clientToken string, ttl time.Duration) error {
-	body := &cappedBuffer{max: maxProofsCopy}
-	r.Body = teeBody{Reader: io.TeeReader(r.Body, body), Closer: r.Body}
-	rec := &statusRecorder{ResponseWriter: w}
-	next.ServeHTTP(rec, r)
-	if rec.status != http.StatusOK || body.overflow {
+// serveProofs passes the app's proofs to irmaserver (next), bounded by
+// check (checkPost), and if irmaserver accepts them, records when their
+// credentials expire, for ttl.
+func serveProofs(w http.ResponseWriter, r *http.Request, next http.Handler, store marks.Store, clientToken string, ttl time.Duration, check func(body []byte) error) error {
+	body, ok := checkPost(w, r, next, check)
+	if !ok {
 		return nil
 	}
-	if err := recordCredentialExpiry(r.Context(), store, clientToken, body.Bytes(), ttl); err != nil {
+	rec := &statusRecorder{ResponseWriter: w}
+	next.ServeHTTP(rec, r)
+	if rec.status != http.StatusOK || body == nil {
+		return nil
+	}
+	if err := recordCredentialExpiry(r.Context(), store, clientToken, body, ttl); err != nil {
 		// The app has its answer; the login finds no record, and refuses.
 		return fmt.Errorf("recording credential expiry: %w", err)
 	}
 	return nil
+}
+
+// checkPost bounds what the Yivi app posts (proofs or commitments) to a
+// session that irmaserver (next) holds: it reads the body, up to
+// maxProofsBody, and has check refuse numbers that no genuine proof has,
+// before irmaserver verifies them. A refusal is written as irmaserver writes
+// its errors, for the app to show, and ok is false. A post to a session that
+// does not exist is left unread (body nil) for irmaserver to refuse.
+func checkPost(w http.ResponseWriter, r *http.Request, next http.Handler, check func(body []byte) error) (body []byte, ok bool) {
+	switch lookUpSession(next, r) {
+	case sessionAbsent:
+		return nil, true
+	case sessionUnsure:
+		// Not passed on unchecked: irmaserver may find the session next time.
+		server.WriteError(w, server.ErrorInternal, "the session could not be looked up")
+		return nil, false
+	}
+	body, err := readProofs(r)
+	switch {
+	case errors.Is(err, errProofsTooLarge):
+		server.WriteResponse(w, nil, &irma.RemoteError{Status: http.StatusRequestEntityTooLarge, ErrorName: string(server.ErrorMalformedInput.Type),
+			Description: server.ErrorMalformedInput.Description, Message: err.Error()})
+		return nil, false
+	case err != nil:
+		server.WriteError(w, server.ErrorMalformedInput, err.Error())
+		return nil, false
+	}
+	if err := check(body); err != nil {
+		server.WriteError(w, server.ErrorMalformedInput, "proofs refused: "+err.Error())
+		return nil, false
+	}
+	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+	return body, true
+}
+
+var errProofsTooLarge = fmt.Errorf("proofs larger than %d bytes", maxProofsBody)
+
+// readProofs reads the body of a post of proofs, up to maxProofsBody.
+func readProofs(r *http.Request) ([]byte, error) {
+	if r.ContentLength > maxProofsBody {
+		return nil, errProofsTooLarge
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxProofsBody+1))
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("reading the proofs: %w", err)
+	case len(body) > maxProofsBody:
+		return nil, errProofsTooLarge
+	}
+	return body, nil
+}
+
+// What irmaserver says of a session.
+const (
+	sessionFound  = iota
+	sessionAbsent // refused for good: unknown, a malformed token, another host
+	sessionUnsure // an error that may pass (its store, say)
+)
+
+// lookUpSession asks irmaserver (next, in process) whether the session of a
+// post to one of its endpoints (.../session/{token}/proofs, say) exists: the
+// session's status endpoint, at the same host, answers 200 for any session
+// that irmaserver holds, and 400 (SESSION_UNKNOWN, INVALID_REQUEST) or 403
+// (a host mismatch) where it refuses a post without reading its body.
+func lookUpSession(next http.Handler, post *http.Request) int {
+	r := post.Clone(post.Context())
+	r.Method, r.Body, r.ContentLength, r.Header = http.MethodGet, http.NoBody, 0, http.Header{}
+	r.URL.Path, r.URL.RawPath, r.URL.RawQuery = post.URL.Path[:strings.LastIndexByte(post.URL.Path, '/')]+"/status", "", ""
+	r.RequestURI = ""
+	w := &statusOnly{header: http.Header{}}
+	next.ServeHTTP(w, r)
+	switch w.status {
+	case http.StatusOK:
+		return sessionFound
+	case http.StatusBadRequest, http.StatusForbidden:
+		return sessionAbsent
+	}
+	return sessionUnsure
+}
+
+// statusOnly is a response writer that keeps the status code only.
+type statusOnly struct {
+	header http.Header
+	status int
+}
+
+func (s *statusOnly) Header() http.Header { return s.header }
+
+func (s *statusOnly) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+}
+
+func (s *statusOnly) Write(b []byte) (int, error) {
+	s.WriteHeader(http.StatusOK)
+	return len(b), nil
 }
 
 // recordCredentialExpiry records, once per session, when the credentials
@@ -132,29 +246,6 @@ func takeCredentialExpiry(ctx context.Context, store marks.Store, clientToken st
 		case <-time.After(delay):
 		}
 	}
-}
-
-// teeBody is a request body read through a tee.
-type teeBody struct {
-	io.Reader
-	io.Closer
-}
-
-// cappedBuffer keeps what is written to it, up to max bytes, and notes if
-// there was more.
-type cappedBuffer struct {
-	bytes.Buffer
-	max      int
-	overflow bool
-}
-
-func (b *cappedBuffer) Write(p []byte) (int, error) {
-	if b.overflow || b.Len()+len(p) > b.max {
-		b.overflow = true
-		b.Reset()
-		return len(p), nil
-	}
-	return b.Buffer.Write(p)
 }
 
 // earliestExpiry returns when the first of the disclosed credentials

@@ -50,7 +50,7 @@ func TestServeProofs(t *testing.T) {
 	post := func(t *testing.T, store marks.Store, next http.Handler, body []byte) {
 		t.Helper()
 		r := httptest.NewRequest(http.MethodPost, "/irma/session/tok/proofs", bytes.NewReader(body))
-		if err := serveProofs(httptest.NewRecorder(), r, next, store, "tok", time.Hour); err != nil {
+		if err := serveProofs(httptest.NewRecorder(), r, next, store, "tok", time.Hour, acceptProofs); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -102,19 +102,19 @@ func TestServeProofs(t *testing.T) {
 		store := marks.New(marks.Config{})
 		r := &countingReader{r: bytes.NewReader(body)}
 		req := httptest.NewRequest(http.MethodPost, "/irma/session/tok/proofs", r)
-		if err := serveProofs(httptest.NewRecorder(), req, irmaserverStub(http.StatusBadRequest, false), store, "tok", time.Hour); err != nil {
+		if err := serveProofs(httptest.NewRecorder(), req, irmaserverStub(http.StatusBadRequest, false), store, "tok", time.Hour, acceptProofs); err != nil {
 			t.Fatal(err)
 		}
 		if r.n != 0 {
 			t.Errorf("%d bytes read", r.n)
 		}
 	})
-	t.Run("too large to copy", func(t *testing.T) {
+	t.Run("too large", func(t *testing.T) {
 		store := marks.New(marks.Config{})
-		large := append(append([]byte(nil), body...), bytes.Repeat([]byte(" "), maxProofsCopy)...)
+		large := append(append([]byte(nil), body...), bytes.Repeat([]byte(" "), maxProofsBody)...)
 		post(t, store, irmaserverStub(http.StatusOK, true), large)
 		if _, ok := recorded(t, store); ok {
-			t.Error("recorded from a body larger than the copy keeps")
+			t.Error("recorded from a body larger than the gateway reads")
 		}
 	})
 	t.Run("not a disclosure", func(t *testing.T) {

@@ -35,6 +35,9 @@ type proofsSite struct {
 	*authSite
 	mu     sync.Mutex
 	proofs map[string][]byte // by request path
+	// before, if set, sees each post of proofs or commitments before it is
+	// passed on.
+	before func(r *http.Request, body []byte)
 }
 
 func newProofsSite(t *testing.T) *proofsSite {
@@ -44,11 +47,17 @@ func newProofsSite(t *testing.T) *proofsSite {
 	target, _ := url.Parse(direct)
 	rp := httputil.NewSingleHostReverseProxy(target)
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/proofs") {
+		if strings.HasSuffix(r.URL.Path, "/proofs") || strings.HasSuffix(r.URL.Path, "/commitments") {
 			body, _ := io.ReadAll(r.Body)
 			s.mu.Lock()
-			s.proofs[r.URL.Path] = body
+			if strings.HasSuffix(r.URL.Path, "/proofs") {
+				s.proofs[r.URL.Path] = body
+			}
+			before := s.before
 			s.mu.Unlock()
+			if before != nil {
+				before(r, body)
+			}
 			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
 		rp.ServeHTTP(w, r)

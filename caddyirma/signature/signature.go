@@ -16,6 +16,8 @@ import (
 	"github.com/privacybydesign/gabi"
 	irma "github.com/privacybydesign/irmago/irma"
 
+	"github.com/caddy-irma/caddy-irma/caddyirma/proofbounds"
+
 	// go-atum verifies timestamps through a cache that by default is a database in the home
 	// directory; this package replaces it by one in memory.
 	_ "github.com/caddy-irma/caddy-irma/caddyirma/timestamp"
@@ -24,9 +26,6 @@ import (
 // MaxSize is the largest signature (JSON) that is parsed. Real ones are a few kilobytes per
 // credential.
 const MaxSize = 1 << 20
-
-// maxProofs bounds the credentials in one signature: each costs modular exponentiations.
-const maxProofs = 64
 
 // MaxClockSkew is how far in the future a timestamp may lie before it is refused.
 const MaxClockSkew = 5 * time.Minute
@@ -82,8 +81,11 @@ type Attribute struct {
 // signature's timestamp, which must be present and not in the future.
 //
 // Verify returns an error only for input that is not a signature (malformed, empty, larger than
-// MaxSize: ErrTooLarge); a signature that does not verify gives a Result with Valid false.
-// Verifying a timestamp may ask the timestamp service of the scheme whether it trusts its key.
+// MaxSize: ErrTooLarge), or is no signature that a wallet makes: numbers or counts beyond the
+// bounds of the issuer keys, which would cost exponentiations of any size (an error wrapping
+// proofbounds.ErrOutOfBounds, checked before any of them). A signature that does not verify
+// gives a Result with Valid false. Verifying a timestamp may ask the timestamp service of the
+// scheme whether it trusts its key.
 func Verify(conf *irma.Configuration, sigJSON []byte, expectedMessage *string, now time.Time) (*Result, error) {
 	if conf == nil {
 		return nil, errors.New("no scheme configuration")
@@ -92,9 +94,18 @@ func Verify(conf *irma.Configuration, sigJSON []byte, expectedMessage *string, n
 	if err != nil {
 		return nil, err
 	}
+	// gabi checks the sizes of the responses after its exponentiations; these bounds come first.
+	known := proofbounds.CheckDisclosure(conf, sm.Signature, sm.Indices)
+	if errors.Is(known, proofbounds.ErrOutOfBounds) {
+		return nil, fmt.Errorf("signature: %w", known)
+	}
 	res := &Result{Message: sm.Message, Attributes: []Attribute{}}
 	if sm.Timestamp == nil {
 		return res.refuse(StatusMissingTimestamp, "the signature has no timestamp, so when it was made cannot be known"), nil
+	}
+	if known != nil {
+		// Of a credential type or issuer key that the schemes do not hold.
+		return res.refuse(StatusInvalid, "the signature does not verify: "+known.Error()), nil
 	}
 
 	attrs, status, err := verify(conf, sm)
@@ -141,47 +152,20 @@ func (r *Result) refuse(status, why string) *Result {
 	return r
 }
 
-// verify runs irmago's verification. irmago and gabi trust the shape of the proofs in places
-// (type assertions, map and slice indexing: an attribute index beyond the issuer key's panics in
-// v1.3.0); parse and checkKeys check that shape, and a panic that slips through makes the
-// signature invalid instead of ending the process.
+// verifySignedMessage is irmago's verification; tests count the calls.
+var verifySignedMessage = (*irma.SignedMessage).Verify
+
+// verify runs irmago's verification of a signature whose numbers and counts are within the
+// bounds of its keys (proofbounds, which also checks the indices that irmago and gabi trust:
+// an attribute index beyond the issuer key's panics in v1.3.0). A panic that slips through
+// makes the signature invalid instead of ending the process.
 func verify(conf *irma.Configuration, sm *irma.SignedMessage) (attrs [][]*irma.DisclosedAttribute, status irma.ProofStatus, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			attrs, status, err = nil, irma.ProofStatusInvalid, errors.New("malformed proofs")
 		}
 	}()
-	if err := checkKeys(conf, sm); err != nil {
-		return nil, irma.ProofStatusInvalid, err
-	}
-	return sm.Verify(conf, nil)
-}
-
-// checkKeys checks that each proof is of a known credential type whose issuer key has as many
-// attributes as the proof names.
-func checkKeys(conf *irma.Configuration, sm *irma.SignedMessage) error {
-	for i, p := range sm.Signature {
-		d := p.(*gabi.ProofD) // checked by parse
-		meta := irma.MetadataFromInt(d.ADisclosed[1], conf)
-		if meta.CredentialType() == nil {
-			return fmt.Errorf("credential %d: unknown credential type", i)
-		}
-		pk, err := meta.PublicKey()
-		if err != nil || pk == nil {
-			return fmt.Errorf("credential %d: unknown issuer key", i)
-		}
-		for j := range d.ADisclosed {
-			if j >= len(pk.R) {
-				return fmt.Errorf("credential %d: no attribute %d", i, j)
-			}
-		}
-		for j := range d.AResponses {
-			if j >= len(pk.R) {
-				return fmt.Errorf("credential %d: no attribute %d", i, j)
-			}
-		}
-	}
-	return nil
+	return verifySignedMessage(sm, conf, nil)
 }
 
 // parse decodes a signature strictly: one JSON object, no unknown fields at its top level, no
@@ -219,8 +203,8 @@ func checkShape(sm *irma.SignedMessage) error {
 	if len(sm.Signature) == 0 {
 		return errors.New("no proofs")
 	}
-	if len(sm.Signature) > maxProofs {
-		return fmt.Errorf("more than %d proofs", maxProofs)
+	if len(sm.Signature) > proofbounds.MaxProofs {
+		return fmt.Errorf("more than %d proofs", proofbounds.MaxProofs)
 	}
 	if sm.Nonce == nil || sm.Context == nil {
 		return errors.New("nonce or context missing")
