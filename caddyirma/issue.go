@@ -273,44 +273,9 @@ func (h *Issue) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		switch d.Val() {
 		case "credential":
-			var c CredentialSpec
-			if err := oneArg(d, &c.Type); err != nil {
+			c, err := parseCredential(d)
+			if err != nil {
 				return err
-			}
-			c.Attributes = map[string]string{}
-			for nesting := d.Nesting(); d.NextBlock(nesting); {
-				name := d.Val()
-				if name == "match" {
-					args := d.RemainingArgs()
-					if len(args) != 2 {
-						return d.Errf("irma_issue: credential %q: match takes an attribute and a pattern", c.Type)
-					}
-					if _, dup := c.Match[args[0]]; dup {
-						return d.Errf("irma_issue: credential %q: match %q given twice", c.Type, args[0])
-					}
-					if c.Match == nil {
-						c.Match = map[string]string{}
-					}
-					c.Match[args[0]] = args[1]
-					continue
-				}
-				var v string
-				if err := oneArg(d, &v); err != nil {
-					return err
-				}
-				if name == "validity" {
-					if c.Validity != 0 {
-						return d.Errf("irma_issue: credential %q: validity given twice", c.Type)
-					}
-					if err := durationArg(d, "validity", v, &c.Validity); err != nil {
-						return err
-					}
-					continue
-				}
-				if _, dup := c.Attributes[name]; dup {
-					return d.Errf("irma_issue: credential %q: attribute %q given twice", c.Type, name)
-				}
-				c.Attributes[name] = v
 			}
 			h.Credentials = append(h.Credentials, c)
 		case "disclose":
@@ -345,6 +310,50 @@ func (h *Issue) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.Err("irma_issue: at least one credential is required")
 	}
 	return nil
+}
+
+// parseCredential parses a credential block of irma_issue.
+func parseCredential(d *caddyfile.Dispenser) (CredentialSpec, error) {
+	var c CredentialSpec
+	if err := oneArg(d, &c.Type); err != nil {
+		return c, err
+	}
+	c.Attributes = map[string]string{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		if name == "match" {
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return c, d.Errf("irma_issue: credential %q: match takes an attribute and a pattern", c.Type)
+			}
+			if _, dup := c.Match[args[0]]; dup {
+				return c, d.Errf("irma_issue: credential %q: match %q given twice", c.Type, args[0])
+			}
+			if c.Match == nil {
+				c.Match = map[string]string{}
+			}
+			c.Match[args[0]] = args[1]
+			continue
+		}
+		var v string
+		if err := oneArg(d, &v); err != nil {
+			return c, err
+		}
+		if name == "validity" {
+			if c.Validity != 0 {
+				return c, d.Errf("irma_issue: credential %q: validity given twice", c.Type)
+			}
+			if err := durationArg(d, "validity", v, &c.Validity); err != nil {
+				return c, err
+			}
+			continue
+		}
+		if _, dup := c.Attributes[name]; dup {
+			return c, d.Errf("irma_issue: credential %q: attribute %q given twice", c.Type, name)
+		}
+		c.Attributes[name] = v
+	}
+	return c, nil
 }
 
 // Interface guards
