@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/sealedcookie"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 // gatewayCookies are the gateway's cookies on a site: the session cookie
@@ -20,10 +21,24 @@ import (
 // visitor runs a session for it. Both are sealed (encrypted and
 // authenticated) with the key ring that LoginConfig loads at start.
 type gatewayCookies struct {
-	name   string // of the session cookie; pending cookies add a suffix
-	domain string
-	secure bool
-	keys   *sealedcookie.KeyRing // from Start on
+	// name is the session cookie's; pending cookies add a suffix. On https
+	// without a cookie domain it starts with __Host-: a browser takes such
+	// a cookie only from this host, over https, for the whole site, so a
+	// sibling subdomain or a plain-http page cannot plant one (cookie
+	// tossing). base is the name without the prefix.
+	name, base string
+	domain     string
+	secure     bool
+	keys       *sealedcookie.KeyRing // from Start on
+}
+
+// newGatewayCookies returns the cookies of the login settings.
+func newGatewayCookies(name, domain string, secure bool) gatewayCookies {
+	c := gatewayCookies{name: name, base: name, domain: domain, secure: secure}
+	if secure && domain == "" {
+		c.name = "__Host-" + name
+	}
+	return c
 }
 
 // loginState is what the session cookie holds: who logged in, with what.
@@ -53,9 +68,37 @@ func (c *gatewayCookies) pendingName(route string) string {
 	return c.name + "_pending_" + hex.EncodeToString(sum[:4])
 }
 
-// ours says whether a cookie name is one of the gateway's.
+// ours says whether a cookie name is one of the gateway's, with or without
+// the __Host- prefix.
 func (c *gatewayCookies) ours(name string) bool {
-	return name == c.name || strings.HasPrefix(name, c.name+"_pending_")
+	name = strings.TrimPrefix(name, "__Host-")
+	return name == c.base || strings.HasPrefix(name, c.base+"_pending_")
+}
+
+// duplicate returns the name of a cookie of the gateway that r carries more
+// than once, or "". A browser sends two cookies of one name when another
+// site planted one (a sibling subdomain, a plain-http page: cookie tossing):
+// which one is the visitor's, nobody can tell.
+func (c *gatewayCookies) duplicate(r *http.Request) string {
+	seen := map[string]bool{}
+	for _, cookie := range cookieSource(r).Cookies() {
+		if !c.ours(cookie.Name) {
+			continue
+		}
+		if seen[cookie.Name] {
+			return cookie.Name
+		}
+		seen[cookie.Name] = true
+	}
+	return ""
+}
+
+// refuseDuplicate answers 400 if r carries a cookie of the gateway twice.
+func (c *gatewayCookies) refuseDuplicate(r *http.Request) error {
+	if name := c.duplicate(r); name != "" {
+		return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("irma: two cookies named %s: one was set by another site; remove the cookies of this site", name))
+	}
+	return nil
 }
 
 // options are the attributes of every cookie of the gateway.

@@ -42,7 +42,9 @@ const (
 type LoginConfig struct {
 	// CookieName is the name of the session cookie. The pending cookies,
 	// one per route, are called the same with "_pending_" and 8 hex digits
-	// appended. Default: irma_session.
+	// appended. On https without CookieDomain, every name gets the prefix
+	// "__Host-", which no other host or plain-http page can set. Default:
+	// irma_session.
 	CookieName string `json:"cookie_name,omitempty"`
 
 	// CookieDomain is the cookie's Domain attribute, to share a login with
@@ -155,7 +157,7 @@ func (l *LoginConfig) provision(serverURL string) error {
 	}
 	// A Secure cookie is never sent over plain http, except by browsers to
 	// localhost; a gateway whose URL is http is a development setup.
-	l.cookies = gatewayCookies{name: l.CookieName, domain: l.CookieDomain, secure: u.Scheme == "https"}
+	l.cookies = newGatewayCookies(l.CookieName, l.CookieDomain, u.Scheme == "https")
 	repl := caddy.NewReplacer()
 	for i, k := range l.CookieKeys {
 		if _, err := sealedcookie.ParseKey(repl.ReplaceAll(k, "")); err != nil {

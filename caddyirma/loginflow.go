@@ -82,6 +82,9 @@ func (f *loginFlow) satisfied(r *http.Request) (*loginState, error) {
 // is none or a logout revoked it. If the store of marks cannot say which,
 // it fails closed: 503, neither the login nor a new one.
 func (f *loginFlow) currentLogin(r *http.Request, now time.Time) (*loginState, error) {
+	if err := f.login.cookies.refuseDuplicate(r); err != nil {
+		return nil, err
+	}
 	login := f.login.cookies.readLogin(r, now)
 	if login == nil {
 		return nil, nil

@@ -61,7 +61,7 @@ func TestLoginFlow(t *testing.T) {
 		if err != nil || login == nil || login.Attributes[emailID] != "alice@example.com" || !login.Expires.Equal(s.clock.t.Add(12*time.Hour)) {
 			t.Fatalf("login %+v, %v (%d %s)", login, err, w.Code, w.Body)
 		}
-		if s.pending() || s.cookies["irma_session"] == nil {
+		if s.pending() || s.cookies[s.flow.login.cookies.name] == nil {
 			t.Errorf("cookies after the login: %v", s.cookies)
 		}
 		token, err := s.flow.token(login)
@@ -101,7 +101,7 @@ func TestLoginFlow(t *testing.T) {
 		if login != nil || err != nil || w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "login_refused") {
 			t.Fatalf("want a refusal, got %+v %v %d %s", login, err, w.Code, w.Body)
 		}
-		if s.cookies["irma_session"] != nil || s.pending() {
+		if s.cookies[s.flow.login.cookies.name] != nil || s.pending() {
 			t.Errorf("cookies after a refusal: %v", s.cookies)
 		}
 		if w, _, _ = s.get(true); w.Code != http.StatusUnauthorized {
@@ -311,7 +311,7 @@ func TestLoginFlowWeekdays(t *testing.T) {
 				if err != nil || login == nil {
 					t.Fatalf("%s, lifetime %s: no login: %v", now.Format(time.RFC1123), c.lifetime, err)
 				}
-				cookie := s.cookies["irma_session"]
+				cookie := s.cookies[s.flow.login.cookies.name]
 				if !login.Expires.Equal(c.want) || !cookie.Expires.Equal(c.want) {
 					t.Errorf("%s, lifetime %s: the login ends %s, its cookie %s, want %s",
 						now.Format(time.RFC1123), c.lifetime, login.Expires, cookie.Expires, c.want)

@@ -112,7 +112,7 @@ func TestLogoutAcrossInstances(t *testing.T) {
 	if err := endLogin(w, a.request(), &b.login.cookies, bSrv, a.clock.t); err != nil {
 		t.Fatalf("logout on b: %v", err)
 	}
-	if c := setCookie(w, "irma_session"); c == nil || c.MaxAge >= 0 {
+	if c := setCookie(w, b.login.cookies.name); c == nil || c.MaxAge >= 0 {
 		t.Errorf("the logout did not remove the session cookie: %+v", c)
 	}
 	if keys := testredis.Command(t, addr, "KEYS caddy-irma:revoked-login:*"); keys != "*1" {

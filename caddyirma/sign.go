@@ -141,6 +141,9 @@ func (h *Sign) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Han
 	cookies := &h.app.Login.cookies
 	now := time.Now()
 	ret := requestReturn(r)
+	if err := cookies.refuseDuplicate(r); err != nil {
+		return err
+	}
 	// A GET with a pending signature session picks up its result.
 	if r.Method == http.MethodGet {
 		if p := cookies.readPending(r, h.route, now); p != nil {

@@ -335,8 +335,10 @@ func TestPromisesHTTPS(t *testing.T) {
 	if info := parseInfo(t, body); !strings.HasPrefix(info.SessionPtr.URL, base+"/irma/session/") {
 		t.Fatalf("the session is not on the https URL: %s", info.SessionPtr.URL)
 	}
+	// On https without cookie_domain the names start with __Host-: no
+	// sibling subdomain or plain-http page can plant such a cookie.
 	t.Run("the pending cookie is Secure", func(t *testing.T) {
-		c := cookieWithPrefix(resp, caddyirma.DefaultCookieName+"_pending_")
+		c := cookieWithPrefix(resp, "__Host-"+caddyirma.DefaultCookieName+"_pending_")
 		if c == nil || !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode {
 			t.Errorf("pending cookie %s", describeCookie(c))
 		}
@@ -347,8 +349,8 @@ func TestPromisesHTTPS(t *testing.T) {
 		if resp.StatusCode != http.StatusOK || body != "members alice@example.com" {
 			t.Fatalf("after the login over https: %d %q", resp.StatusCode, body)
 		}
-		c := setCookies(resp)[caddyirma.DefaultCookieName]
-		if c == nil || !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode {
+		c := setCookies(resp)["__Host-"+caddyirma.DefaultCookieName]
+		if c == nil || c.Domain != "" || c.Path != "/" || !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode {
 			t.Errorf("session cookie %s", describeCookie(c))
 		}
 	})
