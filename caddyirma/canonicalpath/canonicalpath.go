@@ -62,7 +62,7 @@ func Check(escaped string) error {
 			}
 			return fmt.Errorf("%w: percent-decoded %s: %w", ErrAmbiguous, times(round), err)
 		}
-		decoded := unescape(form)
+		decoded := Unescape(form)
 		if decoded == form {
 			return nil
 		}
@@ -143,9 +143,10 @@ func isIISEscape(s string) bool {
 	return true
 }
 
-// unescape decodes every valid %XX escape of s and leaves anything else, including a "%" not
-// followed by two hex digits, as it is: the most any server or proxy might decode.
-func unescape(s string) string {
+// Unescape decodes every valid %XX escape of s and leaves anything else, including a "%" not
+// followed by two hex digits, as it is: the most any server or proxy might decode. Package
+// returnurl decodes return paths with it too.
+func Unescape(s string) string {
 	if !strings.Contains(s, "%") {
 		return s
 	}

@@ -132,7 +132,7 @@ func FuzzCheck(f *testing.F) {
 					t.Fatalf("Check(%q) accepted a path whose form %q holds %q", p, form, bad)
 				}
 			}
-			next := unescape(form)
+			next := Unescape(form)
 			if next == form {
 				return
 			}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/caddy-irma/caddy-irma/caddyirma/canonicalpath"
 )
 
 // MaxLength is the longest return URL accepted, in bytes.
@@ -77,7 +79,7 @@ func Check(raw string) (string, error) {
 			}
 			return "", fmt.Errorf("%w: percent-decoded %s: %w", ErrInvalid, times(round), err)
 		}
-		decoded := unescape(form)
+		decoded := canonicalpath.Unescape(form)
 		if decoded == form {
 			break
 		}
@@ -110,39 +112,6 @@ func times(n int) string {
 		return "twice"
 	}
 	return fmt.Sprintf("%d times", n)
-}
-
-// unescape decodes every valid %XX escape of s and leaves anything else, including a "%" not
-// followed by two hex digits, as it is: the most any server or proxy might decode.
-func unescape(s string) string {
-	if !strings.Contains(s, "%") {
-		return s
-	}
-	var b strings.Builder
-	b.Grow(len(s))
-	for i := 0; i < len(s); i++ {
-		if s[i] == '%' && i+2 < len(s) && ishex(s[i+1]) && ishex(s[i+2]) {
-			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
-			i += 2
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func ishex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-func unhex(c byte) byte {
-	switch {
-	case c <= '9':
-		return c - '0'
-	case c <= 'F':
-		return c - 'A' + 10
-	}
-	return c - 'a' + 10
 }
 
 // checkForm checks one form (raw or decoded) of a return URL without its fragment.

@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/caddy-irma/caddy-irma/caddyirma/canonicalpath"
 )
 
 func TestCheckRejects(t *testing.T) {
@@ -218,7 +220,7 @@ func FuzzCheck(f *testing.F) {
 			if !strings.HasPrefix(b, "/") || strings.HasPrefix(b, "//") {
 				t.Fatalf("Check(%q) = %q: a browser might read %q as another host", raw, got, form)
 			}
-			form = unescape(form)
+			form = canonicalpath.Unescape(form)
 		}
 	})
 }
