@@ -46,6 +46,11 @@ func (e *Endpoints) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	case source == sourceUnknown:
 		return e.refuseLogout(w, r, here, "the request says neither Sec-Fetch-Site nor Origin")
 	}
+	if err := e.app.Login.cookies.refuseDuplicate(r); err != nil {
+		// Which login would end? A planted cookie beside the visitor's
+		// could take the revocation, and leave the visitor's login alive.
+		return err
+	}
 	if err := endLogin(w, r, &e.app.Login.cookies, appServer{e.app}, time.Now()); err != nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma: logout: %w", err))
 	}

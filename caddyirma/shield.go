@@ -55,7 +55,7 @@ func (a *App) shield(w http.ResponseWriter, r *http.Request) (*http.Request, boo
 	r = a.Login.cookies.hide(r)
 	r = r.WithContext(context.WithValue(r.Context(), shieldedKey{}, true))
 	if r.Trailer != nil && r.Body != nil && r.Body != http.NoBody {
-		r.Body = &trailerGuard{ReadCloser: r.Body, trailer: r.Trailer, inNamespace: a.inNamespace}
+		r.Body = &trailerGuard{ReadCloser: r.Body, trailer: r.Trailer, refused: a.refusedTrailer}
 	}
 	return r, true
 }
@@ -89,18 +89,25 @@ func (a *App) stripNamespace(r *http.Request) {
 // the Trailer header of any other request as it came.
 func (a *App) declaredTrailer(r *http.Request) (string, bool) {
 	for name := range r.Trailer {
-		if a.inNamespace(name) {
+		if a.refusedTrailer(name) {
 			return name, true
 		}
 	}
 	for _, v := range r.Header.Values("Trailer") {
 		for _, name := range strings.Split(v, ",") {
-			if name = strings.TrimSpace(name); a.inNamespace(name) {
+			if name = strings.TrimSpace(name); a.refusedTrailer(name) {
 				return name, true
 			}
 		}
 	}
 	return "", false
+}
+
+// refusedTrailer says whether a request may not carry name as a trailer:
+// a header of the namespace, or Cookie, by which the gateway's cookies
+// would reach the upstream past the shield.
+func (a *App) refusedTrailer(name string) bool {
+	return a.inNamespace(name) || normalizeHeader(name) == "cookie"
 }
 
 // trailerGuard reads a request's body and, at its end, checks the
@@ -112,7 +119,7 @@ func (a *App) declaredTrailer(r *http.Request) (string, bool) {
 type trailerGuard struct {
 	io.ReadCloser
 	trailer     http.Header
-	inNamespace func(string) bool
+	refused func(string) bool
 	err         error // the refusal, once a forged trailer arrived
 }
 
@@ -124,7 +131,7 @@ func (g *trailerGuard) Read(p []byte) (int, error) {
 	if err == io.EOF {
 		var forged string
 		for name := range g.trailer {
-			if g.inNamespace(name) {
+			if g.refused(name) {
 				delete(g.trailer, name)
 				forged = name
 			}

@@ -51,7 +51,7 @@ func TestTrailerGuard(t *testing.T) {
 					trailer[k] = v
 				}
 			}}
-			g := &trailerGuard{ReadCloser: io.NopCloser(body), trailer: trailer, inNamespace: a.inNamespace}
+			g := &trailerGuard{ReadCloser: io.NopCloser(body), trailer: trailer, refused: a.inNamespace}
 			data, err := io.ReadAll(g)
 			if string(data) != "hello" {
 				t.Errorf("read %q", data)

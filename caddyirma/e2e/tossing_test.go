@@ -1,9 +1,13 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
+	"fmt"
+	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 )
@@ -44,6 +48,34 @@ func TestCookieTossing(t *testing.T) {
 			}
 		})
 	}
+	// A logout with two cookies would end one login, perhaps the planted
+	// one, and leave the other: refused, both logins as they were.
+	t.Run("logout", func(t *testing.T) {
+		resp, body := rawRequest(t, newBrowser(t), "POST", s.base+"/irma/logout",
+			http.Header{"Origin": {s.base}, "Cookie": {"irma_session=" + session + "; irma_session=planted"}}, "")
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("logout with two cookies: %d %s, want 400", resp.StatusCode, body)
+		}
+	})
+	// Nor does the gateway's cookie reach the upstream as a trailer.
+	t.Run("cookie trailer", func(t *testing.T) {
+		c, err := net.Dial("tcp", strings.TrimPrefix(s.base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "POST /members/ HTTP/1.1\r\nHost: %s\r\nCookie: irma_session=%s\r\nTrailer: Cookie\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nCookie: irma_session=forged\r\n\r\n",
+			strings.TrimPrefix(s.base, "http://"), session)
+		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("a Cookie trailer: %d, want 400", resp.StatusCode)
+		}
+	})
 	// The visitor's own cookie alone still works.
 	if resp, body := newBrowser(t).get(s.base+"/members/", map[string]string{"Cookie": "irma_session=" + session}); resp.StatusCode != http.StatusOK {
 		t.Errorf("the visitor's cookie alone: %d %s", resp.StatusCode, body)
