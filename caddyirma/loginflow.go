@@ -145,7 +145,7 @@ func (f *loginFlow) resume(w http.ResponseWriter, r *http.Request, p *pendingSes
 	if err != nil {
 		cookies.clear(w, pending)
 		f.logger.Warn("login refused: the session result does not count", zap.String("route", f.route), zap.Error(err))
-		return nil, f.deny(w, r, p.Return)
+		return nil, f.deny(w, r, p.Return, deniedAttributes)
 	}
 	// The expiry of the credentials is also what makes a result count
 	// once: taking it makes a replayed pending cookie worthless.
@@ -161,7 +161,7 @@ func (f *loginFlow) resume(w http.ResponseWriter, r *http.Request, p *pendingSes
 	if !ok {
 		f.logger.Warn("login refused: no credential validity recorded for the session (already used, or the proofs went elsewhere)",
 			zap.String("route", f.route), zap.String("session", logbridge.Fingerprint(p.clientToken())))
-		return nil, f.deny(w, r, p.Return)
+		return nil, f.deny(w, r, p.Return, deniedUsed)
 	}
 	next, refusal, err := f.grant(login, got, credExpiry, now)
 	if err != nil {
@@ -169,7 +169,7 @@ func (f *loginFlow) resume(w http.ResponseWriter, r *http.Request, p *pendingSes
 	}
 	if refusal != "" {
 		f.logger.Warn("login refused: "+refusal, zap.String("route", f.route))
-		return nil, f.deny(w, r, p.Return)
+		return nil, f.deny(w, r, p.Return, deniedAttributes)
 	}
 	if err := cookies.setLogin(w, next); err != nil {
 		return nil, caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma: login: session cookie: %w", err))
@@ -252,10 +252,16 @@ func (f *loginFlow) respond(w http.ResponseWriter, r *http.Request, s sessionpag
 		sessionpage.Page{Kind: sessionpage.KindLogin, Session: s, DoneURL: dest.done, RetryURL: dest.done})
 }
 
+// Why a finished login does not count, as the JSON answer says it.
+const (
+	deniedAttributes = "the disclosed attributes do not grant access"
+	deniedUsed       = "the result of this login session was used already, or never arrived: log in again"
+)
+
 // deny answers a finished login that does not count.
-func (f *loginFlow) deny(w http.ResponseWriter, r *http.Request, ret string) error {
+func (f *loginFlow) deny(w http.ResponseWriter, r *http.Request, ret, why string) error {
 	if !sessionpage.WantsPage(r) {
-		sessionpage.WriteJSON(w, http.StatusForbidden, map[string]string{"error": "login_refused", "message": "the disclosed attributes do not grant access"})
+		sessionpage.WriteJSON(w, http.StatusForbidden, map[string]string{"error": "login_refused", "message": why})
 		return nil
 	}
 	return sessionpage.RenderMessage(w, http.StatusForbidden, sessionpage.Language(r), "refused", ret)
