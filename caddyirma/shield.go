@@ -118,9 +118,9 @@ func (a *App) refusedTrailer(name string) bool {
 // gets a complete request with it.
 type trailerGuard struct {
 	io.ReadCloser
-	trailer     http.Header
+	trailer http.Header
 	refused func(string) bool
-	err         error // the refusal, once a forged trailer arrived
+	err     error // the refusal, once a forged trailer arrived
 }
 
 func (g *trailerGuard) Read(p []byte) (int, error) {
