@@ -23,6 +23,9 @@ import (
 	"github.com/caddy-irma/caddy-irma/caddyirma/policy"
 )
 
+// day is a day on the tests' own clocks.
+const day = 24 * time.Hour
+
 // fakeSessions is an IRMA server whose sessions end as the test says.
 type fakeSessions struct {
 	mu       sync.Mutex

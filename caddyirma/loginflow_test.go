@@ -56,7 +56,7 @@ func TestLoginFlow(t *testing.T) {
 	t.Run("login", func(t *testing.T) {
 		s := newFlowSite(t, 12*time.Hour, emailID)
 		s.get(false)
-		s.srv.finish(t, 1, s.clock.t.Add(30*24*time.Hour), emailID, "alice@example.com")
+		s.srv.finish(t, 1, s.clock.t.Add(30*day), emailID, "alice@example.com")
 		w, login, err := s.get(false)
 		if err != nil || login == nil || login.Attributes[emailID] != "alice@example.com" || !login.Expires.Equal(s.clock.t.Add(12*time.Hour)) {
 			t.Fatalf("login %+v, %v (%d %s)", login, err, w.Code, w.Body)
@@ -288,19 +288,19 @@ func TestLoginFlowWeekdays(t *testing.T) {
 		return signing.Add(time.Duration(weeks*irma.ExpiryFactor) * time.Second)
 	}
 	seen := map[time.Weekday]bool{}
-	for day := range 7 {
+	for d := range 7 {
 		for _, hour := range []int{0, 11, 23} {
-			now := time.Date(2026, 11, 30+day, hour, 30, 0, 0, time.UTC)
+			now := time.Date(2026, 11, 30+d, hour, 30, 0, 0, time.UTC)
 			seen[now.Weekday()] = true
-			credExpiry := issued(now, 7*24*time.Hour)
-			if !credExpiry.After(now) || credExpiry.After(now.Add(7*24*time.Hour)) {
+			credExpiry := issued(now, 7*day)
+			if !credExpiry.After(now) || credExpiry.After(now.Add(7*day)) {
 				t.Fatalf("%s: a week's credential expires %s", now.Format(time.RFC1123), credExpiry)
 			}
 			for _, c := range []struct {
 				lifetime time.Duration
 				want     time.Time
 			}{
-				{100 * 24 * time.Hour, credExpiry},                    // the credential ends it
+				{100 * day, credExpiry},                               // the credential ends it
 				{time.Hour, earliest(now.Add(time.Hour), credExpiry)}, // the cookie, or an epoch's end
 			} {
 				s := newFlowSite(t, c.lifetime, emailID)

@@ -98,7 +98,7 @@ func TestLogoutAcrossInstances(t *testing.T) {
 	b.backend = bSrv
 
 	a.get(false)
-	a.srv.finish(t, 1, a.clock.t.Add(30*24*time.Hour), emailID, "alice@example.com")
+	a.srv.finish(t, 1, a.clock.t.Add(30*day), emailID, "alice@example.com")
 	_, login, err := a.get(false)
 	if login == nil || err != nil {
 		t.Fatalf("login on a: %+v %v", login, err)
@@ -151,7 +151,7 @@ func TestLogoutAcrossInstances(t *testing.T) {
 func TestLoginCheckStoreDown(t *testing.T) {
 	s := newFlowSite(t, 12*time.Hour, emailID)
 	s.get(false)
-	s.srv.finish(t, 1, s.clock.t.Add(30*24*time.Hour), emailID, "alice@example.com")
+	s.srv.finish(t, 1, s.clock.t.Add(30*day), emailID, "alice@example.com")
 	if _, login, err := s.get(false); login == nil || err != nil {
 		t.Fatalf("login: %+v %v", login, err)
 	}
