@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/policy"
+	"github.com/caddy-irma/caddy-irma/caddyirma/sessionlimit"
 	"github.com/caddy-irma/caddy-irma/caddyirma/timestamp"
 )
 
@@ -109,6 +110,10 @@ type App struct {
 	// irma_auth. Default: all defaults (see LoginConfig).
 	Login *LoginConfig `json:"login,omitempty"`
 
+	// SessionLimits bounds the IRMA sessions that clients can make the
+	// gateway start, per client and in total. Default: see SessionLimits.
+	SessionLimits *SessionLimits `json:"session_limits,omitempty"`
+
 	// identityHeaders holds the normalized names of the identity header and
 	// of the plain attribute headers: with the X-Irma- prefix, the gateway's
 	// header namespace (shield.go), removed from every request first.
@@ -128,6 +133,7 @@ type App struct {
 	irmagoLogger    *zap.Logger
 	ownsConf        bool // irmaConf is this app's to close, not a running server's
 	srv             atomic.Pointer[runningServer]
+	limiter         *sessionlimit.Limiter
 	logger          *zap.Logger
 }
 
@@ -153,6 +159,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.provisionTimestamps, // the timestamp service, with a key
 		a.provisionServer,     // irmaserver's configuration, with Redis
 		a.provisionPolicies,   // named policies, checked against the schemes
+		a.provisionLimits,     // how many sessions clients may start
 		a.provisionLogin,      // cookies, identity JWT, a login flow per policy
 	} {
 		if err := step(repl); err != nil {
@@ -303,6 +310,7 @@ func (a *App) newLoginFlow(p policy.Policy, route, name, pairing, audience strin
 		policy: p, route: route, name: name, pairing: pairing, audience: audience,
 		login: a.Login, backend: appServer{a}, prefix: a.prefix,
 		maxSession: time.Duration(a.MaxSessionLifetime), proofsWait: defaultProofsWait, now: time.Now, logger: logger,
+		limiter: a.limiter,
 	}
 }
 

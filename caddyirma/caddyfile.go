@@ -126,6 +126,9 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "login":
 			a.Login = new(LoginConfig)
 			err = a.Login.unmarshalCaddyfile(d)
+		case "session_limits":
+			a.SessionLimits = new(SessionLimits)
+			err = a.SessionLimits.unmarshalCaddyfile(d)
 		default:
 			return d.Errf("irma: unknown setting %q", name)
 		}

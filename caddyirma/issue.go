@@ -195,6 +195,9 @@ func (h *Issue) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Ha
 	if err != nil {
 		return caddyhttp.Error(http.StatusBadRequest, err)
 	}
+	if !admitSession(w, r, h.app.limiter, h.logger) {
+		return nil
+	}
 	s, _, err := startSession(appServer{h.app}, h.app.prefix, req, h.Pairing)
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma_issue: %w", err))

@@ -13,6 +13,7 @@ import (
 	"github.com/caddy-irma/caddy-irma/caddyirma/assertion"
 	"github.com/caddy-irma/caddy-irma/caddyirma/internal/logbridge"
 	"github.com/caddy-irma/caddy-irma/caddyirma/policy"
+	"github.com/caddy-irma/caddy-irma/caddyirma/sessionlimit"
 	"github.com/caddy-irma/caddy-irma/caddyirma/sessionpage"
 )
 
@@ -40,6 +41,7 @@ type loginFlow struct {
 	proofsWait time.Duration // how long a login waits for its proofs' record
 	now        func() time.Time
 	logger     *zap.Logger
+	limiter    *sessionlimit.Limiter // nil: no bound
 }
 
 // destination says where a login goes: ret is the same-site path to land
@@ -226,6 +228,9 @@ func (f *loginFlow) challenge(w http.ResponseWriter, r *http.Request, login *log
 	need := f.policy
 	if login != nil {
 		need = f.policy.Missing(toAttributes(login.Attributes))
+	}
+	if !admitSession(w, r, f.limiter, f.logger) {
+		return nil
 	}
 	req := need.DisclosureRequest()
 	if login != nil {

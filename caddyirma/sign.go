@@ -162,6 +162,9 @@ func (h *Sign) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Han
 	req := irma.NewSignatureRequest(msg)
 	d := policy.Policy{Requirements: h.Requirements}.DisclosureRequest()
 	req.Disclose, req.Labels = d.Disclose, d.Labels
+	if !admitSession(w, r, h.app.limiter, h.logger) {
+		return nil
+	}
 	s, token, err := startSession(h.backend, h.app.prefix, req, h.Pairing)
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma_sign: %w", err))

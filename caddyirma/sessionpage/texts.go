@@ -48,6 +48,10 @@ var texts = map[string]map[string]map[string]string{
 			"title":   "Access refused",
 			"message": "What you showed with the Yivi app does not give access to this page.",
 		},
+		"busy": {
+			"title":   "Too many sessions",
+			"message": "Too many Yivi sessions were started from your address. Please wait a moment, then try again.",
+		},
 		"logout": {
 			"title":   "Log out",
 			"message": "Log out of this site?",
@@ -109,6 +113,10 @@ var texts = map[string]map[string]map[string]string{
 		"refused": {
 			"title":   "Geen toegang",
 			"message": "Wat u met de Yivi-app liet zien, geeft geen toegang tot deze pagina.",
+		},
+		"busy": {
+			"title":   "Te veel sessies",
+			"message": "Vanaf uw adres zijn te veel Yivi-sessies gestart. Wacht even en probeer het dan opnieuw.",
 		},
 		"logout": {
 			"title":   "Uitloggen",

@@ -1,0 +1,149 @@
+package caddyirma
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddy-irma/caddy-irma/caddyirma/sessionlimit"
+	"github.com/caddy-irma/caddy-irma/caddyirma/sessionpage"
+)
+
+// Defaults of the session limits.
+const (
+	DefaultSessionsPerClient       = 30
+	DefaultSessionsPerClientWindow = 10 * time.Minute
+	DefaultMaxSessions             = 10000
+	// maxTrackedClients bounds the memory of the per-client bound itself.
+	maxTrackedClients = 100000
+)
+
+// SessionLimits bounds the IRMA sessions that clients can make the gateway
+// start for them: login sessions of irma_auth and /irma/login, signature
+// sessions of irma_sign and issuance sessions of irma_issue. Each session is
+// state that the IRMA server keeps until it ends or times out, whoever
+// asked for it. A request beyond a bound gets 429 with Retry-After, and no
+// session. The bounds are per Caddy process.
+type SessionLimits struct {
+	// PerClient is how many sessions one client address may start within
+	// PerClientWindow (a token bucket: all at once, then one each
+	// PerClientWindow/PerClient). The address is Caddy's client IP, which
+	// honours the servers' trusted_proxies. Default: 30.
+	PerClient int `json:"per_client,omitempty"`
+
+	// PerClientWindow is the window of PerClient. Default: 10m.
+	PerClientWindow caddy.Duration `json:"per_client_window,omitempty"`
+
+	// Total is how many sessions all clients together may start within
+	// max_session_lifetime, about as many as the IRMA server holds at once
+	// at worst. Default: 10000.
+	Total int `json:"total,omitempty"`
+}
+
+// provisionLimits fills in the defaults of the session limits, checks
+// them, and makes the limiter.
+func (a *App) provisionLimits(*caddy.Replacer) error {
+	if a.SessionLimits == nil {
+		a.SessionLimits = new(SessionLimits)
+	}
+	s := a.SessionLimits
+	if s.PerClient == 0 {
+		s.PerClient = DefaultSessionsPerClient
+	}
+	if s.PerClientWindow == 0 {
+		s.PerClientWindow = caddy.Duration(DefaultSessionsPerClientWindow)
+	}
+	if s.Total == 0 {
+		s.Total = DefaultMaxSessions
+	}
+	if s.PerClient < 0 || s.Total < 0 || s.PerClientWindow < 0 {
+		return fmt.Errorf("irma: session_limits: per_client %d, per_client_window %s, total %d: want positive numbers",
+			s.PerClient, time.Duration(s.PerClientWindow), s.Total)
+	}
+	a.limiter = &sessionlimit.Limiter{
+		PerClient: s.PerClient, Window: time.Duration(s.PerClientWindow),
+		Total: s.Total, TotalWindow: time.Duration(a.MaxSessionLifetime), MaxClients: maxTrackedClients,
+	}
+	return nil
+}
+
+// admitSession answers 429, and returns false, if r's client may not start
+// another session now.
+func admitSession(w http.ResponseWriter, r *http.Request, limiter *sessionlimit.Limiter, logger *zap.Logger) bool {
+	if limiter == nil {
+		return true
+	}
+	client, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	if client == "" {
+		client, _, _ = net.SplitHostPort(r.RemoteAddr)
+	}
+	ok, wait := limiter.Allow(client)
+	if ok {
+		return true
+	}
+	secs := int(wait.Round(time.Second) / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	logger.Info("session refused: too many sessions", zap.Int("retry_after", secs))
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	w.Header().Set("Cache-Control", "no-store")
+	if sessionpage.WantsPage(r) {
+		_ = sessionpage.RenderMessage(w, http.StatusTooManyRequests, sessionpage.Language(r), "busy", requestReturn(r))
+		return false
+	}
+	sessionpage.WriteJSON(w, http.StatusTooManyRequests, map[string]any{"error": "too_many_sessions", "retry_after": secs})
+	return false
+}
+
+// unmarshalCaddyfile parses the session_limits block of the irma global
+// option:
+//
+//	session_limits {
+//		per_client <number> [<window>]
+//		total      <number>
+//	}
+func (s *SessionLimits) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.Errf("irma: session_limits: unexpected argument %q", d.Val())
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch name := d.Val(); name {
+		case "per_client":
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 {
+				return d.Err("irma: session_limits: per_client takes a number and an optional window, such as 30 10m")
+			}
+			n, err := strconv.Atoi(args[0])
+			if err != nil || n <= 0 {
+				return d.Errf("irma: session_limits: per_client %q: want a positive number", args[0])
+			}
+			s.PerClient = n
+			if len(args) == 2 {
+				if err := durationArg(d, "per_client window", args[1], &s.PerClientWindow); err != nil {
+					return err
+				}
+			}
+		case "total":
+			var v string
+			if err := oneArg(d, &v); err != nil {
+				return err
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				return d.Errf("irma: session_limits: total %q: want a positive number", v)
+			}
+			s.Total = n
+		default:
+			return d.Errf("irma: session_limits: unknown setting %q", name)
+		}
+	}
+	return nil
+}
