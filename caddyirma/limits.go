@@ -92,7 +92,8 @@ func admitSession(w http.ResponseWriter, r *http.Request, limiter *sessionlimit.
 	if secs < 1 {
 		secs = 1
 	}
-	logger.Info("session refused: too many sessions", zap.Int("retry_after", secs))
+	// Debug: a flood would otherwise write a line per request.
+	logger.Debug("session refused: too many sessions", zap.Int("retry_after", secs))
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
 	w.Header().Set("Cache-Control", "no-store")
 	if sessionpage.WantsPage(r) {
