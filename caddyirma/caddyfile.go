@@ -43,6 +43,10 @@ func init() {
 //			issuer          <iss>
 //			audience        <aud>
 //		}
+//		session_limits {
+//			per_client <number> [<window>]
+//			total      <number>
+//		}
 //		redis <host:port> {
 //			username             <name>
 //			password             <password>
