@@ -33,17 +33,16 @@ const (
 // session. The bounds are per Caddy process.
 type SessionLimits struct {
 	// PerClient is how many sessions one client address may start within
-	// PerClientWindow (a token bucket: all at once, then one each
-	// PerClientWindow/PerClient). The address is Caddy's client IP, which
-	// honours the servers' trusted_proxies. Default: 30.
+	// any PerClientWindow (a sliding window). The address is Caddy's client
+	// IP, which honours the servers' trusted_proxies. Default: 30.
 	PerClient int `json:"per_client,omitempty"`
 
 	// PerClientWindow is the window of PerClient. Default: 10m.
 	PerClientWindow caddy.Duration `json:"per_client_window,omitempty"`
 
-	// Total is how many sessions all clients together may start within
-	// max_session_lifetime, about as many as the IRMA server holds at once
-	// at worst. Default: 10000.
+	// Total is how many sessions all clients together may start within any
+	// max_session_lifetime: so at most as many are waiting at once. Default:
+	// 10000.
 	Total int `json:"total,omitempty"`
 }
 

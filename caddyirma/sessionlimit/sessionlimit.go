@@ -11,57 +11,50 @@ import (
 	"time"
 )
 
-// Limiter is a token bucket per client and one for all clients together:
-// a client may start PerClient sessions at once, and one more each
-// Window/PerClient; all clients together Total, and one more each
-// TotalWindow/Total. A Limiter is safe for concurrent use; set its fields
-// before the first call.
+// Limiter counts the sessions started in sliding windows: a client may
+// start at most PerClient within any Window, and all clients together at
+// most Total within any TotalWindow. With TotalWindow the lifetime of a
+// session, Total bounds the sessions alive at once. A Limiter is safe for
+// concurrent use; set its fields before the first call.
 type Limiter struct {
 	PerClient   int
 	Window      time.Duration
 	Total       int
 	TotalWindow time.Duration
 	// MaxClients bounds how many clients it keeps track of; beyond it,
-	// new clients are refused until the idle ones are forgotten.
+	// new clients are refused until idle ones are forgotten.
 	MaxClients int
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
 
 	mu      sync.Mutex
-	clients map[string]*bucket
-	total   bucket
+	clients map[string]*starts
+	total   starts
 }
 
-type bucket struct {
-	tokens float64
-	last   time.Time
-}
+// starts are the times sessions were started, oldest first.
+type starts []time.Time
 
-// take refills b for the time since it was last used, at rate tokens per
-// second up to capacity, and takes one token if there is one; otherwise it
-// says how long until there is.
-func (b *bucket) take(now time.Time, capacity int, window time.Duration) (bool, time.Duration) {
-	rate := float64(capacity) / window.Seconds()
-	if b.last.IsZero() {
-		b.tokens = float64(capacity)
-	} else if elapsed := now.Sub(b.last).Seconds(); elapsed > 0 {
-		b.tokens = min(float64(capacity), b.tokens+elapsed*rate)
+// prune forgets the starts that are outside the window before now.
+func (s *starts) prune(now time.Time, window time.Duration) {
+	i := 0
+	for i < len(*s) && !(*s)[i].After(now.Add(-window)) {
+		i++
 	}
-	b.last = now
-	if b.tokens >= 1 {
-		b.tokens--
-		return true, 0
+	*s = (*s)[i:]
+}
+
+// full says whether s has max starts in the window, and if so how long
+// until the oldest leaves it.
+func (s starts) full(now time.Time, max int, window time.Duration) (bool, time.Duration) {
+	if len(s) < max {
+		return false, 0
 	}
-	return false, time.Duration((1 - b.tokens) / rate * float64(time.Second))
+	return true, s[len(s)-max].Add(window).Sub(now)
 }
 
-// full says whether b has refilled to capacity by now: an idle client.
-func (b *bucket) full(now time.Time, capacity int, window time.Duration) bool {
-	return b.tokens+now.Sub(b.last).Seconds()*float64(capacity)/window.Seconds() >= float64(capacity)
-}
-
-// Allow says whether client may start a session now, and if not, how long
-// it should wait before it tries again.
+// Allow says whether client may start a session now (and counts it if
+// so), and if not, how long it should wait before it tries again.
 func (l *Limiter) Allow(client string) (bool, time.Duration) {
 	now := time.Now()
 	if l.Now != nil {
@@ -70,31 +63,32 @@ func (l *Limiter) Allow(client string) (bool, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.clients == nil {
-		l.clients = map[string]*bucket{}
+		l.clients = map[string]*starts{}
 	}
-	b, known := l.clients[client]
+	s, known := l.clients[client]
 	if !known {
 		if len(l.clients) >= l.MaxClients {
-			for c, cb := range l.clients {
-				if cb.full(now, l.PerClient, l.Window) {
+			for c, cs := range l.clients {
+				if cs.prune(now, l.Window); len(*cs) == 0 {
 					delete(l.clients, c)
 				}
 			}
 		}
 		if len(l.clients) >= l.MaxClients {
-			return false, l.Window / time.Duration(l.PerClient)
+			return false, l.Window
 		}
-		b = new(bucket)
-		l.clients[client] = b
+		s = new(starts)
+		l.clients[client] = s
 	}
-	// The client's own bound first: a client over it takes nothing from
-	// everyone else's.
-	if ok, wait := b.take(now, l.PerClient, l.Window); !ok {
+	s.prune(now, l.Window)
+	if full, wait := s.full(now, l.PerClient, l.Window); full {
 		return false, wait
 	}
-	if ok, wait := l.total.take(now, l.Total, l.TotalWindow); !ok {
-		b.tokens++ // not started: the client keeps its token
+	l.total.prune(now, l.TotalWindow)
+	if full, wait := l.total.full(now, l.Total, l.TotalWindow); full {
 		return false, wait
 	}
+	*s = append(*s, now)
+	l.total = append(l.total, now)
 	return true, 0
 }

@@ -17,25 +17,33 @@ func newLimiter(c *clock) *Limiter {
 func TestPerClient(t *testing.T) {
 	c := &clock{t: time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC)}
 	l := newLimiter(c)
+	allow := func(client string) (bool, time.Duration) { return l.Allow(client) }
 	for i := range 3 {
-		if ok, _ := l.Allow("a"); !ok {
+		c.t = c.t.Add(10 * time.Second)
+		if ok, _ := allow("a"); !ok {
 			t.Fatalf("session %d of 3 refused", i+1)
 		}
 	}
-	ok, wait := l.Allow("a")
-	if ok || wait != 20*time.Second {
-		t.Fatalf("the fourth: %v, wait %s, want a refusal and 20s", ok, wait)
+	// Three in the window (at 10, 20, 30 s): the next when the first leaves it.
+	ok, wait := allow("a")
+	if ok || wait != 40*time.Second {
+		t.Fatalf("the fourth: %v, wait %s, want a refusal and 40s", ok, wait)
 	}
-	if ok, _ := l.Allow("b"); !ok {
+	if ok, _ := allow("b"); !ok {
 		t.Error("another client was refused for a's sessions")
 	}
-	c.t = c.t.Add(20 * time.Second)
-	if ok, _ := l.Allow("a"); !ok {
-		t.Error("no session after the wait")
+	c.t = c.t.Add(40*time.Second - time.Nanosecond)
+	if ok, _ := allow("a"); ok {
+		t.Error("a fourth session within the window")
 	}
-	if ok, _ := l.Allow("a"); ok {
-		t.Error("two sessions after one wait")
+	c.t = c.t.Add(time.Nanosecond)
+	if ok, _ := allow("a"); !ok {
+		t.Error("no session once the first left the window")
 	}
+	if ok, wait := allow("a"); ok || wait != 10*time.Second {
+		t.Errorf("then: %v, wait %s, want a refusal and 10s", ok, wait)
+	}
+	// In no window of a minute did a start more than 3.
 }
 
 func TestTotal(t *testing.T) {
@@ -52,15 +60,16 @@ func TestTotal(t *testing.T) {
 		t.Fatalf("%d sessions started by 10 clients, want the total of 5", started)
 	}
 	ok, wait := l.Allow("late")
-	if ok || wait != 2*time.Minute {
-		t.Errorf("over the total: %v, wait %s, want a refusal and 2m", ok, wait)
+	if ok || wait != 10*time.Minute {
+		t.Errorf("over the total: %v, wait %s, want a refusal and 10m", ok, wait)
 	}
-	// A client refused for the total keeps its own tokens.
-	c.t = c.t.Add(2 * time.Minute)
-	for i := range 1 {
-		if ok, _ := l.Allow("late"); !ok {
-			t.Fatalf("session %d after the total refilled: refused", i+1)
-		}
+	c.t = c.t.Add(9 * time.Minute)
+	if ok, _ := l.Allow("late"); ok {
+		t.Error("a session over the total within its window")
+	}
+	c.t = c.t.Add(time.Minute)
+	if ok, _ := l.Allow("late"); !ok {
+		t.Error("no session once the window passed")
 	}
 }
 
@@ -76,7 +85,7 @@ func TestMaxClients(t *testing.T) {
 	if ok, _ := l.Allow("fifth"); ok {
 		t.Fatal("a fifth client while four are tracked and busy")
 	}
-	// Once the others are idle (refilled), they are forgotten.
+	// Once the others' starts have left the window, they are forgotten.
 	c.t = c.t.Add(time.Minute)
 	if ok, _ := l.Allow("fifth"); !ok {
 		t.Error("a new client after the others went idle was refused")
