@@ -20,10 +20,11 @@ import (
 
 // A login must not outlive the credentials it was made with, but irmago's
 // session result does not say when they expire: only the proofs do, in each
-// credential's metadata attribute. So the gateway keeps a copy of the proofs
-// that the Yivi app posts, as irmaserver reads them, and once irmaserver has
-// accepted them, records the earliest expiry (by client token) as a mark,
-// for the login to take. Whoever holds a client token (it is in the QR
+// credential's metadata attribute. So the gateway reads the proofs that the
+// Yivi app posts to a session that irmaserver holds (bounding them first,
+// see below), passes them on, and once irmaserver has accepted them,
+// records the earliest expiry (by client token) as a mark, for the login
+// to take. Whoever holds a client token (it is in the QR
 // code) can post there too: the gateway does no work of its own before
 // irmaserver has looked the session up, records only what irmaserver
 // accepted, once per session, and never removes a record for a post that

@@ -257,6 +257,23 @@ func (s *authSite) issueAll(t testing.TB, w *wallet.Wallet, person map[string]st
 	}
 }
 
+// heldValue returns the value of the attribute id that w holds, or "".
+func heldValue(t testing.TB, w *wallet.Wallet, id string) string {
+	t.Helper()
+	creds, err := w.Credentials()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range creds {
+		for _, a := range c.Attributes {
+			if a.Type.String() == id {
+				return a.Value
+			}
+		}
+	}
+	return ""
+}
+
 // credentialExpiry returns when w's credential of type id expires, as IRMA
 // rounded it.
 func credentialExpiry(t testing.TB, w *wallet.Wallet, id irma.CredentialTypeIdentifier) time.Time {

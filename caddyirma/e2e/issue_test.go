@@ -63,21 +63,7 @@ func TestIssuance(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	holds := func(id string) string {
-		t.Helper()
-		creds, err := w.Credentials()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, c := range creds {
-			for _, a := range c.Attributes {
-				if a.Type.String() == id {
-					return a.Value
-				}
-			}
-		}
-		return ""
-	}
+	holds := func(id string) string { t.Helper(); return heldValue(t, w, id) }
 
 	// Without the disclosure, no membership.
 	sess, err := wallet.FetchSession(ctx, nil, base+"/membership")
