@@ -32,6 +32,7 @@ const (
 	DefaultPathPrefix            = "/irma/"
 	DefaultMaxSessionLifetime    = 15 * time.Minute
 	DefaultSessionResultLifetime = 5 * time.Minute
+	DefaultScanTimeout           = 2 * time.Minute
 	DefaultSchemesUpdateInterval = time.Hour
 )
 
@@ -74,6 +75,15 @@ type App struct {
 	// MaxSessionLifetime is how long an IRMA session may take from its start
 	// until the app has answered. Whole minutes, at least one. Default: 15m.
 	MaxSessionLifetime caddy.Duration `json:"max_session_lifetime,omitempty"`
+
+	// ScanTimeout is how long a session that a handler starts for a
+	// visitor (a login, a signature, an issuance) waits for the Yivi app to
+	// scan its QR code or open its link; a session never scanned then ends
+	// (its page says so, and offers to try again), so that what an
+	// anonymous client starts does not live for max_session_lifetime.
+	// Sessions of the requestor API keep their own timeout. Whole seconds,
+	// at least 10s and at most max_session_lifetime. Default: 2m.
+	ScanTimeout caddy.Duration `json:"scan_timeout,omitempty"`
 
 	// SessionResultLifetime is how long the result of a finished session is
 	// kept for the requestor to fetch. Whole minutes, at least one.
@@ -212,6 +222,12 @@ func (a *App) provisionDurations(*caddy.Replacer) error {
 			return fmt.Errorf("irma: %s %s: want whole minutes, at least 1m", d.name, v)
 		}
 	}
+	if a.ScanTimeout == 0 {
+		a.ScanTimeout = caddy.Duration(min(DefaultScanTimeout, time.Duration(a.MaxSessionLifetime)))
+	}
+	if v := time.Duration(a.ScanTimeout); v < 10*time.Second || v%time.Second != 0 || v > time.Duration(a.MaxSessionLifetime) {
+		return fmt.Errorf("irma: scan_timeout %s: want whole seconds, at least 10s and at most max_session_lifetime (%s)", v, time.Duration(a.MaxSessionLifetime))
+	}
 	return nil
 }
 
@@ -309,7 +325,8 @@ func (a *App) newLoginFlow(p policy.Policy, route, name, pairing, audience strin
 	return &loginFlow{
 		policy: p, route: route, name: name, pairing: pairing, audience: audience,
 		login: a.Login, backend: appServer{a}, prefix: a.prefix,
-		maxSession: time.Duration(a.MaxSessionLifetime), proofsWait: defaultProofsWait, now: time.Now, logger: logger,
+		maxSession: time.Duration(a.MaxSessionLifetime), scanTimeout: time.Duration(a.ScanTimeout),
+		proofsWait: defaultProofsWait, now: time.Now, logger: logger,
 		limiter: a.limiter,
 	}
 }

@@ -23,6 +23,7 @@ func init() {
 //		issuer_private_keys_path <dir>
 //		schemes_update           off | <interval>
 //		max_session_lifetime     <duration>
+//		scan_timeout             <duration>
 //		session_result_lifetime  <duration>
 //		production
 //		timestamp_key_file       <file>
@@ -113,6 +114,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			var v string
 			if err = oneArg(d, &v); err == nil {
 				err = durationArg(d, name, v, &a.MaxSessionLifetime)
+			}
+		case "scan_timeout":
+			var v string
+			if err = oneArg(d, &v); err == nil {
+				err = durationArg(d, name, v, &a.ScanTimeout)
 			}
 		case "session_result_lifetime":
 			var v string

@@ -35,6 +35,7 @@ type fakeSessions struct {
 	store    marks.Store
 	lookups  int
 	broken   error // GetSessionResult fails with it
+	timeouts []int // the ClientTimeout of each session started
 }
 
 func newFakeSessions(now func() time.Time) *fakeSessions {
@@ -47,9 +48,12 @@ func (f *fakeSessions) StartSession(req any, _ server.SessionHandler, _ string) 
 	defer f.mu.Unlock()
 	f.n++
 	token := irma.RequestorToken(fmt.Sprintf("requestor%d", f.n))
-	f.requests[token] = req.(irma.SessionRequest)
-	f.results[token] = &server.SessionResult{Status: irma.ServerStatusInitialized, Type: req.(irma.SessionRequest).Action()}
-	ptr := &irma.Qr{URL: fmt.Sprintf("https://gw.example/irma/session/client%d", f.n), Type: req.(irma.SessionRequest).Action()}
+	rreq := req.(irma.RequestorRequest)
+	f.timeouts = append(f.timeouts, rreq.Base().ClientTimeout)
+	sreq := rreq.SessionRequest()
+	f.requests[token] = sreq
+	f.results[token] = &server.SessionResult{Status: irma.ServerStatusInitialized, Type: sreq.Action()}
+	ptr := &irma.Qr{URL: fmt.Sprintf("https://gw.example/irma/session/client%d", f.n), Type: sreq.Action()}
 	return ptr, token, &irma.FrontendSessionRequest{Authorization: "frontend"}, nil
 }
 
@@ -137,7 +141,7 @@ func newFlowSite(t *testing.T, lifetime time.Duration, exprs ...string) *flowSit
 	}
 	srv := newFakeSessions(clock.now)
 	f := &loginFlow{policy: p, route: "route:test", name: "test", login: l, backend: srv, prefix: "/irma/",
-		maxSession: 15 * time.Minute, proofsWait: time.Minute, now: clock.now, logger: zap.NewNop()}
+		maxSession: 15 * time.Minute, scanTimeout: 2 * time.Minute, proofsWait: time.Minute, now: clock.now, logger: zap.NewNop()}
 	return &flowSite{t: t, flow: f, srv: srv, clock: clock, cookies: map[string]*http.Cookie{}}
 }
 
@@ -145,10 +149,19 @@ func newFlowSite(t *testing.T, lifetime time.Duration, exprs ...string) *flowSit
 // and keeps the cookies it sets.
 func (s *flowSite) get(page bool) (*httptest.ResponseRecorder, *loginState, error) {
 	s.t.Helper()
-	r := httptest.NewRequest(http.MethodGet, "https://gw.example/members/", nil)
 	if page {
-		r.Header.Set("Accept", "text/html")
-		r.Header.Set("Sec-Fetch-Mode", "navigate")
+		return s.do(http.MethodGet, "Accept", "text/html", "Sec-Fetch-Mode", "navigate")
+	}
+	return s.do(http.MethodGet)
+}
+
+// do runs the flow for one request with the given method and headers
+// (name, value, ...), and keeps the cookies it sets.
+func (s *flowSite) do(method string, header ...string) (*httptest.ResponseRecorder, *loginState, error) {
+	s.t.Helper()
+	r := httptest.NewRequest(method, "https://gw.example/members/", nil)
+	for i := 0; i+1 < len(header); i += 2 {
+		r.Header.Set(header[i], header[i+1])
 	}
 	for _, c := range s.cookies {
 		r.AddCookie(c)

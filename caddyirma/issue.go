@@ -195,14 +195,17 @@ func (h *Issue) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Ha
 	if err != nil {
 		return caddyhttp.Error(http.StatusBadRequest, err)
 	}
+	page := sessionpage.Page{Kind: sessionpage.KindIssue, DoneURL: h.Redirect}
+	if deferred, err := deferStart(w, r, http.StatusOK, page); deferred {
+		return err
+	}
 	if !admitSession(w, r, h.app.limiter, h.logger) {
 		return nil
 	}
-	s, _, err := startSession(appServer{h.app}, h.app.prefix, req, h.Pairing)
-	if err != nil {
+	if page.Session, _, err = startSession(appServer{h.app}, h.app.prefix, req, h.Pairing, time.Duration(h.app.ScanTimeout)); err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma_issue: %w", err))
 	}
-	return showSession(w, r, http.StatusOK, http.StatusOK, sessionpage.Page{Kind: sessionpage.KindIssue, Session: s, DoneURL: h.Redirect})
+	return showSession(w, r, http.StatusOK, http.StatusOK, page)
 }
 
 // request builds the issuance request for one visitor.

@@ -30,7 +30,9 @@ const (
 // sessions of irma_sign and issuance sessions of irma_issue. Each session is
 // state that the IRMA server keeps until it ends or times out, whoever
 // asked for it. A request beyond a bound gets 429 with Retry-After, and no
-// session. The bounds are per Caddy process.
+// session. A browser's page navigation starts no session, and so counts
+// for none: its page's script starts the session. The bounds are per Caddy
+// process.
 type SessionLimits struct {
 	// PerClient is how many sessions one client address may start within
 	// any PerClientWindow (a sliding window). The address is Caddy's client

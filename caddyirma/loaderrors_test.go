@@ -102,6 +102,8 @@ func TestLoadErrors(t *testing.T) {
 		{"unreadable keys", replace("issuer_private_keys_path "+g.scheme.PrivateKeysPath, "issuer_private_keys_path "+badKeys), []string{`issuer_private_keys_path "` + badKeys + `"`}},
 		{"mismatched keys", replace("issuer_private_keys_path "+g.scheme.PrivateKeysPath, "issuer_private_keys_path "+otherKeys), []string{`issuer_private_keys_path "` + otherKeys + `"`, "does not belong"}},
 		{"keys inside the schemes", replace("issuer_private_keys_path "+g.scheme.PrivateKeysPath, "issuer_private_keys_path "+filepath.Join(g.scheme.SchemesPath, "caddy-demo")), []string{"inside schemes_path"}},
+		{"scan_timeout too short", replace("schemes_update off", "schemes_update off\n\t\tscan_timeout 5s"), []string{"scan_timeout 5s", "at least 10s"}},
+		{"scan_timeout beyond the session", replace("schemes_update off", "schemes_update off\n\t\tmax_session_lifetime 5m\n\t\tscan_timeout 6m"), []string{"scan_timeout 6m0s", "max_session_lifetime (5m0s)"}},
 		{"redis db", replace("schemes_update off", "schemes_update off\n\t\tredis 127.0.0.1:1 {\n\t\t\tdb -1\n\t\t}"), []string{`db "-1"`}},
 		{"redis ca file", replace("schemes_update off", "schemes_update off\n\t\tredis 127.0.0.1:1 {\n\t\t\ttls_ca_cert_file "+g.scheme.TimestampKeyFile+"\n\t\t}"), []string{"tls_ca_cert_file", "no PEM certificates"}},
 		{"pairing", replace("irma_issue {", "irma_issue {\n\t\t\tpairing maybe"), []string{`pairing "maybe"`}},

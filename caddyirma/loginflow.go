@@ -38,10 +38,12 @@ type loginFlow struct {
 	backend    backend
 	prefix     string        // of the IRMA endpoints, for session pages
 	maxSession time.Duration // how long a pending cookie lives
-	proofsWait time.Duration // how long a login waits for its proofs' record
-	now        func() time.Time
-	logger     *zap.Logger
-	limiter    *sessionlimit.Limiter // nil: no bound
+	// scanTimeout is how long a session waits for the Yivi app to scan it.
+	scanTimeout time.Duration
+	proofsWait  time.Duration // how long a login waits for its proofs' record
+	now         func() time.Time
+	logger      *zap.Logger
+	limiter     *sessionlimit.Limiter // nil: no bound
 }
 
 // destination says where a login goes: ret is the same-site path to land
@@ -229,6 +231,9 @@ func (f *loginFlow) challenge(w http.ResponseWriter, r *http.Request, login *log
 	if login != nil {
 		need = f.policy.Missing(toAttributes(login.Attributes))
 	}
+	if deferred, err := deferStart(w, r, dest.code, f.page(sessionpage.Session{}, dest)); deferred {
+		return err
+	}
 	if !admitSession(w, r, f.limiter, f.logger) {
 		return nil
 	}
@@ -236,7 +241,7 @@ func (f *loginFlow) challenge(w http.ResponseWriter, r *http.Request, login *log
 	if login != nil {
 		bindToLogin(req, login.Attributes)
 	}
-	s, token, err := startSession(f.backend, f.prefix, req, f.pairing)
+	s, token, err := startSession(f.backend, f.prefix, req, f.pairing, f.scanTimeout)
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma: login: %w", err))
 	}
@@ -253,8 +258,12 @@ func (f *loginFlow) respond(w http.ResponseWriter, r *http.Request, s sessionpag
 	if !sessionpage.WantsPage(r) {
 		w.Header().Set("WWW-Authenticate", `IRMA realm="caddy-irma"`)
 	}
-	return showSession(w, r, http.StatusUnauthorized, dest.code,
-		sessionpage.Page{Kind: sessionpage.KindLogin, Session: s, DoneURL: dest.done, RetryURL: dest.done})
+	return showSession(w, r, http.StatusUnauthorized, dest.code, f.page(s, dest))
+}
+
+// page is the login page of session s.
+func (f *loginFlow) page(s sessionpage.Session, dest destination) sessionpage.Page {
+	return sessionpage.Page{Kind: sessionpage.KindLogin, Session: s, DoneURL: dest.done, RetryURL: dest.done}
 }
 
 // Why a finished login does not count, as the JSON answer says it.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	irma "github.com/privacybydesign/irmago/irma"
@@ -58,10 +59,15 @@ func checkPairing(mode string) error {
 }
 
 // startSession starts an IRMA session for a browser, with pairing if the
-// mode asks for it, and returns what the page needs and the requestor
-// token, which must never reach the browser.
-func startSession(srv irmaSessions, prefix string, req irma.SessionRequest, pairing string) (sessionpage.Session, irma.RequestorToken, error) {
-	ptr, token, frontend, err := srv.StartSession(req, nil, "")
+// mode asks for it, that ends if the Yivi app has not scanned it within
+// scan; it returns what the page needs and the requestor token, which must
+// never reach the browser.
+func startSession(srv irmaSessions, prefix string, req irma.SessionRequest, pairing string, scan time.Duration) (sessionpage.Session, irma.RequestorToken, error) {
+	rreq, err := withScanTimeout(req, scan)
+	if err != nil {
+		return sessionpage.Session{}, "", err
+	}
+	ptr, token, frontend, err := srv.StartSession(rreq, nil, "")
 	if err != nil {
 		return sessionpage.Session{}, "", fmt.Errorf("starting session: %w", err)
 	}
@@ -77,6 +83,21 @@ func startSession(srv irmaSessions, prefix string, req irma.SessionRequest, pair
 		s.PairingCode = opts.PairingCode
 	}
 	return s, token, nil
+}
+
+// withScanTimeout wraps req in the requestor request that carries how
+// long the session waits for the Yivi app to scan it.
+func withScanTimeout(req irma.SessionRequest, scan time.Duration) (irma.RequestorRequest, error) {
+	base := irma.RequestorBaseRequest{ClientTimeout: int(scan / time.Second)}
+	switch r := req.(type) {
+	case *irma.DisclosureRequest:
+		return &irma.ServiceProviderRequest{RequestorBaseRequest: base, Request: r}, nil
+	case *irma.SignatureRequest:
+		return &irma.SignatureRequestorRequest{RequestorBaseRequest: base, Request: r}, nil
+	case *irma.IssuanceRequest:
+		return &irma.IdentityProviderRequest{RequestorBaseRequest: base, Request: r}, nil
+	}
+	return nil, fmt.Errorf("starting session: a %T is no session request", req)
 }
 
 // pendingSession is what a pending cookie holds while a visitor runs a
@@ -162,6 +183,23 @@ func showSession(w http.ResponseWriter, r *http.Request, jsonCode, pageCode int,
 	}
 	page.Lang = sessionpage.Language(r)
 	return sessionpage.RenderStatus(w, pageCode, page)
+}
+
+// deferStart answers a browser's page navigation by GET with the session
+// page before any session exists, and returns true: the page's script
+// starts the session with a JSON request to the same URL, which the
+// handler answers as for any script. A crawler, a link preview or a
+// prefetch that runs no script starts none, and no page navigation counts
+// against the session limits. Without script, the page's button posts to
+// the same URL: a POST navigation from the site itself starts the session
+// at once, one from another site gets this page.
+func deferStart(w http.ResponseWriter, r *http.Request, code int, page sessionpage.Page) (bool, error) {
+	if !sessionpage.WantsPage(r) || (r.Method == http.MethodPost && !crossSite(r)) {
+		return false, nil
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	page.Lang = sessionpage.Language(r)
+	return true, sessionpage.RenderStart(w, code, page)
 }
 
 // returnTo is where a browser goes back to after a session: the same-site

@@ -162,10 +162,13 @@ func (h *Sign) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Han
 	req := irma.NewSignatureRequest(msg)
 	d := policy.Policy{Requirements: h.Requirements}.DisclosureRequest()
 	req.Disclose, req.Labels = d.Disclose, d.Labels
+	if deferred, err := deferStart(w, r, http.StatusOK, h.page(sessionpage.Session{}, ret)); deferred {
+		return err
+	}
 	if !admitSession(w, r, h.app.limiter, h.logger) {
 		return nil
 	}
-	s, token, err := startSession(h.backend, h.app.prefix, req, h.Pairing)
+	s, token, err := startSession(h.backend, h.app.prefix, req, h.Pairing, time.Duration(h.app.ScanTimeout))
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma_sign: %w", err))
 	}
@@ -252,7 +255,12 @@ func (h *Sign) message(r *http.Request) (string, error) {
 // respond shows the signing page, or tells a client as JSON how to run the
 // session.
 func (h *Sign) respond(w http.ResponseWriter, r *http.Request, s sessionpage.Session, ret string) error {
-	return showSession(w, r, http.StatusOK, http.StatusOK, sessionpage.Page{Kind: sessionpage.KindSign, Session: s, DoneURL: ret, RetryURL: ret})
+	return showSession(w, r, http.StatusOK, http.StatusOK, h.page(s, ret))
+}
+
+// page is the signature page of session s, which returns to ret.
+func (h *Sign) page(s sessionpage.Session, ret string) sessionpage.Page {
+	return sessionpage.Page{Kind: sessionpage.KindSign, Session: s, DoneURL: ret, RetryURL: ret}
 }
 
 // parseSign sets up irma_sign from Caddyfile tokens. Syntax:

@@ -408,6 +408,15 @@ func TestAuth(t *testing.T) {
 		if strings.Contains(body, p.Token) {
 			t.Error("the 401 body holds the requestor token")
 		}
+		// The session waits scan_timeout (default 2m) for the app to scan it,
+		// not max_session_lifetime.
+		srv, err := s.app.Server()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if req, err := srv.GetRequest(irma.RequestorToken(p.Token)); err != nil || req.Base().ClientTimeout != 120 {
+			t.Errorf("the session's request: %v, %v", req, err)
+		}
 	})
 
 	t.Run("login", func(t *testing.T) {

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -125,43 +124,4 @@ func BenchmarkFakeProofs(b *testing.B) {
 			}
 		})
 	}
-}
-
-// BenchmarkAnonymousFlood sends anonymous JSON requests to a protected
-// route from one client with the default session_limits, and reports how
-// many started a session (401) and how much the heap grew per request:
-//
-//	go test -run '^$' -bench BenchmarkAnonymousFlood -benchtime 10000x ./caddyirma/e2e
-func BenchmarkAnonymousFlood(b *testing.B) {
-	g := newGateway(b)
-	g.start(b, `policy members {
-			require caddy-demo.gateway.person.email
-		}`, `irma_auth /members/* members
-	respond "members"`)
-	c := &http.Client{Timeout: 30 * time.Second}
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	sessions := 0
-	for b.Loop() {
-		req, _ := http.NewRequest("GET", g.base+"/members/", nil)
-		req.Header.Set("Accept", "application/json")
-		resp, err := c.Do(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		switch resp.StatusCode {
-		case http.StatusUnauthorized:
-			sessions++
-		case http.StatusTooManyRequests:
-		default:
-			b.Fatalf("%d", resp.StatusCode)
-		}
-	}
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	b.ReportMetric(float64(sessions), "sessions")
-	b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/float64(b.N), "heap-B/req")
 }

@@ -66,8 +66,21 @@ func TestSessionLimits(t *testing.T) {
 	if resp.StatusCode != http.StatusTooManyRequests || answer.Error != "too_many_sessions" || retry < 598 || retry > 600 || answer.RetryAfter != retry {
 		t.Errorf("the fourth session: %d %+v, Retry-After %q", resp.StatusCode, answer, resp.Header.Get("Retry-After"))
 	}
-	if resp := get(one, "text/html"); resp.StatusCode != http.StatusTooManyRequests || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
-		t.Errorf("a page over the bound: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	// A page navigation starts no session (its script does), so it is not
+	// held back; the page's button without script is.
+	if resp := get(one, "text/html"); resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Errorf("a page navigation over the bound: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	req, _ = http.NewRequest("POST", g.base+"/members/", nil)
+	req.Header.Set("Accept", "text/html")
+	req.Header.Set("Sec-Fetch-Mode", "navigate")
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	if resp, err = one.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Errorf("the page's button over the bound: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 	// Another client (on another loopback address) is not held back.
 	if resp := get(from("127.0.0.2"), "application/json"); resp.StatusCode != http.StatusUnauthorized {

@@ -189,15 +189,22 @@ func TestYiviFrontend(t *testing.T) {
 	}
 
 	// The QR code the frontend draws is the pointer the gateway handed out.
-	var qrPNG []byte
-	if err := chromedp.Run(wait,
-		chromedp.WaitVisible(`#yivi canvas`, chromedp.ByQuery),
-		chromedp.Screenshot(`#yivi canvas`, &qrPNG, chromedp.ByQuery),
-	); err != nil {
+	// The canvas shows before the frontend has drawn on it: look again
+	// until a code is there (as a camera would), for as long as wait lasts.
+	if err := chromedp.Run(wait, chromedp.WaitVisible(`#yivi canvas`, chromedp.ByQuery)); err != nil {
 		t.Fatalf("the frontend shows no QR code: %v", err)
 	}
+	var text string
+	var decodeErr error
+	for text == "" {
+		var qrPNG []byte
+		if err := chromedp.Run(wait, chromedp.Screenshot(`#yivi canvas`, &qrPNG, chromedp.ByQuery)); err != nil {
+			t.Fatalf("the frontend's QR code: %v (last: %v)", err, decodeErr)
+		}
+		text, decodeErr = readQR(qrPNG)
+	}
 	screenshot(t, browser, "yivi-frontend-qr.png")
-	scanned, err := wallet.ParsePointer(decodeQR(t, qrPNG))
+	scanned, err := wallet.ParsePointer(text)
 	if err != nil || *scanned != *ptr {
 		t.Fatalf("the QR code holds %+v (%v), the session %+v", scanned, err, ptr)
 	}

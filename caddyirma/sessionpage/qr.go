@@ -1,6 +1,7 @@
 package sessionpage
 
 import (
+	"encoding/base64"
 	"fmt"
 	"html/template"
 	"strings"
@@ -36,4 +37,15 @@ func QRSVG(text string) (template.HTML, error) {
 	}
 	b.WriteString(`"/></svg>`)
 	return template.HTML(b.String()), nil
+}
+
+// QRDataURL renders text as a QR code in a data URL of an SVG image: what
+// an <img> of a page shows, and what a script that runs the session itself
+// can show without a QR library.
+func QRDataURL(text string) (string, error) {
+	svg, err := QRSVG(text)
+	if err != nil {
+		return "", err
+	}
+	return "data:image/svg+xml;base64," + base64.StdEncoding.EncodeToString([]byte(svg)), nil
 }

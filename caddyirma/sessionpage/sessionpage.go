@@ -89,6 +89,9 @@ type Info struct {
 	Frontend FrontendInfo `json:"frontend"`
 	// Link is the universal link that opens the session in the Yivi app.
 	Link string `json:"link"`
+	// QR is the QR code of the session pointer, for another device's Yivi
+	// app to scan: a data URL of an SVG image, ready for an <img>.
+	QR string `json:"qr"`
 }
 
 // FrontendInfo is how a browser follows a session.
@@ -116,10 +119,19 @@ func NewInfo(s Session) (*Info, error) {
 	if err != nil {
 		return nil, err
 	}
+	ptrJSON, err := json.Marshal(s.Pointer)
+	if err != nil {
+		return nil, fmt.Errorf("encoding session pointer: %w", err)
+	}
+	qr, err := QRDataURL(string(ptrJSON))
+	if err != nil {
+		return nil, err
+	}
 	info := &Info{
 		SessionPtr: s.Pointer,
 		Frontend:   FrontendInfo{Authorization: s.FrontendAuth, StatusURL: status},
 		Link:       link,
+		QR:         qr,
 	}
 	if s.PairingCode != "" {
 		info.Frontend.PairingCode = s.PairingCode
@@ -212,7 +224,7 @@ type pageData struct {
 	Lang    string
 	Nonce   string
 	Text    map[string]string
-	QR      template.HTML
+	QR      template.URL // a data URL of the QR code's image
 	Link    string
 	Refresh template.URL
 	Config  map[string]string
@@ -237,45 +249,64 @@ func RenderStatus(w http.ResponseWriter, code int, p Page) error {
 	if err != nil {
 		return err
 	}
-	ptrJSON, err := json.Marshal(p.Session.Pointer)
-	if err != nil {
-		return fmt.Errorf("encoding session pointer: %w", err)
-	}
-	qr, err := QRSVG(string(ptrJSON))
-	if err != nil {
-		return err
-	}
-	lang := p.Lang
-	if _, ok := texts[lang]; !ok {
-		lang = "en"
-	}
-	text := map[string]string{}
-	for k, v := range texts[lang]["common"] {
-		text[k] = v
-	}
-	for k, v := range texts[lang][string(p.Kind)] {
-		text[k] = v
-	}
+	return renderPage(w, code, p, info)
+}
+
+// RenderStart writes the page of a session that is not started yet
+// (p.Session is ignored). Its script starts the session with a JSON request
+// (GET, Accept: application/json) to the page's own URL, which the handler
+// answers with the session's Info, and then shows it as RenderStatus
+// would; without script, a button posts to the same URL for the page with
+// the session. So a client that runs no script, such as a crawler or a
+// link preview, makes the gateway start no session.
+func RenderStart(w http.ResponseWriter, code int, p Page) error {
+	return renderPage(w, code, p, nil)
+}
+
+// renderPage writes page.html for p: with the session of info, or, if info
+// is nil, one that its script starts.
+func renderPage(w http.ResponseWriter, code int, p Page, info *Info) error {
+	lang, text := pageText(p.Lang, "common", string(p.Kind))
+	// What the script may have to say if it starts the session itself.
+	_, busy := pageText(lang, "busy")
+	_, refused := pageText(lang, "refused")
+	text["busy"], text["refused"] = busy["message"], refused["message"]
 	nonce, err := newNonce()
 	if err != nil {
 		return err
 	}
 	data := pageData{
-		Lang:  lang,
-		Nonce: nonce,
-		Text:  text,
-		QR:    qr,
-		Link:  info.Link,
-		Config: map[string]string{
-			"statusUrl":           info.Frontend.StatusURL,
-			"authorization":       string(info.Frontend.Authorization),
-			"pairingCode":         info.Frontend.PairingCode,
-			"pairingCompletedUrl": info.Frontend.PairingCompletedURL,
-			"doneUrl":             p.DoneURL,
-			"retryUrl":            p.RetryURL,
-		},
+		Lang:   lang,
+		Nonce:  nonce,
+		Text:   text,
+		Config: map[string]string{"doneUrl": p.DoneURL, "retryUrl": p.RetryURL},
+	}
+	if info == nil {
+		data.Config["start"] = "1"
+	} else {
+		data.QR = template.URL(info.QR)
+		data.Link = info.Link
+		data.Config["statusUrl"] = info.Frontend.StatusURL
+		data.Config["authorization"] = string(info.Frontend.Authorization)
+		data.Config["pairingCode"] = info.Frontend.PairingCode
+		data.Config["pairingCompletedUrl"] = info.Frontend.PairingCompletedURL
 	}
 	return write(w, code, pageTemplate, data)
+}
+
+// pageText returns the language to use for lang (English if it has no
+// texts) and the texts of the given kinds of page; a later kind's text wins.
+func pageText(lang string, kinds ...string) (string, map[string]string) {
+	if _, ok := texts[lang]; !ok {
+		lang = "en"
+	}
+	text := map[string]string{}
+	for _, kind := range kinds {
+		for k, v := range texts[lang][kind] {
+			text[k] = v
+		}
+	}
+	return lang, text
 }
 
 // write renders a template with the headers every page gets.
@@ -303,13 +334,7 @@ func write(w http.ResponseWriter, code int, t *template.Template, data pageData)
 // same-site URL) at once, for a status that cannot redirect, such as a 401
 // that a forward-auth proxy hands to the browser.
 func RenderRedirect(w http.ResponseWriter, code int, lang, target string) error {
-	if _, ok := texts[lang]; !ok {
-		lang = "en"
-	}
-	text := map[string]string{}
-	for k, v := range texts[lang]["redirect"] {
-		text[k] = v
-	}
+	lang, text := pageText(lang, "redirect")
 	nonce, err := newNonce()
 	if err != nil {
 		return err
@@ -322,13 +347,7 @@ func RenderRedirect(w http.ResponseWriter, code int, lang, target string) error 
 // that was signed, the signature to download (a JSON file), and a link to
 // verifyURL, where anyone can check it.
 func RenderSigned(w http.ResponseWriter, lang, message string, signature []byte, verifyURL string) error {
-	if _, ok := texts[lang]; !ok {
-		lang = "en"
-	}
-	text := map[string]string{}
-	for k, v := range texts[lang]["signed"] {
-		text[k] = v
-	}
+	lang, text := pageText(lang, "signed")
 	nonce, err := newNonce()
 	if err != nil {
 		return err
@@ -345,16 +364,7 @@ func RenderSigned(w http.ResponseWriter, lang, message string, signature []byte,
 // refused (kind "refused"), with a link to try again at retryURL (a
 // same-site path).
 func RenderMessage(w http.ResponseWriter, code int, lang, kind, retryURL string) error {
-	if _, ok := texts[lang]; !ok {
-		lang = "en"
-	}
-	text := map[string]string{}
-	for k, v := range texts[lang]["common"] {
-		text[k] = v
-	}
-	for k, v := range texts[lang][kind] {
-		text[k] = v
-	}
+	lang, text := pageText(lang, "common", kind)
 	nonce, err := newNonce()
 	if err != nil {
 		return err
@@ -369,13 +379,7 @@ func RenderMessage(w http.ResponseWriter, code int, lang, kind, retryURL string)
 // the post (Referrer-Policy same-origin: under no-referrer, browsers send
 // Origin: null with a form's post).
 func RenderLogout(w http.ResponseWriter, lang, action, backURL string) error {
-	if _, ok := texts[lang]; !ok {
-		lang = "en"
-	}
-	text := map[string]string{}
-	for k, v := range texts[lang]["logout"] {
-		text[k] = v
-	}
+	lang, text := pageText(lang, "logout")
 	nonce, err := newNonce()
 	if err != nil {
 		return err

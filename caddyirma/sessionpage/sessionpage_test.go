@@ -1,6 +1,7 @@
 package sessionpage
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"encoding/xml"
 	"net/http"
@@ -88,6 +89,13 @@ func TestNewInfo(t *testing.T) {
 		t.Errorf("link does not carry the pointer: %q (%v)", frag, err)
 	}
 
+	// The QR code is the pointer's.
+	svg, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(info.QR, "data:image/svg+xml;base64,"))
+	ptrJSON, _ := json.Marshal(testSession().Pointer)
+	if want, _ := QRSVG(string(ptrJSON)); err != nil || string(svg) != string(want) {
+		t.Errorf("qr %.80q is not the pointer's QR code (%v)", info.QR, err)
+	}
+
 	bad := testSession()
 	bad.Pointer = &irma.Qr{URL: "https://example.com/"}
 	if _, err := NewInfo(bad); err == nil {
@@ -145,13 +153,39 @@ func TestRender(t *testing.T) {
 	if strings.Contains(body, "</script><b>") {
 		t.Error("done URL not escaped inside the script element")
 	}
-	for _, want := range []string{`lang="nl"`, "Ontvang uw kaartjes", "<svg", "https://open.yivi.app/-/session#", "/irma/session/abc123/frontend/status", `role="status"`} {
+	for _, want := range []string{`lang="nl"`, "Ontvang uw kaartjes", `src="data:image/svg`, "https://open.yivi.app/-/session#", "/irma/session/abc123/frontend/status", `role="status"`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %q", want)
 		}
 	}
 	if got := w.Header().Get("Cache-Control"); got != "no-store" {
 		t.Errorf("Cache-Control %q", got)
+	}
+}
+
+// TestRenderStart: a page without a session holds nothing of one, and
+// its script starts one; without script, a button posts for it.
+func TestRenderStart(t *testing.T) {
+	w := httptest.NewRecorder()
+	if err := RenderStart(w, http.StatusUnauthorized, Page{Kind: KindLogin, Lang: "en", DoneURL: "/members/"}); err != nil {
+		t.Fatal(err)
+	}
+	body := w.Body.String()
+	if w.Code != http.StatusUnauthorized {
+		t.Errorf("status %d", w.Code)
+	}
+	for _, want := range []string{"Log in with Yivi", "Preparing the QR code", `"start":"1"`, `<form method="post">`, "Show the QR code", `"doneUrl":"/members/"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	for _, unwanted := range []string{"data:image", "open.yivi.app", "/frontend/", `"statusUrl":`} {
+		if strings.Contains(body, unwanted) {
+			t.Errorf("a page without session has %q", unwanted)
+		}
+	}
+	if got := w.Header().Get("Cache-Control"); got != "no-store" || !strings.Contains(w.Header().Get("Content-Security-Policy"), "connect-src 'self'") {
+		t.Errorf("headers %v", w.Header())
 	}
 }
 
