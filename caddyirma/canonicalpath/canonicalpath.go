@@ -36,7 +36,8 @@ var ErrAmbiguous = errors.New("ambiguous path")
 //   - an empty segment ("//") but at the end: servers merge slashes or not, and some parsers
 //     read a path that starts with "//" as another host;
 //   - a segment that ends in a dot or a space, which Windows servers drop ("/adults./" is
-//     "/adults/" to IIS);
+//     "/adults/" to IIS), or that names an NTFS stream ("x::$DATA") or has the shape of a
+//     Windows 8.3 short name ("ADULTS~1"), which Windows servers read as the file itself;
 //   - an encoded slash or backslash ("%2F", "%5C"), which some servers decode into a separator
 //     and others do not (Apache refuses them by default);
 //   - a backslash, a separator to Windows servers;
@@ -119,9 +120,33 @@ func checkForm(form string) error {
 			return errors.New("segment that ends in a dot (Windows drops it)")
 		case strings.HasSuffix(seg, " "):
 			return errors.New("segment that ends in a space (Windows drops it)")
+		case strings.Contains(seg, ":$"):
+			return errors.New(`NTFS stream name (":$", as in "::$DATA": Windows serves the file)`)
+		case windowsShortName(seg):
+			return errors.New(`Windows short name ("~1", as in "MEMBER~1": Windows serves the long name)`)
 		}
 	}
 	return nil
+}
+
+// windowsShortName says whether seg has the shape of an 8.3 alias that Windows file systems
+// give a long name: up to eight characters that end in "~" and digits, and an optional
+// extension of up to three ("MEMBER~1", "PROGRA~2.HTM").
+func windowsShortName(seg string) bool {
+	base, ext := seg, ""
+	if i := strings.LastIndexByte(seg, '.'); i >= 0 {
+		base, ext = seg[:i], seg[i+1:]
+	}
+	tilde := strings.LastIndexByte(base, '~')
+	if tilde < 1 || tilde == len(base)-1 || utf8.RuneCountInString(base) > 8 || utf8.RuneCountInString(ext) > 3 {
+		return false
+	}
+	for _, c := range base[tilde+1:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // hasEscapeOf says whether s starts with the percent-encoding of the ASCII character c, in
