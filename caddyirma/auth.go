@@ -180,7 +180,7 @@ func (h *Auth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	ret := requestReturn(r)
 	login, err := h.flow.check(w, r, destination{ret: ret, done: ret, code: http.StatusUnauthorized})
 	if login == nil || err != nil {
-		return err
+		return answerStoreDown(w, r, h.flow.logger, err)
 	}
 	return h.pass(w, r, next, login)
 }

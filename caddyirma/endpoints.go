@@ -94,11 +94,11 @@ func (e *Endpoints) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 		http.StripPrefix(prefix+"verify", signature.Handler(a.Configuration)).ServeHTTP(w, r)
 		return nil
 	case rest == "/logout":
-		return e.serveLogout(w, r)
+		return answerStoreDown(w, r, a.logger, e.serveLogout(w, r))
 	case rest == "/login":
-		return e.serveLogin(w, r)
+		return answerStoreDown(w, r, a.logger, e.serveLogin(w, r))
 	case rest == "/auth":
-		return e.serveForwardAuth(w, r)
+		return answerStoreDown(w, r, a.logger, e.serveForwardAuth(w, r))
 	}
 	return e.serveIRMA(w, r, rest)
 }

@@ -180,6 +180,12 @@ func checkCredentialSpec(conf *irma.Configuration, c CredentialSpec) error {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Issue) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	return answerStoreDown(w, r, h.logger, h.serve(w, r))
+}
+
+// serve starts an issuance session for the visitor, or shows the page that
+// starts it.
+func (h *Issue) serve(w http.ResponseWriter, r *http.Request) error {
 	if err := h.app.waitStarted(r.Context()); err != nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma_issue: %w", err))
 	}

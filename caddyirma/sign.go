@@ -135,6 +135,12 @@ func (h *Sign) Provision(ctx caddy.Context) error {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Sign) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	return answerStoreDown(w, r, h.logger, h.serve(w, r))
+}
+
+// serve starts a signature session for the visitor, or picks up the result
+// of the one it started.
+func (h *Sign) serve(w http.ResponseWriter, r *http.Request) error {
 	if err := h.app.waitStarted(r.Context()); err != nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma_sign: %w", err))
 	}

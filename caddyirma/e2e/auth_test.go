@@ -107,8 +107,9 @@ func newAuthSiteWith(t *testing.T, extra func(s *authSite) string) *authSite {
 	return newAuthSiteStore(t, extra, "")
 }
 
-// newAuthSiteStore also adds store to the irma option (a redis block).
-func newAuthSiteStore(t *testing.T, extra func(s *authSite) string, store string) *authSite {
+// newAuthSiteStore also adds store to the irma option (a redis block), and
+// globals to the global options.
+func newAuthSiteStore(t *testing.T, extra func(s *authSite) string, store string, globals ...string) *authSite {
 	ln := caddytest.Listen(t)
 	port, base := ln.Port, "http://"+ln.Addr()
 	s := &authSite{base: base, scheme: testscheme.New(t, base+"/irma/timestamp"), upstream: newUpstream(t)}
@@ -122,6 +123,7 @@ func newAuthSiteStore(t *testing.T, extra func(s *authSite) string, store string
 	config := fmt.Sprintf(`{
 	admin off
 	storage file_system %[6]s
+	%[10]s
 	irma {
 		url %[2]s/irma/
 		schemes_path %[3]s
@@ -194,7 +196,7 @@ http://127.0.0.1:%[1]d {
 	}
 	respond "public"
 }
-`, port, base, s.scheme.SchemesPath, s.scheme.PrivateKeysPath, s.scheme.TimestampKeyFile, filepath.Join(s.scheme.Dir, "caddy"), up, store, ln.Bind()) + more
+`, port, base, s.scheme.SchemesPath, s.scheme.PrivateKeysPath, s.scheme.TimestampKeyFile, filepath.Join(s.scheme.Dir, "caddy"), up, store, ln.Bind(), strings.Join(globals, "\n\t")) + more
 	caddytest.Start(t, config)
 	s.config = config
 	s.app = caddytest.App[*caddyirma.App](t, "irma")

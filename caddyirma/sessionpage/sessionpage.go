@@ -270,7 +270,8 @@ func renderPage(w http.ResponseWriter, code int, p Page, info *Info) error {
 	// What the script may have to say if it starts the session itself.
 	_, busy := pageText(lang, "busy")
 	_, refused := pageText(lang, "refused")
-	text["busy"], text["refused"] = busy["message"], refused["message"]
+	_, unavailable := pageText(lang, "unavailable")
+	text["busy"], text["refused"], text["unavailable"] = busy["message"], refused["message"], unavailable["message"]
 	nonce, err := newNonce()
 	if err != nil {
 		return err

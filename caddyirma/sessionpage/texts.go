@@ -51,6 +51,10 @@ var texts = map[string]map[string]map[string]string{
 			"title":   "Access refused",
 			"message": "What you showed with the Yivi app does not give access to this page.",
 		},
+		"unavailable": {
+			"title":   "Temporarily unavailable",
+			"message": "The login service cannot reach its session store right now. Please try again in a few seconds.",
+		},
 		"busy": {
 			"title":   "Too many sessions",
 			"message": "Too many Yivi sessions were started from your address. Please wait a moment, then try again.",
@@ -119,6 +123,10 @@ var texts = map[string]map[string]map[string]string{
 		"refused": {
 			"title":   "Geen toegang",
 			"message": "Wat u met de Yivi-app liet zien, geeft geen toegang tot deze pagina.",
+		},
+		"unavailable": {
+			"title":   "Tijdelijk niet beschikbaar",
+			"message": "De inlogdienst kan haar sessieopslag nu niet bereiken. Probeer het over een paar seconden opnieuw.",
 		},
 		"busy": {
 			"title":   "Te veel sessies",

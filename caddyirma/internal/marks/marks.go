@@ -25,6 +25,10 @@ import (
 	"github.com/go-redis/redis/v8"
 )
 
+// ErrUnavailable is wrapped by the errors of a store that cannot answer
+// now (Redis is down or unreachable): the same call may work later.
+var ErrUnavailable = errors.New("the store does not answer")
+
 // Store keeps marks.
 type Store interface {
 	// Put records value under key for ttl, replacing what was there.
@@ -186,7 +190,7 @@ func (s *redisStore) Put(ctx context.Context, key string, value []byte, ttl time
 		return err
 	}
 	if err := s.client.Set(ctx, s.prefix+key, b, ttl).Err(); err != nil {
-		return fmt.Errorf("marks: redis: %w", err)
+		return fmt.Errorf("marks: redis: %w: %w", ErrUnavailable, err)
 	}
 	return nil
 }
@@ -198,7 +202,7 @@ func (s *redisStore) Add(ctx context.Context, key string, value []byte, ttl time
 	}
 	added, err := addScript.Run(ctx, s.client, []string{s.prefix + key}, b, ttl.Milliseconds(), s.now().UnixMilli()).Int()
 	if err != nil {
-		return false, fmt.Errorf("marks: redis: %w", err)
+		return false, fmt.Errorf("marks: redis: %w: %w", ErrUnavailable, err)
 	}
 	return added == 1, nil
 }
@@ -209,7 +213,7 @@ func (s *redisStore) Has(ctx context.Context, key string) (bool, error) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("marks: redis: %w", err)
+		return false, fmt.Errorf("marks: redis: %w: %w", ErrUnavailable, err)
 	}
 	_, ok, err := s.decode(key, b)
 	return ok, err
@@ -221,7 +225,7 @@ func (s *redisStore) Take(ctx context.Context, key string) ([]byte, bool, error)
 		return nil, false, nil
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("marks: redis: %w", err)
+		return nil, false, fmt.Errorf("marks: redis: %w: %w", ErrUnavailable, err)
 	}
 	return s.decode(key, b)
 }

@@ -2,6 +2,7 @@ package marks_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -59,14 +60,17 @@ func TestRedisDown(t *testing.T) {
 	client := redis.NewClient(&redis.Options{Addr: caddytest.RefusedAddr(t), MaxRetries: -1, DialTimeout: time.Second})
 	t.Cleanup(func() { client.Close() })
 	s := marks.New(marks.Config{Redis: client})
-	if err := s.Put(context.Background(), "k", nil, time.Minute); err == nil {
-		t.Error("put to an unreachable Redis gave no error")
+	if err := s.Put(context.Background(), "k", nil, time.Minute); !errors.Is(err, marks.ErrUnavailable) {
+		t.Errorf("put to an unreachable Redis: %v", err)
 	}
-	if _, ok, err := s.Take(context.Background(), "k"); err == nil || ok {
-		t.Error("take from an unreachable Redis gave no error")
+	if _, err := s.Add(context.Background(), "k", nil, time.Minute); !errors.Is(err, marks.ErrUnavailable) {
+		t.Errorf("add to an unreachable Redis: %v", err)
 	}
-	if ok, err := s.Has(context.Background(), "k"); err == nil || ok {
-		t.Error("has of an unreachable Redis gave no error")
+	if _, ok, err := s.Take(context.Background(), "k"); !errors.Is(err, marks.ErrUnavailable) || ok {
+		t.Errorf("take from an unreachable Redis: %v %v", ok, err)
+	}
+	if ok, err := s.Has(context.Background(), "k"); !errors.Is(err, marks.ErrUnavailable) || ok {
+		t.Errorf("has of an unreachable Redis: %v %v", ok, err)
 	}
 }
 

@@ -28,40 +28,98 @@ func Start(t testing.TB) string {
 // picking and binding is retried with another.
 func Run(t testing.TB, args func(port int) []string) string {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatalf("redis-server is needed for the Redis tests (apt-get install redis-server; .ci/run does): %v", err)
-	}
+	return run(t, args).Addr
+}
+
+// Server is a redis-server that a test can stop and start again on the
+// same address, as in an outage.
+type Server struct {
+	Addr string
+
+	t      testing.TB
+	port   int
+	args   func(port int) []string
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// StartServer runs a plain redis-server for the test, which it can stop
+// and start again.
+func StartServer(t testing.TB) *Server {
+	t.Helper()
+	return run(t, func(port int) []string { return []string{"--port", fmt.Sprint(port)} })
+}
+
+func run(t testing.TB, args func(port int) []string) *Server {
+	t.Helper()
 	for try := 0; try < 5; try++ {
-		port := caddytest.PortToTry(t)
-		cmd := exec.Command(bin, append([]string{"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir()}, args(port)...)...)
-		out := newLineWatch("Ready to accept connections")
-		cmd.Stdout, cmd.Stderr = out, out
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("starting redis-server: %v", err)
-		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		select {
-		case <-out.seen:
-			t.Cleanup(func() {
-				_ = cmd.Process.Kill()
-				<-exited
-			})
-			return fmt.Sprintf("127.0.0.1:%d", port)
-		case <-exited:
-			if strings.Contains(out.String(), "Address already in use") {
-				continue
-			}
-			t.Fatalf("redis-server exited:\n%s", out.String())
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-			t.Fatalf("redis-server did not get ready:\n%s", out.String())
+		s := &Server{t: t, port: caddytest.PortToTry(t), args: args}
+		if s.launch() {
+			s.Addr = fmt.Sprintf("127.0.0.1:%d", s.port)
+			t.Cleanup(s.Stop)
+			return s
 		}
 	}
 	t.Fatal("redis-server found every port it tried in use")
-	return ""
+	return nil
+}
+
+// launch starts redis-server on the server's port and waits until it is
+// ready. It returns false if the port is in use, and fails the test on
+// any other error.
+func (s *Server) launch() bool {
+	s.t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		s.t.Fatalf("redis-server is needed for the Redis tests (apt-get install redis-server; .ci/run does): %v", err)
+	}
+	cmd := exec.Command(bin, append([]string{"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", s.t.TempDir()}, s.args(s.port)...)...)
+	out := newLineWatch("Ready to accept connections")
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		s.t.Fatalf("starting redis-server: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	select {
+	case <-out.seen:
+		s.mu.Lock()
+		s.cmd, s.exited = cmd, exited
+		s.mu.Unlock()
+		return true
+	case <-exited:
+		if strings.Contains(out.String(), "Address already in use") {
+			return false
+		}
+		s.t.Fatalf("redis-server exited:\n%s", out.String())
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		<-exited
+		s.t.Fatalf("redis-server did not get ready:\n%s", out.String())
+	}
+	return false
+}
+
+// Stop kills the server, as a crash would, and waits until it is gone.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	cmd, exited := s.cmd, s.exited
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd != nil {
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+}
+
+// Restart starts a stopped server again on its address, empty. It fails
+// the test if another process took the port meanwhile.
+func (s *Server) Restart() {
+	s.t.Helper()
+	if !s.launch() {
+		s.t.Fatalf("redis-server: %s was taken while it was stopped", s.Addr)
+	}
 }
 
 // lineWatch collects a process's output and closes seen once it holds the

@@ -1,0 +1,93 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testkit/testredis"
+)
+
+// TestRedisOutage: with the sessions in Redis, a Redis that goes down
+// turns every request that needs it into a 503 with Retry-After and a
+// body (a page for a browser, JSON for a script) and one log line that
+// names Redis, never an empty 500; a page that needs no store still shows.
+// Once Redis is back, the very next request works, without a restart.
+func TestRedisOutage(t *testing.T) {
+	redis := testredis.StartServer(t)
+	logFile := filepath.Join(t.TempDir(), "caddy.log")
+	s := newAuthSiteStore(t, nil, fmt.Sprintf("redis %s {\n\t\t\tdisable_tls\n\t\t}", redis.Addr),
+		fmt.Sprintf("log {\n\t\toutput file %s\n\t\tformat json\n\t}", logFile))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	b := loggedIn(ctx, t, s, s.newWallet(t, "alice@example.com", "yes"))
+	anonymous := newBrowser(t)
+	page := map[string]string{"Accept": "text/html", "Sec-Fetch-Mode": "navigate"}
+	script := map[string]string{"Accept": "application/json"}
+
+	redis.Stop()
+	refused := 0
+	for _, c := range []struct {
+		name   string
+		b      *browser
+		method string
+		path   string
+		header map[string]string
+	}{
+		{"a login's page", b, "GET", "/members/page", page},
+		{"a login's script", b, "GET", "/members/page", script},
+		{"an anonymous script", anonymous, "GET", "/members/page", script},
+		{"forward auth", b, "GET", "/irma/auth?policy=members", script},
+		{"the login endpoint", anonymous, "GET", "/irma/login?policy=members", script},
+		{"logout", b, "POST", "/irma/logout", map[string]string{"Origin": s.base}},
+	} {
+		resp, body := c.b.send(c.method, s.base+c.path, c.header, "")
+		refused++
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "5" {
+			t.Errorf("%s: %d, Retry-After %q, want 503 and 5: %.200q", c.name, resp.StatusCode, resp.Header.Get("Retry-After"), body)
+			continue
+		}
+		if c.header["Accept"] == "text/html" {
+			if !strings.Contains(body, "Temporarily unavailable") {
+				t.Errorf("%s: the page says %.300q", c.name, body)
+			}
+			continue
+		}
+		var answer struct {
+			Error      string `json:"error"`
+			RetryAfter int    `json:"retry_after"`
+		}
+		if err := json.Unmarshal([]byte(body), &answer); err != nil || answer.Error != "store_unavailable" || answer.RetryAfter != 5 {
+			t.Errorf("%s: JSON %q (%v)", c.name, body, err)
+		}
+	}
+	// A visitor's page navigation needs no store: its page starts the
+	// session later.
+	if resp, body := anonymous.get(s.base+"/members/page", page); resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, `"start":"1"`) {
+		t.Errorf("an anonymous page during the outage: %d %.200q", resp.StatusCode, body)
+	}
+	logs, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(logs), "the session store (Redis) does not answer"); n != refused {
+		t.Errorf("%d log lines name Redis for %d refused requests:\n%s", n, refused, logs)
+	}
+	if strings.Contains(string(logs), `"status":500`) {
+		t.Errorf("a 500 during the outage:\n%s", logs)
+	}
+
+	redis.Restart()
+	if resp, body := b.get(s.base+"/members/page", nil); resp.StatusCode != http.StatusOK {
+		t.Errorf("the login's first request after the outage: %d %.200q", resp.StatusCode, body)
+	}
+	if resp, body := anonymous.get(s.base+"/members/page", script); resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "sessionPtr") {
+		t.Errorf("a new session after the outage: %d %.200q", resp.StatusCode, body)
+	}
+}

@@ -1,0 +1,53 @@
+package caddyirma
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/privacybydesign/irmago/irma/server/irmaserver"
+	"go.uber.org/zap"
+
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/marks"
+	"github.com/caddy-irma/caddy-irma/caddyirma/sessionpage"
+)
+
+// When Redis, which holds the sessions and the marks that every instance
+// shares, does not answer, a request that needs it cannot be served now but
+// may be in a moment: it gets 503 with Retry-After and a page or JSON that
+// says so, and the log one line that names the store. Never a 500 without
+// a body, and never an answer that skipped what the store would have said
+// (a logout, a result already used): the gateway fails closed.
+
+// storeRetryAfter is how long a client is asked to wait when the store
+// does not answer.
+const storeRetryAfter = 5 * time.Second
+
+// storeDown says whether err is, or wraps, a failure of the store of
+// sessions and marks.
+func storeDown(err error) bool {
+	var redisErr *irmaserver.RedisError
+	return errors.As(err, &redisErr) || errors.Is(err, marks.ErrUnavailable)
+}
+
+// answerStoreDown answers r with 503 if err is a failure of the store (see
+// storeDown), logs it, and returns nil. Any other error it returns as it
+// is, for Caddy to handle.
+func answerStoreDown(w http.ResponseWriter, r *http.Request, logger *zap.Logger, err error) error {
+	if err == nil || !storeDown(err) {
+		return err
+	}
+	logger.Error("request refused: the session store (Redis) does not answer", zap.Error(err))
+	secs := int(storeRetryAfter / time.Second)
+	h := w.Header()
+	h.Set("Retry-After", strconv.Itoa(secs))
+	h.Set("Cache-Control", "no-store")
+	if sessionpage.WantsPage(r) {
+		return sessionpage.RenderMessage(w, http.StatusServiceUnavailable, sessionpage.Language(r), "unavailable", requestReturn(r))
+	}
+	sessionpage.WriteJSON(w, http.StatusServiceUnavailable, map[string]any{
+		"error": "store_unavailable", "message": "the session store does not answer: try again shortly", "retry_after": secs,
+	})
+	return nil
+}
