@@ -1,8 +1,11 @@
 package caddyirma
 
 import (
+	"context"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -138,6 +141,7 @@ func (h *RequestorAPI) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("irma_requestor_api: jwt_key_file %q: %w", h.JWTKeyFile, err)
 		}
 	}
+	cfg.Replays = jwtReplays{appServer{app}}
 	if h.handler, err = requestor.New(appServer{app}, cfg); err != nil {
 		return fmt.Errorf("irma_requestor_api: %w", err)
 	}
@@ -181,6 +185,25 @@ func readRSAKey(path string) (*rsa.PrivateKey, error) {
 		return nil, errors.New("not an RSA private key")
 	}
 	return rk, nil
+}
+
+// jwtReplays keeps the requestor JWTs used in the store of marks: in the
+// Redis of the sessions when they are there, so that a JWT starts one
+// session on all the instances that share it.
+type jwtReplays struct{ backend backend }
+
+// First implements requestor.Replays.
+func (r jwtReplays) First(ctx context.Context, key string, expires time.Time) (bool, error) {
+	store, err := r.backend.marks()
+	if err != nil {
+		return false, err
+	}
+	ttl := time.Until(expires)
+	if ttl <= 0 {
+		return false, nil // too old to be used at all
+	}
+	sum := sha256.Sum256([]byte(key))
+	return store.Add(ctx, "requestor-jwt:"+hex.EncodeToString(sum[:]), nil, ttl)
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.

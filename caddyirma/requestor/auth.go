@@ -1,6 +1,7 @@
 package requestor
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -15,6 +16,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	irma "github.com/privacybydesign/irmago/irma"
 	"github.com/privacybydesign/irmago/irma/server"
+	"go.uber.org/zap"
 )
 
 // tokenRequestor is a requestor authenticating with a token; only the token's hash is kept, so that
@@ -96,7 +98,7 @@ func base64Decode(s string) ([]byte, error) {
 
 // authenticate finds the requestor of a session request, as irma server's authenticators do. applies is
 // false when no method applies to the request (then irma server answers from the Content-Type alone).
-func (h *Handler) authenticate(headers http.Header, body []byte) (applies bool, req irma.RequestorRequest, requestor string, rerr *irma.RemoteError) {
+func (h *Handler) authenticate(ctx context.Context, headers http.Header, body []byte) (applies bool, req irma.RequestorRequest, requestor string, rerr *irma.RemoteError) {
 	auth := headers.Get("Authorization")
 	ctype := headers.Get("Content-Type")
 	switch {
@@ -117,9 +119,9 @@ func (h *Handler) authenticate(headers http.Header, body []byte) (applies bool, 
 		}
 		switch {
 		case alg == jwt.SigningMethodHS256.Name:
-			return h.jwtAuthenticate(body, h.hmac)
+			return h.jwtAuthenticate(ctx, body, h.hmac)
 		case alg == jwt.SigningMethodRS256.Name:
-			return h.jwtAuthenticate(body, h.rsa)
+			return h.jwtAuthenticate(ctx, body, h.rsa)
 		}
 	case auth == "" && strings.HasPrefix(ctype, "application/json") && h.cfg.AllowUnauthenticated:
 		req, err := server.ParseSessionRequest(body)
@@ -148,7 +150,7 @@ func (h *Handler) tokenRequestor(auth string) (string, bool) {
 
 // jwtAuthenticate verifies a requestor JWT against keys (those of one signing method only), checks its
 // iat, and parses the session request inside it by the JWT's sub.
-func (h *Handler) jwtAuthenticate(body []byte, keys map[string]any) (bool, irma.RequestorRequest, string, *irma.RemoteError) {
+func (h *Handler) jwtAuthenticate(ctx context.Context, body []byte, keys map[string]any) (bool, irma.RequestorRequest, string, *irma.RemoteError) {
 	claims := &jwt.RegisteredClaims{}
 	requestorJwt := strings.TrimSpace(string(body))
 	if !compactJWT.MatchString(requestorJwt) {
@@ -171,7 +173,12 @@ func (h *Handler) jwtAuthenticate(body []byte, keys map[string]any) (bool, irma.
 	// irma server takes the same JWT again and again while its iat is fresh:
 	// whoever saw one could start (and so receive) the same issuance. Here a
 	// requestor JWT starts one session only.
-	if !h.replays.first(replayKey(requestorJwt), claims.IssuedAt.Add(h.cfg.MaxRequestAge), now) {
+	first, err := h.replays.First(ctx, replayKey(requestorJwt), claims.IssuedAt.Add(h.cfg.MaxRequestAge))
+	if err != nil {
+		h.log.Error("requestor JWT refused: the replay store does not answer", zap.Error(err))
+		return true, nil, "", server.RemoteError(errorUnavailable, "the replay store does not answer")
+	}
+	if !first {
 		return true, nil, "", server.RemoteError(server.ErrorUnauthorized, "jwt already used")
 	}
 	return true, parsed.RequestorRequest(), claims.Issuer, nil
@@ -192,16 +199,33 @@ func replayKey(token string) string {
 	return token[:i] + "." + string(sig)
 }
 
-// replayCache remembers the requestor JWTs used, until they would be too
-// old anyway. In one process: with several gateways behind a load
-// balancer, a JWT may be replayed once per gateway within its age.
+// Replays says whether a requestor JWT is used for the first time. One
+// that every instance of a gateway shares (in the Redis of the sessions)
+// keeps a JWT from starting a session on each instance behind a balancer.
+type Replays interface {
+	// First records key until expires and says whether it was new. Of
+	// concurrent callers with one key, one gets true. An error means that
+	// it cannot say: the JWT is refused.
+	First(ctx context.Context, key string, expires time.Time) (bool, error)
+}
+
+// errorUnavailable answers a requestor whose JWT cannot be checked now.
+var errorUnavailable = server.Error{Type: "SERVICE_UNAVAILABLE", Status: http.StatusServiceUnavailable,
+	Description: "The server cannot check the request now; try again shortly"}
+
+// replayCache is the Replays of one process: the default.
 type replayCache struct {
 	mu   sync.Mutex
 	seen map[[32]byte]time.Time
+	now  func() time.Time
 }
 
-// first records jwt until expires, and says whether it was new.
-func (c *replayCache) first(jwt string, expires, now time.Time) bool {
+// First implements Replays.
+func (c *replayCache) First(_ context.Context, jwt string, expires time.Time) (bool, error) {
+	now := time.Now()
+	if c.now != nil {
+		now = c.now()
+	}
 	key := sha256.Sum256([]byte(jwt))
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -216,10 +240,10 @@ func (c *replayCache) first(jwt string, expires, now time.Time) bool {
 		}
 	}
 	if exp, ok := c.seen[key]; ok && exp.After(now) {
-		return false
+		return false, nil
 	}
 	c.seen[key] = expires
-	return true
+	return true, nil
 }
 
 // jwtKeyFunc picks the key of the requestor named by the JWT's kid header, or else by its iss, as irma

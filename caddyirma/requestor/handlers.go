@@ -29,7 +29,7 @@ func (h *Handler) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	applies, rrequest, requestor, rerr := h.authenticate(r.Header, body)
+	applies, rrequest, requestor, rerr := h.authenticate(r.Context(), r.Header, body)
 	if rerr != nil {
 		h.log.Info("session request refused", zap.String("error", rerr.ErrorName), zap.String("message", rerr.Message))
 		server.WriteResponse(w, nil, rerr)

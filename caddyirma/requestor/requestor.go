@@ -69,6 +69,9 @@ type Config struct {
 	SkipPrivateKeysCheck bool
 	// Logger logs refusals (never tokens or keys). Default: no logging.
 	Logger *zap.Logger
+	// Replays keeps a requestor JWT from starting more than one session.
+	// Default: a record in this process.
+	Replays Replays
 }
 
 // Requestor is one requestor's authentication and permissions.
@@ -103,7 +106,7 @@ type Handler struct {
 	rsa    map[string]any
 	perms  map[string]Permissions
 
-	replays replayCache
+	replays Replays
 }
 
 // New validates cfg and returns the requestor API serving srv.
@@ -121,6 +124,9 @@ func New(srv Server, cfg Config) (*Handler, error) {
 	}
 	if h.log == nil {
 		h.log = zap.NewNop()
+	}
+	if h.replays = cfg.Replays; h.replays == nil {
+		h.replays = new(replayCache)
 	}
 	if h.cfg.MaxRequestAge == 0 {
 		h.cfg.MaxRequestAge = DefaultMaxRequestAge

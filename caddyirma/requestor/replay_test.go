@@ -1,0 +1,46 @@
+package requestor
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// failingReplays cannot say whether a JWT was used, as a store that is
+// down.
+type failingReplays struct{}
+
+func (failingReplays) First(context.Context, string, time.Time) (bool, error) {
+	return false, errors.New("redis: connection refused")
+}
+
+// TestReplays: a requestor JWT starts one session, also on another
+// gateway that shares the record of used JWTs; when the record cannot be
+// read, the JWT starts none.
+func TestReplays(t *testing.T) {
+	shared := new(replayCache)
+	one, _ := setup(t, func(c *Config) { c.Replays = shared })
+	other, _ := setup(t, func(c *Config) { c.Replays = shared })
+	down, _ := setup(t, func(c *Config) { c.Replays = failingReplays{} })
+	hs := jwt.SigningMethodHS256
+
+	token := requestorJWT(t, hs, hmacKey, "hm", time.Now(), discloseEmail)
+	if r := do(t, "POST", one.URL+"/session", textHeaders, token); r.status != 200 {
+		t.Fatalf("first use: %d %s", r.status, r.body)
+	}
+	for name, srv := range map[string]string{"the same gateway": one.URL, "another gateway": other.URL} {
+		rerr := checkError(t, do(t, "POST", srv+"/session", textHeaders, token), 403, "UNAUTHORIZED")
+		if !strings.Contains(rerr.Message, "jwt already used") {
+			t.Errorf("a replay on %s: %+v", name, rerr)
+		}
+	}
+	fresh := requestorJWT(t, hs, hmacKey, "hm", time.Now(), discloseFullname)
+	checkError(t, do(t, "POST", down.URL+"/session", textHeaders, fresh), 503, "SERVICE_UNAVAILABLE")
+	if r := do(t, "POST", other.URL+"/session", textHeaders, fresh); r.status != 200 {
+		t.Errorf("a fresh JWT on another gateway: %d %s", r.status, r.body)
+	}
+}
