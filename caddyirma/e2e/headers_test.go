@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -361,26 +359,8 @@ func (s *headerSite) sendTrailers(t *testing.T, path string, c trailerCase, forg
 		}
 		req.WriteString("\r\n")
 	}
-
-	conn, err := net.Dial("tcp", u.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	// A bound on the wait, not an assertion about time.
-	if err := conn.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.WriteString(conn, req.String()); err != nil {
-		t.Fatalf("sending the request: %v", err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatalf("reading the answer: %v", err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
+	resp, body := exchangeRaw(t, u.Host, req.String())
+	return resp.StatusCode, body
 }
 
 // trailerUpstream is an app behind the gateway that reads each request's

@@ -57,15 +57,6 @@ func (u *rawUpstream) got(id string) (rawSeen, bool) {
 func sendRaw(t *testing.T, base, target string, cookies []*http.Cookie, header map[string]string) (int, string) {
 	t.Helper()
 	host := strings.TrimPrefix(base, "http://")
-	conn, err := net.Dial("tcp", host)
-	if err != nil {
-		t.Fatalf("dialing %s: %v", host, err)
-	}
-	defer conn.Close()
-	// A bound on the wait, not an assertion: a gateway that hangs fails.
-	if err := conn.SetDeadline(time.Now().Add(time.Minute)); err != nil {
-		t.Fatal(err)
-	}
 	var req strings.Builder
 	fmt.Fprintf(&req, "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: application/json\r\nConnection: close\r\n", target, host)
 	if len(cookies) > 0 {
@@ -79,16 +70,34 @@ func sendRaw(t *testing.T, base, target string, cookies []*http.Cookie, header m
 		fmt.Fprintf(&req, "%s: %s\r\n", k, v)
 	}
 	req.WriteString("\r\n")
-	if _, err := io.WriteString(conn, req.String()); err != nil {
-		t.Fatalf("GET %s: %v", target, err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	resp, body := exchangeRaw(t, host, req.String())
+	return resp.StatusCode, body
+}
+
+// exchangeRaw writes request, as it is, on a connection of its own to
+// host, and reads the answer.
+func exchangeRaw(t *testing.T, host, request string) (*http.Response, string) {
+	t.Helper()
+	conn, err := net.Dial("tcp", host)
 	if err != nil {
-		t.Fatalf("GET %s: %v", target, err)
+		t.Fatalf("dialing %s: %v", host, err)
+	}
+	defer conn.Close()
+	// A bound on the wait, not an assertion: a gateway that hangs fails.
+	if err := conn.SetDeadline(time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(conn, request); err != nil {
+		t.Fatalf("sending %.60q: %v", request, err)
+	}
+	method, _, _ := strings.Cut(request, " ")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: method})
+	if err != nil {
+		t.Fatalf("the answer to %.60q: %v", request, err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
+	return resp, string(body)
 }
 
 // TestPaths checks that no path means one route to the gateway and another
