@@ -74,12 +74,31 @@ func (a *App) inNamespace(name string) bool {
 }
 
 // stripNamespace removes from r every header of the gateway's namespace,
-// in any spelling, so that no client can forge one.
+// in any spelling, so that no client can forge one; and every such name
+// from Connection, so that no client can have reverse_proxy drop the
+// gateway's own headers as hop-by-hop ones (it removes the headers that
+// Connection names after the gateway set them).
 func (a *App) stripNamespace(r *http.Request) {
 	for name := range r.Header {
 		if a.inNamespace(name) {
 			delete(r.Header, name)
 		}
+	}
+	lines := r.Header.Values("Connection")
+	if len(lines) == 0 {
+		return
+	}
+	var kept []string
+	for _, line := range lines {
+		for _, name := range strings.Split(line, ",") {
+			if name = strings.TrimSpace(name); name != "" && !a.inNamespace(name) {
+				kept = append(kept, name)
+			}
+		}
+	}
+	r.Header.Del("Connection")
+	if len(kept) > 0 {
+		r.Header.Set("Connection", strings.Join(kept, ", "))
 	}
 }
 

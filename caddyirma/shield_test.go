@@ -29,6 +29,37 @@ func TestInNamespace(t *testing.T) {
 	}
 }
 
+// TestStripNamespace: the namespace's headers go, and its names leave
+// Connection; other headers and names stay.
+func TestStripNamespace(t *testing.T) {
+	a := new(App)
+	for _, c := range []struct {
+		name       string
+		connection []string
+		want       []string
+	}{
+		{"none", nil, nil},
+		{"others only", []string{"keep-alive, Upgrade"}, []string{"keep-alive, Upgrade"}},
+		{"the identity header", []string{"X-Irma-Identity"}, nil},
+		{"among others", []string{"keep-alive, x_irma_attr_email,X-Checksum"}, []string{"keep-alive, X-Checksum"}},
+		{"in a second line", []string{"Upgrade", "X-IRMA-IDENTITY"}, []string{"Upgrade"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := &http.Request{Header: http.Header{"X-Irma-Identity": {"forged"}, "X-Checksum": {"1"}}}
+			if c.connection != nil {
+				r.Header["Connection"] = c.connection
+			}
+			a.stripNamespace(r)
+			if got := r.Header.Values("Connection"); strings.Join(got, "|") != strings.Join(c.want, "|") {
+				t.Errorf("Connection %q, want %q", got, c.want)
+			}
+			if r.Header.Get("X-Irma-Identity") != "" || r.Header.Get("X-Checksum") != "1" {
+				t.Errorf("headers %v", r.Header)
+			}
+		})
+	}
+}
+
 // TestTrailerGuard: a trailer of the namespace that turns up at the end of
 // the body is removed, and the read fails with 400; others stay.
 func TestTrailerGuard(t *testing.T) {
