@@ -156,10 +156,12 @@ func (h *Sign) serve(w http.ResponseWriter, r *http.Request) error {
 			return h.resume(w, r, p, ret, now)
 		}
 	}
-	if crossSite(r) {
-		// Another site must not start a signature over its own statement
-		// on the gateway's page, in this visitor's name.
-		return caddyhttp.Error(http.StatusForbidden, errors.New("irma_sign: a signature session started from another site"))
+	if source, why := sourceOf(r, h.app.serverURL); source == sourceForeign {
+		// Another origin must not start a signature over its own statement
+		// on the gateway's page, in this visitor's name: the logout's
+		// check, but a client that says neither Sec-Fetch-Site nor Origin
+		// is a program, not a browser another site steers.
+		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("irma_sign: a signature session started from another origin (%s)", why))
 	}
 	msg, err := h.message(r)
 	if err != nil {
