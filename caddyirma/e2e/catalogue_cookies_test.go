@@ -178,7 +178,7 @@ func catalogueCookieCases() []cookieCase {
 // only what the gateway sealed for the session cookie, unexpired and not
 // logged out, opens it.
 func TestCatalogueCookieTampering(t *testing.T) {
-	s := newCatalogueSite(t, "")
+	s := newCatalogueSite(t, "", "")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	k := &cookieKit{t: t, keys: storedCookieKeys(t, s.authSite), pendingName: pendingCookieName("policy:members")}

@@ -63,7 +63,7 @@ func catalogueCrossSiteCases() []crossSiteCase {
 // visitor's name; the refusal sets no cookie. Each refused logout is
 // Alice's; she is still logged in after it.
 func TestCatalogueCrossSite(t *testing.T) {
-	s := newCatalogueSite(t, "")
+	s := newCatalogueSite(t, "", "")
 	alice := s.cookieLine(s.alice(t))
 	replacer := strings.NewReplacer("{own}", s.base, "{port}", s.base[strings.LastIndex(s.base, ":")+1:])
 	for _, c := range catalogueCrossSiteCases() {

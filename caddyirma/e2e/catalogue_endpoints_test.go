@@ -102,7 +102,7 @@ func catalogueEndpointCases() []endpointCase {
 // input before anything else, and no one without a session's frontend
 // authorization follows or steers it.
 func TestCatalogueIRMAEndpoints(t *testing.T) {
-	s := newCatalogueSite(t, "")
+	s := newCatalogueSite(t, "", "")
 	session := func() (token, auth string) {
 		_, body := newBrowser(t).get(s.base+"/members/x", nil)
 		info := parseInfo(t, body)

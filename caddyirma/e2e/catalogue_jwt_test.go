@@ -153,7 +153,7 @@ func catalogueJWTCases() []jwtCase {
 // upstream), as Alice (the upstream gets the gateway's own token only) and
 // to an open route (the upstream gets none).
 func TestCatalogueForgedJWT(t *testing.T) {
-	s := newCatalogueSite(t, "")
+	s := newCatalogueSite(t, "", "")
 	b := s.alice(t)
 	alice := s.cookieLine(b)
 	k := &jwtKit{t: t, members: gatewayToken(t, b, s.base)}

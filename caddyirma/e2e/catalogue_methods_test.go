@@ -64,7 +64,7 @@ func catalogueMethodCases() []methodCase {
 // login it asks whatever the method, and the gateway's endpoints answer
 // 405 to methods they do not take, without touching the login.
 func TestCatalogueMethods(t *testing.T) {
-	s := newCatalogueSite(t, "")
+	s := newCatalogueSite(t, "", "")
 	b := s.alice(t)
 	alice := s.cookieLine(b)
 	for _, c := range catalogueMethodCases() {

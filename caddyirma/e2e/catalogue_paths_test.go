@@ -85,7 +85,7 @@ func cataloguePathCases() []pathCase {
 // not; another spelling of a protected path is protected; what passes
 // reaches the upstream exactly as the route whose policy was checked.
 func TestCataloguePaths(t *testing.T) {
-	s := newCatalogueSite(t, "")
+	s := newCatalogueSite(t, "", "")
 	alice := s.cookieLine(s.alice(t))
 	host := strings.TrimPrefix(s.base, "http://")
 	for _, c := range cataloguePathCases() {

@@ -53,7 +53,7 @@ func catalogueRedirectCases() []redirectCase {
 // redirects at once), and the forward-auth endpoint (X-Forwarded-Uri,
 // which becomes the return parameter of the login URL it answers).
 func TestCatalogueOpenRedirects(t *testing.T) {
-	s := newCatalogueSite(t, "")
+	s := newCatalogueSite(t, "", "")
 	alice := s.alice(t)
 	host := strings.TrimPrefix(s.base, "http://")
 	for _, c := range catalogueRedirectCases() {

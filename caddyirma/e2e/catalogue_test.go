@@ -56,9 +56,9 @@ type catalogueSite struct {
 // catalogueLabel is the label of /labels/, markup that a page would run.
 const catalogueLabel = `</script><script>alert("label")</script><img src=x onerror=alert(1)>`
 
-// newCatalogueSite starts the site; servers holds options of the global
-// servers block ("" for none).
-func newCatalogueSite(t *testing.T, servers string) *catalogueSite {
+// newCatalogueSite starts the site; globals are more global options, and
+// site more directives at the top of the site ("" for none).
+func newCatalogueSite(t *testing.T, globals, site string) *catalogueSite {
 	t.Helper()
 	up := newCaseUpstream(t)
 	g := newGateway(t)
@@ -73,7 +73,8 @@ func newCatalogueSite(t *testing.T, servers string) *catalogueSite {
 		}
 		policy club {
 			require caddy-demo.gateway.membership.level=platinum
-		}`, fmt.Sprintf(`irma_auth /members/* members {
+		}`, fmt.Sprintf(`%[3]s
+	irma_auth /members/* members {
 		header caddy-demo.gateway.person.email X-Irma-Attr-Email
 		header caddy-demo.gateway.person.fullname X-Member-Name
 	}
@@ -111,9 +112,9 @@ func newCatalogueSite(t *testing.T, servers string) *catalogueSite {
 			pairing off
 		}
 	}
-	reverse_proxy %[1]s`, up.addr(), "`"+catalogueLabel+"`"))
-	if servers != "" {
-		config = withGlobalOptions(t, config, "servers {\n\t\t"+servers+"\n\t}")
+	reverse_proxy %[1]s`, up.addr(), "`"+catalogueLabel+"`", site))
+	if globals != "" {
+		config = withGlobalOptions(t, config, globals)
 	}
 	caddytest.Start(t, config)
 	app := caddytest.App[*caddyirma.App](t, "irma")
@@ -251,6 +252,7 @@ func catalogueTables() []struct {
 		{"TestCatalogueXSS", len(catalogueXSSCases())},
 		{"TestCatalogueIRMAEndpoints", len(catalogueEndpointCases())},
 		{"TestCatalogueForgedJWT", len(catalogueJWTCases())},
+		{"TestCatalogueSecretsInLogs", len(catalogueLogCases())},
 	}
 }
 

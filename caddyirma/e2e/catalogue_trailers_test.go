@@ -72,7 +72,7 @@ func catalogueTrailerCases() []trailerRow {
 // and to an open route as nobody: none reaches the upstream, and a request
 // that declares one is refused before anything is passed on.
 func TestCatalogueTrailers(t *testing.T) {
-	s := newCatalogueSite(t, "")
+	s := newCatalogueSite(t, "", "")
 	routes := []struct {
 		path string
 		b    *browser

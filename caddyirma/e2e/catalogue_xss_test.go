@@ -177,7 +177,7 @@ func catalogueXSSCases() []xssCase {
 // write itself, whatever a label, an attribute value, a message or a
 // request holds; JSON encodes it, and plain text is not sniffed.
 func TestCatalogueXSS(t *testing.T) {
-	s := newCatalogueSite(t, "")
+	s := newCatalogueSite(t, "", "")
 	k := &xssKit{s: s}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
