@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -62,17 +64,18 @@ func headerSpellingsOf(name string) map[string]string {
 // spelling, alone, doubled and all at once, and header lines that Go's
 // server refuses.
 func catalogueHeaderCases() []headerCase {
-	var cases, all []headerCase
+	var all []headerCase
 	for _, base := range headerBases {
-		for how, name := range headerSpellingsOf(base) {
-			all = append(all, headerCase{name: base + "/" + how, lines: []string{name + ": FORGED"}})
+		spellings := headerSpellingsOf(base)
+		for _, how := range slices.Sorted(maps.Keys(spellings)) {
+			all = append(all, headerCase{name: base + "/" + how, lines: []string{spellings[how] + ": FORGED"}})
 		}
 	}
 	var every []string
 	for _, c := range all {
 		every = append(every, c.lines...)
 	}
-	cases = append(all,
+	return append(all,
 		headerCase{name: "twice/one spelling", lines: []string{"X-Irma-Identity: FORGED", "X-Irma-Identity: FORGED"}},
 		headerCase{name: "twice/dashes and underscores", lines: []string{"X-Irma-Attr-Email: FORGED", "x_irma_attr_email: FORGED"}},
 		headerCase{name: "twice/the plain header and the identity header", lines: []string{"X-Member-Name: FORGED", "X-Irma-Identity: FORGED"}},
@@ -100,7 +103,6 @@ func catalogueHeaderCases() []headerCase {
 		headerCase{name: "control/X-Irma without a dash", lines: []string{"X-Irma: FORGED"}, want: passesThrough, passes: "X-Irma"},
 		headerCase{name: "control/an underscore header the server lets in", lines: []string{"x_app_flag: FORGED"}, want: passesThrough, passes: "X_app_flag", open: true},
 	)
-	return cases
 }
 
 // headerRoute is a route of the catalogue's site, who asks, and what the

@@ -68,10 +68,10 @@ func TestCatalogueOpenRedirects(t *testing.T) {
 				resp, _ := alice.get(s.base+"/irma/login?policy=members&return="+q, nil)
 				s.checkRedirect(t, resp, http.StatusSeeOther, resp.Header.Get("Location"), c.want)
 			})
+			if strings.ContainsAny(ret, "\r\n") {
+				return // no proxy sends a header value with a line break
+			}
 			t.Run("forward auth", func(t *testing.T) {
-				if strings.ContainsAny(ret, "\r\n") {
-					return // no proxy sends a header value with a line break
-				}
 				resp, body := newBrowser(t).get(s.base+"/irma/auth?policy=members", map[string]string{"X-Forwarded-Uri": ret})
 				if resp.StatusCode == http.StatusForbidden {
 					// An original URI that the proxy would pass on ambiguously

@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -36,7 +38,9 @@ const (
 func catalogueTrailerCases() []trailerRow {
 	var rows []trailerRow
 	for _, base := range headerBases {
-		for how, name := range headerSpellingsOf(base) {
+		spellings := headerSpellingsOf(base)
+		for _, how := range slices.Sorted(maps.Keys(spellings)) {
+			name := spellings[how]
 			rows = append(rows, trailerRow{trailerCase{name: "declared/" + base + "/" + how,
 				declare: []string{name}, send: [][2]string{{name, "FORGED"}}}, declaredRefused})
 		}
