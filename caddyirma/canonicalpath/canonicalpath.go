@@ -123,7 +123,7 @@ func checkForm(form string) error {
 		case strings.Contains(seg, ":$"):
 			return errors.New(`NTFS stream name (":$", as in "::$DATA": Windows serves the file)`)
 		case windowsShortName(seg):
-			return errors.New(`Windows short name ("~1", as in "MEMBER~1": Windows serves the long name)`)
+			return errors.New(`8.3 short name ("~1", as in "MEMBER~1": Windows serves the long name)`)
 		}
 	}
 	return nil
