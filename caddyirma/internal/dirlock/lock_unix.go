@@ -1,6 +1,6 @@
 //go:build unix
 
-package demoscheme
+package dirlock
 
 import (
 	"errors"
@@ -9,9 +9,10 @@ import (
 	"syscall"
 )
 
-// lockDir takes an exclusive flock on <dir>/.lock, after the in-process lock. The kernel drops a
-// flock when its process dies, so a crash never leaves a stale lock behind, unlike a PID file.
-func lockDir(dir string) (func(), error) {
+// Lock takes the lock of dir, which must exist: the in-process lock, then an exclusive flock
+// on <dir>/.lock. The kernel drops a flock when its process dies, so a crash never leaves a
+// stale lock behind, unlike a PID file. The returned function releases both.
+func Lock(dir string) (func(), error) {
 	unlockProcess := lockInProcess(dir)
 	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
