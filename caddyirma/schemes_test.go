@@ -205,23 +205,30 @@ func TestDefaultSchemesStartWithoutWaiting(t *testing.T) {
 		}
 		<-r.Context().Done()
 	}))
-	loaded := make(chan error, 1)
-	go func() { loaded <- caddytest.Load(s.caddyfile("", membersRoute)) }()
-	select {
-	case err := <-loaded:
-		if err != nil {
-			t.Fatal(err)
+	load := func(what, config string) {
+		t.Helper()
+		loaded := make(chan error, 1)
+		go func() { loaded <- caddytest.Load(config) }()
+		select {
+		case err := <-loaded:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(2 * time.Minute):
+			t.Fatalf("the %s waits for the scheme server", what)
 		}
-	case <-time.After(2 * time.Minute):
-		t.Fatal("the start waits for the scheme server")
 	}
+	load("start", s.caddyfile("", membersRoute))
 	defer func() {
 		if err := caddy.Stop(); err != nil {
 			t.Error(err)
 		}
 	}()
 	s.loginStarts(t, "/members/")
-	<-asked // the update, which goes on without holding anything up
+	<-asked // the update at start, which goes on without holding anything up
+	// Nor does a reload wait for the update under way.
+	load("reload", s.caddyfile("", membersRoute+"\n\tirma_auth /adults/* {\n\t\trequire caddy-demo.gateway.person.over18=yes\n\t}"))
+	s.loginStarts(t, "/adults/")
 }
 
 // TestSchemesConfig: settings of the schemes that cannot work are refused

@@ -67,7 +67,9 @@ type schemeUpdater struct {
 	rs      *runningServer
 	logger  atomic.Pointer[zap.Logger]
 
-	mu          sync.Mutex // one update at a time; guards the fields below
+	updating sync.Mutex // one update at a time
+
+	mu          sync.Mutex // guards the fields below; never held while fetching
 	fingerprint string     // of the configuration the server uses
 	fetches     []schemeFetch
 	retired     *irma.Configuration // the one before, which a request may still hold
@@ -115,12 +117,15 @@ func (u *schemeUpdater) close() {
 // 'caddy irma schemes', or by another process). It reports whether the
 // server got new schemes. On an error the server keeps the schemes it has.
 func (u *schemeUpdater) update(ctx context.Context) (bool, error) {
+	u.updating.Lock()
+	defer u.updating.Unlock()
 	u.mu.Lock()
-	defer u.mu.Unlock()
+	fetches, current := u.fetches, u.fingerprint
+	u.mu.Unlock()
 	logger := u.logger.Load()
 	fetcher := newFetcher(logger)
 	var errs []error
-	for _, f := range u.fetches {
+	for _, f := range fetches {
 		res, err := fetcher.Fetch(ctx, f.dir, f.remote)
 		if err != nil {
 			logger.Warn("updating an IRMA scheme failed: keeping the copy there is",
@@ -134,7 +139,7 @@ func (u *schemeUpdater) update(ctx context.Context) (bool, error) {
 		}
 	}
 	fp, err := u.sources.fingerprint()
-	if err != nil || fp == u.fingerprint {
+	if err != nil || fp == current {
 		return false, errors.Join(append(errs, err)...)
 	}
 	loaded, err := u.sources.load(logger)
@@ -142,7 +147,10 @@ func (u *schemeUpdater) update(ctx context.Context) (bool, error) {
 		logger.Error("the schemes on disk changed, but do not load: the IRMA server keeps the ones it has", zap.Error(err))
 		return false, errors.Join(append(errs, err)...)
 	}
-	u.apply(loaded)
+	if !u.adopt(loaded) {
+		closeSchemes(loaded.conf) // a reload handed the server the same meanwhile
+		return false, errors.Join(errs...)
+	}
 	logger.Info("the IRMA server uses the schemes on disk now", zap.Int("schemes", len(loaded.conf.SchemeManagers)),
 		zap.Int("credential_types", len(loaded.conf.CredentialTypes)))
 	return true, errors.Join(errs...)
@@ -161,8 +169,9 @@ func (u *schemeUpdater) adopt(l *loadedSchemes) bool {
 	return true
 }
 
-// apply makes l the server's schemes. The configuration it replaces may
-// still be in a request's hands: it is closed at the next apply.
+// apply makes l the server's schemes; u.mu is held. The configuration it
+// replaces may still be in a request's hands: it is closed at the next
+// apply.
 func (u *schemeUpdater) apply(l *loadedSchemes) {
 	old := u.rs.setConf(l.conf)
 	u.fingerprint, u.fetches = l.fingerprint, l.fetches

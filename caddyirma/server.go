@@ -33,7 +33,7 @@ var servers = caddy.NewUsagePool()
 
 // memoryMarks is the store of marks when the sessions are in memory: one
 // per process, not per IRMA server, so that a reload that starts another
-// server (changed settings or schemes) forgets no logout.
+// server (changed settings) forgets no logout.
 var memoryMarks = marks.New(marks.Config{})
 
 // runningServer is an irmaserver with what it was built from, the store
