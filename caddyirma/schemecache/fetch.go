@@ -108,6 +108,13 @@ func (f *Fetcher) Fetch(ctx context.Context, dir string, r Remote) (Result, erro
 		return Result{}, fmt.Errorf("scheme %s: locking %s: %w", r.ID, dir, err)
 	}
 	defer unlock()
+	// What a fetch that was cut short (a crash, a power cut) left behind:
+	// with the lock held, no fetch is under way.
+	if leftovers, err := filepath.Glob(filepath.Join(dir, ".fetch-*")); err == nil {
+		for _, l := range leftovers {
+			_ = os.RemoveAll(l)
+		}
+	}
 
 	root := filepath.Join(dir, r.ID)
 	var res Result

@@ -53,6 +53,11 @@ func TestFetchYivi(t *testing.T) {
 		t.Error("the installed schemes lack pbdf.sidn-pbdf.email.email or irma-demo.sidn-pbdf.email")
 	}
 
+	// A fetch cut short left a folder behind: the next fetch removes it.
+	leftover := filepath.Join(dir, ".fetch-123", "pbdf")
+	if err := os.MkdirAll(leftover, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	before := srv.Requests()
 	for _, r := range srv.YiviRemotes() {
 		if res, err := f.Fetch(context.Background(), dir, r); err != nil || res.Changed {
@@ -61,6 +66,9 @@ func TestFetchYivi(t *testing.T) {
 	}
 	if n := srv.Requests() - before; n != 6 {
 		t.Errorf("fetching two current schemes took %d requests, want 6 (index, index.sig, timestamp each)", n)
+	}
+	if _, err := os.Stat(filepath.Dir(leftover)); !os.IsNotExist(err) {
+		t.Errorf("the leftover of a fetch cut short is still there: %v", err)
 	}
 }
 

@@ -14,7 +14,8 @@
 //	                                        publishes (irmago does not sign them; each is kept
 //	                                        only if it belongs to the signed public key)
 //	<dir>/.lock                             serializes writers, across processes on Unix
-//	<dir>/.fetch-*                          a download in progress (irmago skips hidden folders)
+//	<dir>/.fetch-*                          a download in progress, removed when it ends (or by the
+//	                                        next one, after a crash); irmago skips hidden folders
 //
 // What protects a copy is the signature of its index under the pinned key: the index holds the
 // SHA-256 of every other file of the scheme (but the private keys of a demo scheme), and its
