@@ -106,8 +106,8 @@ func (a *App) installDefaultSchemes() error {
 		res, err := fetcher.Fetch(context.Background(), dir, r)
 		if err != nil {
 			return fmt.Errorf("irma: default schemes: no copy of scheme %s in %q, and fetching it failed: %w; "+
-				"where %s can be reached, run 'caddy irma schemes --dir <dir>' and put <dir> here (or point default_schemes_path at it), "+
-				"or use local schemes only (schemes_path, with default_schemes off)", r.ID, dir, err, r.URL)
+				"run 'caddy irma schemes --dir <dir>' on a machine that reaches %s and copy <dir> to %q (or point default_schemes_path at it), "+
+				"or trust local schemes only (schemes_path, and default_schemes off)", r.ID, dir, err, r.URL, dir)
 		}
 		a.logger.Info("installed IRMA scheme", zap.String("scheme", r.ID), zap.String("dir", dir),
 			zap.Time("timestamp", res.Timestamp), zap.Int("issuer_private_keys", res.PrivateKeys))
