@@ -52,24 +52,50 @@ type App struct {
 	// mode requires https.
 	URL string `json:"url,omitempty"`
 
-	// SchemesPath is the directory of IRMA schemes (one folder per scheme,
-	// such as pbdf or the local demo scheme) that the server trusts.
-	// Required: the server never downloads schemes on its own at start.
+	// SchemesPath is a directory of local IRMA schemes that the server
+	// trusts, one folder per scheme named by its identifier (such as the
+	// demo scheme of 'caddy irma demo-scheme'), each checked against its own
+	// pk.pem. Default: none, and then the default schemes.
 	SchemesPath string `json:"schemes_path,omitempty"`
+
+	// DefaultSchemes turns on or off irmago's default schemes: pbdf (the
+	// credentials of the Yivi app, such as pbdf.sidn-pbdf.email.email) and
+	// irma-demo. They are fetched from https://schemes.yivi.app into
+	// DefaultSchemesPath when there is no copy there yet (a start with a copy
+	// never waits for the network), verified against the public keys that
+	// irmago pins for them, and updated like the other schemes. With
+	// schemes_path as well, the server trusts both. Default: on without
+	// schemes_path, off with it.
+	DefaultSchemes *bool `json:"default_schemes,omitempty"`
+
+	// DefaultSchemesPath is the directory that holds the copy of the default
+	// schemes, a folder per scheme. The server writes there: it must be
+	// writable, or filled beforehand by 'caddy irma schemes --dir <dir>'
+	// (with schemes_update off the server then never fetches schemes).
+	// Default: irma/schemes in Caddy's data directory, such as
+	// $XDG_DATA_HOME/caddy/irma/schemes or ~/.local/share/caddy/irma/schemes.
+	DefaultSchemesPath string `json:"default_schemes_path,omitempty"`
 
 	// IssuerPrivateKeysPath is the directory of Idemix issuer private keys,
 	// files named <scheme>.<issuer>.<counter>.xml. Optional; without it the
-	// server can disclose and sign, but not issue. Keep it outside the schemes
+	// server can disclose and sign, but issue only the credentials of demo
+	// schemes, whose private keys those schemes publish (irma-demo; in
+	// development only, never in production). Keep it outside the schemes
 	// directory: a schemes directory is what wallets copy.
 	IssuerPrivateKeysPath string `json:"issuer_private_keys_path,omitempty"`
 
 	// DisableSchemesUpdate turns off the periodic download of updates of the
-	// schemes from their URLs. Updates are on by default, as in irma server;
-	// turn them off for local schemes and offline sites.
+	// schemes: of the default schemes, and of local schemes whose <Url> is
+	// https. A scheme update takes effect without a restart; one that does
+	// not verify is refused, and the scheme stays as it was. Updates are on
+	// by default, as in irma server; turn them off for local schemes and
+	// offline sites. Off, the default schemes are still fetched once if
+	// there is no copy of them.
 	DisableSchemesUpdate bool `json:"disable_schemes_update,omitempty"`
 
-	// SchemesUpdateInterval is how often the schemes are updated. Whole
-	// minutes, at least one. Default: 1h.
+	// SchemesUpdateInterval is how often the schemes are updated, the first
+	// time at start (without waiting for it). Whole minutes, at least one.
+	// Default: 1h.
 	SchemesUpdateInterval caddy.Duration `json:"schemes_update_interval,omitempty"`
 
 	// MaxSessionLifetime is how long an IRMA session may take from its start
@@ -134,6 +160,8 @@ type App struct {
 
 	prefix          string
 	serverURL       string
+	sources         schemeSources
+	schemes         *loadedSchemes
 	irmaConf        *irma.Configuration
 	serverConf      *server.Configuration
 	poolKey         string
@@ -165,7 +193,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	for _, step := range []func(*caddy.Replacer) error{
 		a.provisionURL,        // the public URL, and the prefix of the endpoints
 		a.provisionDurations,  // session lifetimes, scheme updates
-		a.provisionSchemes,    // the schemes and issuer keys, parsed and checked
+		a.provisionSchemes,    // the schemes (fetched the first time) and keys, parsed and checked
 		a.provisionTimestamps, // the timestamp service, with a key
 		a.provisionServer,     // irmaserver's configuration, with Redis
 		a.provisionPolicies,   // named policies, checked against the schemes
@@ -231,20 +259,6 @@ func (a *App) provisionDurations(*caddy.Replacer) error {
 	return nil
 }
 
-func (a *App) provisionSchemes(repl *caddy.Replacer) error {
-	if a.SchemesPath == "" {
-		return errors.New("irma: schemes_path is required: the directory of IRMA schemes to trust")
-	}
-	a.SchemesPath = repl.ReplaceAll(a.SchemesPath, "")
-	a.IssuerPrivateKeysPath = repl.ReplaceAll(a.IssuerPrivateKeysPath, "")
-	conf, err := loadSchemes(a.SchemesPath, a.IssuerPrivateKeysPath)
-	if err != nil {
-		return err
-	}
-	a.irmaConf, a.ownsConf = conf, true
-	return nil
-}
-
 func (a *App) provisionTimestamps(repl *caddy.Replacer) error {
 	if a.TimestampKeyFile == "" {
 		return nil
@@ -264,8 +278,8 @@ func (a *App) provisionServer(repl *caddy.Replacer) error {
 		IrmaConfiguration:     a.irmaConf,
 		SchemesPath:           a.SchemesPath,
 		IssuerPrivateKeysPath: a.IssuerPrivateKeysPath,
-		DisableSchemesUpdate:  a.DisableSchemesUpdate,
-		SchemesUpdateInterval: int(time.Duration(a.SchemesUpdateInterval) / time.Minute),
+		// The app updates the schemes (schemeUpdater), not irmaserver.
+		DisableSchemesUpdate:  true,
 		URL:                   a.serverURL,
 		MaxSessionLifetime:    int(time.Duration(a.MaxSessionLifetime) / time.Minute),
 		SessionResultLifetime: int(time.Duration(a.SessionResultLifetime) / time.Minute),
@@ -337,9 +351,15 @@ func (a *App) markTTL() time.Duration {
 	return time.Duration(a.MaxSessionLifetime) + time.Duration(a.SessionResultLifetime)
 }
 
-// Configuration returns the parsed schemes the server trusts. Valid from
-// Provision on.
-func (a *App) Configuration() *irma.Configuration { return a.irmaConf }
+// Configuration returns the parsed schemes the server trusts: those it
+// runs on once it has started, which change when the schemes are updated.
+// Valid from Provision on.
+func (a *App) Configuration() *irma.Configuration {
+	if rs := a.srv.Load(); rs != nil {
+		return rs.conf.Load()
+	}
+	return a.irmaConf
+}
 
 // PathPrefix returns the path under which the IRMA endpoints live, with a
 // trailing slash, such as "/irma/".

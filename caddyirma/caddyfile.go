@@ -20,6 +20,8 @@ func init() {
 //	irma {
 //		url                      <public URL of the IRMA endpoints>
 //		schemes_path             <dir>
+//		default_schemes          on|off
+//		default_schemes_path     <dir>
 //		issuer_private_keys_path <dir>
 //		schemes_update           off | <interval>
 //		max_session_lifetime     <duration>
@@ -97,6 +99,10 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = oneArg(d, &a.URL)
 		case "schemes_path":
 			err = oneArg(d, &a.SchemesPath)
+		case "default_schemes":
+			a.DefaultSchemes, err = onOff(d)
+		case "default_schemes_path":
+			err = oneArg(d, &a.DefaultSchemesPath)
 		case "issuer_private_keys_path":
 			err = oneArg(d, &a.IssuerPrivateKeysPath)
 		case "timestamp_key_file":
@@ -111,20 +117,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 		case "max_session_lifetime":
-			var v string
-			if err = oneArg(d, &v); err == nil {
-				err = durationArg(d, name, v, &a.MaxSessionLifetime)
-			}
+			err = durationValue(d, &a.MaxSessionLifetime)
 		case "scan_timeout":
-			var v string
-			if err = oneArg(d, &v); err == nil {
-				err = durationArg(d, name, v, &a.ScanTimeout)
-			}
+			err = durationValue(d, &a.ScanTimeout)
 		case "session_result_lifetime":
-			var v string
-			if err = oneArg(d, &v); err == nil {
-				err = durationArg(d, name, v, &a.SessionResultLifetime)
-			}
+			err = durationValue(d, &a.SessionResultLifetime)
 		case "production":
 			if d.NextArg() {
 				return d.Errf("irma: production takes no argument, got %q", d.Val())
@@ -197,10 +194,7 @@ func (l *LoginConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "cookie_domain":
 			err = oneArg(d, &l.CookieDomain)
 		case "cookie_lifetime":
-			var v string
-			if err = oneArg(d, &v); err == nil {
-				err = durationArg(d, name, v, &l.CookieLifetime)
-			}
+			err = durationValue(d, &l.CookieLifetime)
 		case "cookie_keys":
 			l.CookieKeys = d.RemainingArgs()
 			if len(l.CookieKeys) == 0 {
@@ -213,10 +207,7 @@ func (l *LoginConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "key_file":
 			err = oneArg(d, &l.KeyFile)
 		case "token_lifetime":
-			var v string
-			if err = oneArg(d, &v); err == nil {
-				err = durationArg(d, name, v, &l.TokenLifetime)
-			}
+			err = durationValue(d, &l.TokenLifetime)
 		case "issuer":
 			err = oneArg(d, &l.Issuer)
 		case "audience":
@@ -280,6 +271,31 @@ func oneArg(d *caddyfile.Dispenser, v *string) error {
 		return d.Errf("%s takes one value, got also %q", name, d.Val())
 	}
 	return nil
+}
+
+// durationValue reads the one argument of the current directive, a
+// duration, into into.
+func durationValue(d *caddyfile.Dispenser, into *caddy.Duration) error {
+	name := d.Val()
+	var v string
+	if err := oneArg(d, &v); err != nil {
+		return err
+	}
+	return durationArg(d, name, v, into)
+}
+
+// onOff reads the one argument of the current directive, on or off.
+func onOff(d *caddyfile.Dispenser) (*bool, error) {
+	name := d.Val()
+	var v string
+	if err := oneArg(d, &v); err != nil {
+		return nil, err
+	}
+	if v != "on" && v != "off" {
+		return nil, d.Errf("irma: %s %q: want on or off", name, v)
+	}
+	on := v == "on"
+	return &on, nil
 }
 
 func durationArg(d *caddyfile.Dispenser, name, v string, into *caddy.Duration) error {

@@ -31,6 +31,8 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"global unknown", "irma {\n shemes_path x\n}", `unknown setting "shemes_path"`, appUnmarshal},
 		{"global twice", "irma {\n url a\n url b\n}", "url given twice", appUnmarshal},
 		{"global argument", "irma x", `unexpected argument "x"`, appUnmarshal},
+		{"global default schemes", "irma {\n default_schemes maybe\n}", `default_schemes "maybe": want on or off`, appUnmarshal},
+		{"global default schemes path", "irma {\n default_schemes_path\n}", "default_schemes_path needs a value", appUnmarshal},
 		{"global policy empty", "irma {\n policy p {\n }\n}", "at least one require", appUnmarshal},
 		{"global policy twice", "irma {\n policy p {\n require a.b.c.d\n }\n policy p {\n require a.b.c.d\n }\n}", `policy "p" given twice`, appUnmarshal},
 		{"global policy unknown", "irma {\n policy p {\n requires a.b.c.d\n }\n}", `unknown setting "requires"`, appUnmarshal},

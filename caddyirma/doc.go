@@ -3,7 +3,7 @@
 // expose it on a site: irma_endpoints, irma_auth, irma_issue, irma_sign and
 // irma_requestor_api. The work is done by the packages beside it, which know
 // nothing of Caddy: policy, sealedcookie, assertion, returnurl, canonicalpath,
-// sessionpage, signature, timestamp and requestor.
+// sessionpage, signature, timestamp, requestor and schemecache.
 //
 // A request to a route that irma_auth protects meets the code in this order:
 //
@@ -36,8 +36,12 @@
 //     shared cache keeps (shield.go).
 //
 // The sessions run on the app: app.go (its settings, Provision as a list of
-// steps), schemes.go (the schemes and issuer keys), redis.go (the session
-// store), login.go (the cookie and JWT keys, loaded at start) and server.go
+// steps), schemes.go (where the schemes come from: schemes_path, and the
+// default schemes, which package schemecache fetches the first time),
+// schemesload.go (the schemes and issuer keys, parsed and checked),
+// schemesupdate.go (updates, handed to the running server whole), redis.go
+// (the session store), login.go (the cookie and JWT keys, loaded at start)
+// and server.go
 // (the IRMA server, shared across reloads, and the marks that sessions and
 // logouts leave: in the Redis of the sessions, else in the process).
 // irma_issue (issue.go) and irma_sign (sign.go, signresult.go) use the same

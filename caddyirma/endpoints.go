@@ -116,13 +116,13 @@ func (e *Endpoints) serveIRMA(w http.ResponseWriter, r *http.Request, rest strin
 	}
 	h := http.StripPrefix(strings.TrimSuffix(e.app.prefix, "/"), rs.handler)
 	if tok, ok := proofsClientToken(rest); ok && r.Method == http.MethodPost {
-		check := func(body []byte) error { return proofbounds.CheckPosted(rs.conf, body) }
+		check := func(body []byte) error { return proofbounds.CheckPosted(rs.conf.Load(), body) }
 		return serveProofs(w, r, h, rs.marks, tok, e.app.markTTL(), check)
 	}
 	if r.Method == http.MethodPost && strings.HasSuffix(rest, "/commitments") {
 		// gabi would exponentiate with the numbers of the commitments before
 		// it checks their sizes (checkPost, proofs.go).
-		check := func(body []byte) error { return proofbounds.CheckCommitments(rs.conf, body) }
+		check := func(body []byte) error { return proofbounds.CheckCommitments(rs.conf.Load(), body) }
 		if _, ok := checkPost(w, r, h, check); ok {
 			h.ServeHTTP(w, r)
 		}

@@ -94,7 +94,8 @@ func TestLoadErrors(t *testing.T) {
 		{"url not http", replace("url "+g.url(), "url ftp://example.com/irma/"), []string{`url "ftp://example.com/irma/"`}},
 		{"url relative", replace("url "+g.url(), "url /irma/"), []string{`url "/irma/"`}},
 		{"production without https", replace("schemes_update off", "schemes_update off\n\t\tproduction"), []string{"production", "https"}},
-		{"no schemes_path", replace("schemes_path "+g.scheme.SchemesPath, ""), []string{"schemes_path is required"}},
+		{"no schemes_path, and no network for the default schemes", replace("schemes_path "+g.scheme.SchemesPath, "default_schemes_path "+emptyDir), []string{"no copy of scheme", emptyDir, "caddy irma schemes"}},
+		{"no schemes at all", replace("schemes_path "+g.scheme.SchemesPath, "default_schemes off"), []string{"default_schemes off", "no schemes_path"}},
 		{"missing schemes_path", replace("schemes_path "+g.scheme.SchemesPath, "schemes_path /nonexistent/schemes"), []string{`schemes_path "/nonexistent/schemes"`}},
 		{"empty schemes_path", replace("schemes_path "+g.scheme.SchemesPath, "schemes_path "+emptyDir), []string{emptyDir, "no schemes found"}},
 		{"tampered scheme", replace("schemes_path "+g.scheme.SchemesPath, "schemes_path "+tampered), []string{tampered, "caddy-demo", "does not match"}},
@@ -136,17 +137,24 @@ func TestLoadErrors(t *testing.T) {
 		{"repeated setting", replace("schemes_update off", "schemes_update off\n\t\tschemes_update 1h"), []string{"schemes_update given twice"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := caddytest.Load(tc.config)
-			if err == nil {
-				_ = caddy.Stop()
-				t.Fatalf("config loaded; want an error with %q", tc.want)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not name %q", err, w)
-				}
-			}
-			assertNoServers(t)
+			loadFails(t, tc.config, tc.want...)
 		})
 	}
+}
+
+// loadFails asserts that config does not load, with an error that names
+// each of want, and that it leaves no IRMA server running.
+func loadFails(t *testing.T, config string, want ...string) {
+	t.Helper()
+	err := caddytest.Load(config)
+	if err == nil {
+		_ = caddy.Stop()
+		t.Fatalf("config loaded; want an error with %q", want)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not name %q", err, w)
+		}
+	}
+	assertNoServers(t)
 }

@@ -1,124 +1,134 @@
 package caddyirma
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"os"
+	"net/http"
 	"path/filepath"
-	"sort"
-	"strings"
+	"time"
 
-	irma "github.com/privacybydesign/irmago/irma"
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/caddy-irma/caddy-irma/caddyirma/schemecache"
 )
 
-// loadSchemes parses the schemes, and the issuer private keys if a path is
-// given, checking every signature, offline.
-func loadSchemes(schemesPath, keysPath string) (*irma.Configuration, error) {
-	fi, err := os.Stat(schemesPath)
+// schemeSources says where the app's schemes are: a folder of local
+// schemes (schemes_path), the cache of the default schemes, or both; and
+// which issuer private keys go with them. Its JSON is part of the server's
+// pool key.
+type schemeSources struct {
+	Local    string               `json:"local,omitempty"`
+	Cache    string               `json:"cache,omitempty"` // empty: default schemes off
+	Remotes  []schemecache.Remote `json:"remotes,omitempty"`
+	KeysPath string               `json:"keys,omitempty"`
+	DemoKeys bool                 `json:"demo_keys,omitempty"` // use the keys demo schemes publish
+}
+
+// schemeSource is where the default schemes come from: irmago's pinned
+// schemes, over the default HTTP client. Tests point it at a local server;
+// nothing else changes it.
+var schemeSource = struct {
+	remotes func() []schemecache.Remote
+	client  *http.Client  // nil: schemecache's default
+	timeout time.Duration // 0: schemecache.DefaultTimeout
+}{remotes: schemecache.Defaults}
+
+func newFetcher(logger *zap.Logger) *schemecache.Fetcher {
+	return &schemecache.Fetcher{Client: schemeSource.client, Timeout: schemeSource.timeout, Logger: logger}
+}
+
+// defaultSchemesDir is where the default schemes live unless
+// default_schemes_path says otherwise.
+func defaultSchemesDir() string { return filepath.Join(caddy.AppDataDir(), "irma", "schemes") }
+
+// provisionSchemes finds the schemes, fetches the default schemes if there
+// is no copy of them yet (the first start: the handlers check their
+// policies against the schemes in Provision), and parses them with the
+// issuer keys. With a copy it never goes online: updates come after Start.
+func (a *App) provisionSchemes(repl *caddy.Replacer) error {
+	a.SchemesPath = repl.ReplaceAll(a.SchemesPath, "")
+	a.IssuerPrivateKeysPath = repl.ReplaceAll(a.IssuerPrivateKeysPath, "")
+	a.DefaultSchemesPath = repl.ReplaceAll(a.DefaultSchemesPath, "")
+	defaults := a.SchemesPath == ""
+	if a.DefaultSchemes != nil {
+		defaults = *a.DefaultSchemes
+	}
+	if !defaults && a.SchemesPath == "" {
+		return errors.New("irma: default_schemes off, and no schemes_path: no schemes to trust")
+	}
+	if !defaults && a.DefaultSchemesPath != "" {
+		return fmt.Errorf("irma: default_schemes_path %q: the default schemes are off (with schemes_path, turn them on with default_schemes on)", a.DefaultSchemesPath)
+	}
+	// Issuer private keys that a demo scheme publishes are for development:
+	// in production only issuer_private_keys_path issues.
+	a.sources = schemeSources{Local: a.SchemesPath, KeysPath: a.IssuerPrivateKeysPath, DemoKeys: !a.Production}
+	if defaults {
+		if a.DefaultSchemesPath == "" {
+			a.DefaultSchemesPath = defaultSchemesDir()
+		}
+		a.sources.Cache, a.sources.Remotes = a.DefaultSchemesPath, schemeSource.remotes()
+		if err := a.installDefaultSchemes(); err != nil {
+			return err
+		}
+	}
+	loaded, err := a.sources.load(a.logger)
 	if err != nil {
-		return nil, fmt.Errorf("irma: schemes_path %q: %w", schemesPath, err)
+		return err
 	}
-	if !fi.IsDir() {
-		return nil, fmt.Errorf("irma: schemes_path %q: not a directory", schemesPath)
-	}
-	// irmago logs what it skips to its package-wide logger: ours.
-	irma.SetLogger(irmaLogs.Logger())
-	// Not read-only: irmaserver refuses to start sessions on a read-only
-	// configuration, even when it has everything the session needs.
-	// Issuer private keys come from issuer_private_keys_path only, never from
-	// the scheme folders, which wallets copy.
-	conf, err := irma.NewConfiguration(schemesPath, irma.ConfigurationOptions{IgnorePrivateKeys: true})
-	if err != nil {
-		return nil, fmt.Errorf("irma: schemes_path %q: %w", schemesPath, err)
-	}
-	if err := conf.ParseFolder(); err != nil {
-		closeSchemes(conf)
-		return nil, fmt.Errorf("irma: schemes_path %q: %w", schemesPath, err)
-	}
-	// irmago skips a scheme that fails to parse or whose signature does not
-	// verify, with only a log line; a gateway must not run without it.
-	for id, serr := range conf.DisabledSchemeManagers {
-		closeSchemes(conf)
-		return nil, fmt.Errorf("irma: schemes_path %q: scheme %s is invalid: %w", schemesPath, id, serr)
-	}
-	// A scheme whose signature does not verify is skipped without a word.
-	dirs, _ := os.ReadDir(schemesPath)
-	for _, d := range dirs {
-		if _, err := os.Stat(filepath.Join(schemesPath, d.Name(), "description.xml")); err != nil {
-			continue
-		}
-		if _, ok := conf.SchemeManagers[irma.NewSchemeManagerIdentifier(d.Name())]; !ok {
-			closeSchemes(conf)
-			return nil, fmt.Errorf("irma: schemes_path %q: scheme %s did not load: its signature (index.sig, pk.pem) or its files are invalid", schemesPath, d.Name())
+	a.irmaConf, a.schemes, a.ownsConf = loaded.conf, loaded, true
+	return nil
+}
+
+// installDefaultSchemes fetches each default scheme that has no valid copy
+// in the cache yet.
+func (a *App) installDefaultSchemes() error {
+	dir := a.sources.Cache
+	var missing []schemecache.Remote
+	for _, r := range a.sources.Remotes {
+		if _, err := schemecache.Verify(dir, r); err != nil {
+			if !errors.Is(err, schemecache.ErrNoCopy) {
+				a.logger.Warn("the copy of an IRMA scheme is not valid: fetching it anew", zap.String("scheme", r.ID), zap.Error(err))
+			}
+			missing = append(missing, r)
 		}
 	}
-	if len(conf.SchemeManagers) == 0 {
-		closeSchemes(conf)
-		return nil, fmt.Errorf("irma: schemes_path %q: no schemes found (create the demo scheme with 'caddy irma demo-scheme')", schemesPath)
+	if len(missing) == 0 {
+		return nil
 	}
-	if keysPath != "" {
-		if rel, err := filepath.Rel(schemesPath, keysPath); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-			closeSchemes(conf)
-			return nil, fmt.Errorf("irma: issuer_private_keys_path %q: inside schemes_path %q, which wallets copy: keep private keys outside it", keysPath, schemesPath)
-		}
-		ring, err := irma.NewPrivateKeyRingFolder(keysPath, conf)
-		if err == nil {
-			err = conf.AddPrivateKeyRing(ring)
-		}
+	a.logger.Info("fetching the default IRMA schemes (first start)", zap.String("dir", dir), zap.Strings("schemes", schemecache.IDs(missing)))
+	fetcher := newFetcher(a.logger.Named("schemes"))
+	for _, r := range missing {
+		res, err := fetcher.Fetch(context.Background(), dir, r)
 		if err != nil {
-			closeSchemes(conf)
-			return nil, fmt.Errorf("irma: issuer_private_keys_path %q: %w", keysPath, err)
+			return fmt.Errorf("irma: default schemes: no copy of scheme %s in %q, and fetching it failed: %w; "+
+				"run 'caddy irma schemes --dir <dir>' on a machine that reaches %s and copy <dir> to %q (or point default_schemes_path at it), "+
+				"or trust local schemes only (schemes_path, and default_schemes off)", r.ID, dir, err, r.URL, dir)
 		}
+		a.logger.Info("installed IRMA scheme", zap.String("scheme", r.ID), zap.String("dir", dir),
+			zap.Time("timestamp", res.Timestamp), zap.Int("issuer_private_keys", res.PrivateKeys))
 	}
-	return conf, nil
+	return nil
 }
 
-// closeSchemes stops what irma.Configuration.ParseFolder started.
-func closeSchemes(conf *irma.Configuration) {
-	if conf.Scheduler != nil {
-		conf.Scheduler.Stop()
-	}
-	if conf.Revocation != nil {
-		_ = conf.Revocation.Close()
-	}
-}
-
-// serverKey identifies a server by everything that would make a new one
-// differ from a running one: the settings and the schemes and keys on disk.
+// serverKey identifies a server by the settings that would make a new one
+// differ from a running one. What is on disk (the schemes, the issuer keys)
+// is not part of it: a running server takes on new schemes and keys (see
+// schemeUpdater), so a reload that changes only them keeps its sessions.
 func (a *App) serverKey() (string, error) {
-	h := sha256.New()
-	settings, err := json.Marshal(a.serverConf)
+	settings, err := json.Marshal(struct {
+		Server       any           `json:"server"`
+		Schemes      schemeSources `json:"schemes"`
+		UpdatesOff   bool          `json:"updates_off"`
+		UpdatesEvery time.Duration `json:"updates_every"`
+	}{a.serverConf, a.sources, a.DisableSchemesUpdate, time.Duration(a.SchemesUpdateInterval)})
 	if err != nil {
 		return "", err
 	}
-	h.Write(settings)
-	ids := make([]string, 0, len(a.irmaConf.SchemeManagers))
-	for id := range a.irmaConf.SchemeManagers {
-		ids = append(ids, id.String())
-	}
-	sort.Strings(ids)
-	for _, id := range ids {
-		// The signed index holds the hash of every file of the scheme.
-		index, err := os.ReadFile(filepath.Join(a.SchemesPath, id, "index"))
-		if err != nil {
-			return "", fmt.Errorf("schemes_path %q: scheme %s: %w", a.SchemesPath, id, err)
-		}
-		fmt.Fprintf(h, "\x00scheme %s %x\n", id, sha256.Sum256(index))
-	}
-	if a.IssuerPrivateKeysPath != "" {
-		entries, err := os.ReadDir(a.IssuerPrivateKeysPath)
-		if err != nil {
-			return "", fmt.Errorf("issuer_private_keys_path %q: %w", a.IssuerPrivateKeysPath, err)
-		}
-		for _, e := range entries {
-			b, err := os.ReadFile(filepath.Join(a.IssuerPrivateKeysPath, e.Name()))
-			if err != nil {
-				continue // not a key file irmago reads either
-			}
-			fmt.Fprintf(h, "\x00key %s %x\n", e.Name(), sha256.Sum256(b))
-		}
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	sum := sha256.Sum256(settings)
+	return hex.EncodeToString(sum[:]), nil
 }

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/caddyserver/caddy/v2"
 	irma "github.com/privacybydesign/irmago/irma"
@@ -31,24 +33,37 @@ var servers = caddy.NewUsagePool()
 
 // memoryMarks is the store of marks when the sessions are in memory: one
 // per process, not per IRMA server, so that a reload that starts another
-// server (changed settings or schemes) forgets no logout.
+// server (changed settings) forgets no logout.
 var memoryMarks = marks.New(marks.Config{})
 
-// runningServer is an irmaserver with what it was built from, and the
-// store of the marks its sessions leave; it is destructed when the last app
-// using it is cleaned up.
+// runningServer is an irmaserver with what it was built from, the store
+// of the marks its sessions leave, and what keeps its schemes up to date;
+// it is destructed when the last app using it is cleaned up.
 type runningServer struct {
 	*irmaserver.Server
-	conf    *irma.Configuration
-	handler http.Handler
-	marks   marks.Store
+	settings *server.Configuration // irmaserver's own, which it reads the schemes from
+	conf     atomic.Pointer[irma.Configuration]
+	handler  http.Handler
+	marks    marks.Store
+	schemes  *schemeUpdater
 }
 
 // Destruct implements caddy.Destructor.
 func (s *runningServer) Destruct() error {
+	s.schemes.close()
 	s.Stop()
-	closeSchemes(s.conf)
+	closeSchemes(s.conf.Load())
 	return nil
+}
+
+// setConf makes the server use conf from now on, and returns the one it
+// used. irmaserver reads its schemes from its settings at every use, with
+// nothing to hold it back while they change; the pointer is stored in one
+// atomic step (with release semantics), so that a request reads either
+// the old configuration or the new one, complete.
+func (s *runningServer) setConf(conf *irma.Configuration) *irma.Configuration {
+	atomic.StorePointer((*unsafe.Pointer)(unsafe.Pointer(&s.settings.IrmaConfiguration)), unsafe.Pointer(conf))
+	return s.conf.Swap(conf)
 }
 
 // newServer starts the IRMA server of the app's settings, with the store
@@ -68,7 +83,8 @@ func (a *App) newServer() (caddy.Destructor, error) {
 	if err != nil {
 		return nil, err
 	}
-	rs := &runningServer{Server: srv, conf: a.irmaConf, handler: srv.HandlerFunc(), marks: memoryMarks}
+	rs := &runningServer{Server: srv, settings: &conf, handler: srv.HandlerFunc(), marks: memoryMarks}
+	rs.conf.Store(a.irmaConf)
 	if conf.StoreType == "redis" {
 		client, err := conf.RedisClient() // the client irmaserver made, cached
 		if err != nil {
@@ -76,6 +92,11 @@ func (a *App) newServer() (caddy.Destructor, error) {
 			return nil, err
 		}
 		rs.marks = marks.New(marks.Config{Redis: client.Client, Prefix: client.KeyPrefix + "caddy-irma:"})
+	}
+	rs.schemes = &schemeUpdater{sources: a.sources, rs: rs, fingerprint: a.schemes.fingerprint, fetches: a.schemes.fetches}
+	rs.schemes.logger.Store(a.logger.Named("schemes"))
+	if !a.DisableSchemesUpdate {
+		rs.schemes.start(time.Duration(a.SchemesUpdateInterval))
 	}
 	return rs, nil
 }
@@ -111,9 +132,13 @@ func (a *App) Start() error {
 	}
 	rs := v.(*runningServer)
 	if loaded {
-		// The running server keeps its own parse of the same schemes.
-		closeSchemes(a.irmaConf)
-		a.irmaConf = rs.conf
+		// The running server takes the schemes of this config if they
+		// changed on disk; else it keeps its own parse of the same.
+		rs.schemes.logger.Store(a.logger.Named("schemes"))
+		if !rs.schemes.adopt(a.schemes) {
+			closeSchemes(a.irmaConf)
+			a.irmaConf = rs.conf.Load()
+		}
 	}
 	a.ownsConf = false
 	a.srv.Store(rs)

@@ -41,6 +41,8 @@ import (
 
 	"github.com/privacybydesign/irmago/irma"
 	"go.uber.org/zap"
+
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/dirlock"
 )
 
 const (
@@ -289,7 +291,7 @@ func Ensure(opts Options) (*Scheme, error) {
 		}
 	}
 
-	unlock, err := lockDir(s.Dir)
+	unlock, err := dirlock.Lock(s.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("demo scheme: lock %s: %w", s.Dir, err)
 	}
