@@ -198,7 +198,7 @@ func TestYiviFrontend(t *testing.T) {
 	var decodeErr error
 	for text == "" {
 		var qrPNG []byte
-		if err := chromedp.Run(wait, chromedp.Screenshot(`#yivi canvas`, &qrPNG, chromedp.ByQuery)); err != nil {
+		if err := chromedp.Run(wait, chromedp.ScreenshotScale(`#yivi canvas`, 2, &qrPNG, chromedp.ByQuery)); err != nil {
 			t.Fatalf("the frontend's QR code: %v (last: %v)", err, decodeErr)
 		}
 		text, decodeErr = readQR(qrPNG)
