@@ -379,16 +379,21 @@ func (g *gateway) startHTTPS(t *testing.T, irmaExtra, site string) (*caddyirma.A
 	// which needs a UDP socket beside the TCP one the test holds.
 	caddytest.Start(t, withGlobalOptions(t, config, "skip_install_trust\n\tauto_https disable_redirects\n\tservers {\n\t\tprotocols h1 h2\n\t}"))
 	app := caddytest.App[*caddyirma.App](t, "irma")
-	roots, _ := localCA(t, filepath.Join(g.scheme.Dir, "caddy"), base)
-	return app, base, roots
+	return app, base, localCA(t, filepath.Join(g.scheme.Dir, "caddy"), base)
 }
 
-// localCA returns the root of Caddy's local CA (tls internal) in the Caddy
-// storage directory storage, as a pool and as a file (for SSL_CERT_FILE),
-// once the gateway at base answers over TLS with a certificate from it.
-func localCA(t testing.TB, storage, base string) (*x509.CertPool, string) {
+// localCARoot is the file of the root certificate of Caddy's local CA (tls
+// internal) in the Caddy storage directory storage.
+func localCARoot(storage string) string {
+	return filepath.Join(storage, "pki", "authorities", "local", "root.crt")
+}
+
+// localCA returns the root of Caddy's local CA in the Caddy storage
+// directory storage, once the gateway at base answers over TLS with a
+// certificate from it.
+func localCA(t testing.TB, storage, base string) *x509.CertPool {
 	t.Helper()
-	rootFile := filepath.Join(storage, "pki", "authorities", "local", "root.crt")
+	rootFile := localCARoot(storage)
 	root, err := os.ReadFile(rootFile)
 	if err != nil {
 		t.Fatalf("Caddy's local CA: %v", err)
@@ -412,7 +417,7 @@ func localCA(t testing.TB, storage, base string) (*x509.CertPool, string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return roots, rootFile
+	return roots
 }
 
 // withGlobalOptions adds options to the global block of a gateway's config.
