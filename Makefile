@@ -1,4 +1,5 @@
-# caddy-irma: `make run` starts the demo, `make test` runs every test.
+# caddy-irma: `make run` starts the demo, `make run-https` the same demo on
+# https in production mode, `make test` runs every test.
 
 GO       ?= go
 BIN      ?= bin
@@ -8,8 +9,13 @@ DEMO_URL ?= http://localhost:8080/irma/
 # 1024 bits take seconds, 2048 bits (production size) a minute or more.
 # Later runs reuse the key, whatever its size.
 DEMO_KEY_BITS ?= 1024
+# The https demo (make run-https) keeps its own state: its scheme names the
+# timestamp service at the https URL. Both as in Caddyfile.https.example;
+# port 8443 needs no root.
+HTTPS_DEMO_DIR = .demo-https
+HTTPS_DEMO_ORIGIN = https://localhost:8443
 
-.PHONY: all build wallet upstream demo-scheme run test vet staticcheck fmt-check clean
+.PHONY: all build wallet upstream demo-scheme run run-https test vet staticcheck fmt-check clean
 
 all: build wallet
 
@@ -36,6 +42,18 @@ run: build upstream demo-scheme
 	@$(BIN)/upstream & upstream=$$!; \
 	trap 'kill $$upstream 2>/dev/null; wait $$upstream 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/caddy run --config Caddyfile.example --adapter caddyfile
+
+## run-https: the demo on https://localhost:8443 in production mode
+## (Caddyfile.https.example), with a certificate from Caddy's local CA (tls
+## internal), whose root the example upstream trusts to fetch the JWKS
+## (Ctrl-C stops both)
+run-https: build upstream
+	@$(MAKE) --no-print-directory demo-scheme DEMO_DIR=$(HTTPS_DEMO_DIR) DEMO_URL=$(HTTPS_DEMO_ORIGIN)/irma/
+	@echo "Caddy's local CA: $(HTTPS_DEMO_DIR)/caddy/pki/authorities/local/root.crt (see \"HTTPS and production mode\" in the README)"
+	@SSL_CERT_FILE=$(HTTPS_DEMO_DIR)/caddy/pki/authorities/local/root.crt \
+		$(BIN)/upstream --jwks-url $(HTTPS_DEMO_ORIGIN)/irma/jwks.json --issuer $(HTTPS_DEMO_ORIGIN) & upstream=$$!; \
+	trap 'kill $$upstream 2>/dev/null; wait $$upstream 2>/dev/null' EXIT INT TERM; \
+	$(BIN)/caddy run --config Caddyfile.https.example --adapter caddyfile
 
 ## test: formatting, vet, staticcheck, and every test (unit, Caddy
 ## integration, end to end)

@@ -21,8 +21,9 @@ import (
 )
 
 // newChromium starts headless Chromium (Debian's chromium package, which
-// .ci/run installs) for the test.
-func newChromium(t *testing.T) context.Context {
+// .ci/run installs) for the test, with the options extra besides the
+// tests' own.
+func newChromium(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	bin, err := exec.LookPath("chromium")
 	if err != nil {
@@ -45,6 +46,7 @@ func newChromium(t *testing.T) context.Context {
 		chromedp.UserDataDir(profile),
 		chromedp.WindowSize(900, 1100),
 	)
+	opts = append(opts, extra...)
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(alloc)
 	ctx, cancelTimeout := context.WithTimeout(ctx, 2*time.Minute)

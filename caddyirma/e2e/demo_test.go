@@ -40,18 +40,13 @@ func TestDemoTour(t *testing.T) {
 	}
 	// No admin endpoint in tests.
 	config := strings.Replace(string(raw), "\n{\n", "\n{\n\tadmin off\n", 1)
-	for _, r := range []struct{ old, new string }{
+	config = replaceEach(t, "Caddyfile.example", config, []replacement{
 		{".demo/", scheme.Dir + "/"},
 		{"localhost:8080 {", fmt.Sprintf("localhost:%d {\n\t%s", port, ln.Bind())},
 		{"localhost:8080", fmt.Sprintf("localhost:%d", port)},
 		{"127.0.0.1:9090", upstream},
 		{"examples/demo/site", filepath.Join(repo, "examples/demo/site")},
-	} {
-		if !strings.Contains(config, r.old) {
-			t.Fatalf("Caddyfile.example no longer contains %q", r.old)
-		}
-		config = strings.ReplaceAll(config, r.old, r.new)
-	}
+	})
 	caddytest.Start(t, config)
 
 	b := newBrowser(t)
@@ -184,6 +179,23 @@ func TestDemoTour(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("the upstream answered %d without a token", resp.StatusCode)
 	}
+}
+
+// replacement is a string of a Caddyfile and what a test puts in its place.
+type replacement struct{ old, new string }
+
+// replaceEach makes each replacement in the Caddyfile text, in order, at
+// every place; each old string must be there, or the file (named name)
+// changed its shape.
+func replaceEach(t *testing.T, name, text string, replacements []replacement) string {
+	t.Helper()
+	for _, r := range replacements {
+		if !strings.Contains(text, r.old) {
+			t.Fatalf("%s no longer contains %q", name, r.old)
+		}
+		text = strings.ReplaceAll(text, r.old, r.new)
+	}
+	return text
 }
 
 // stripComments drops the comment lines of a Caddyfile.

@@ -264,8 +264,17 @@ func lowerKeys(m map[string]string) map[string]string {
 // startGoExample builds and runs examples/upstream.
 func startGoExample(t *testing.T, gateway string, flags ...string) string {
 	t.Helper()
+	return startGoExampleEnv(t, gateway, nil, flags...)
+}
+
+// startGoExampleEnv is startGoExample with env added to the example's
+// environment.
+func startGoExampleEnv(t *testing.T, gateway string, env []string, flags ...string) string {
+	t.Helper()
 	bin := buildGo(t, "examples/upstream")
-	addr, _ := startProcess(t, "examples/upstream", exec.Command(bin, append(exampleFlags(gateway), flags...)...), listeningLine)
+	cmd := exec.Command(bin, append(exampleFlags(gateway), flags...)...)
+	cmd.Env = append(os.Environ(), env...)
+	addr, _ := startProcess(t, "examples/upstream", cmd, listeningLine)
 	return addr
 }
 

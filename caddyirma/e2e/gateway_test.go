@@ -20,11 +20,16 @@ type gateway struct {
 	scheme *demoscheme.Scheme
 }
 
-func newGateway(t testing.TB) *gateway {
+func newGateway(t testing.TB) *gateway { return newGatewayFor(t, "http") }
+
+// newGatewayFor is newGateway whose scheme names the timestamp service at
+// the gateway's URL with protocol proto: "https" for a gateway that
+// startHTTPS runs, as a production scheme names an https timestamp server.
+func newGatewayFor(t testing.TB, proto string) *gateway {
 	t.Helper()
 	ln := caddytest.Listen(t)
 	g := &gateway{ln: ln, port: ln.Port, base: "http://" + ln.Addr()}
-	g.scheme = testscheme.New(t, g.base+"/irma/timestamp")
+	g.scheme = testscheme.New(t, proto+"://"+ln.Addr()+"/irma/timestamp")
 	return g
 }
 

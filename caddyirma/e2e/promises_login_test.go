@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	irma "github.com/privacybydesign/irmago/irma"
-
 	"github.com/caddy-irma/caddy-irma/caddyirma"
 	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testkit/caddytest"
 )
@@ -318,11 +316,7 @@ func TestPromisesHTTPS(t *testing.T) {
 		require caddy-demo.gateway.person.email
 	}
 	respond "members {irma.attr.caddy-demo.gateway.person.email}"`)
-	// The wallet (irmago's transport) trusts Caddy's local CA, and the
-	// wallet is closed before the setting is undone (cleanups run last
-	// first).
-	irma.SetTLSClientConfig(&tls.Config{RootCAs: roots})
-	t.Cleanup(func() { irma.SetTLSClientConfig(nil) })
+	trustInProcess(t, roots)
 	alice := (&authSite{base: base, scheme: g.scheme, app: app}).newWallet(t, "alice@example.com", "yes")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -385,8 +379,21 @@ func (g *gateway) startHTTPS(t *testing.T, irmaExtra, site string) (*caddyirma.A
 	// which needs a UDP socket beside the TCP one the test holds.
 	caddytest.Start(t, withGlobalOptions(t, config, "skip_install_trust\n\tauto_https disable_redirects\n\tservers {\n\t\tprotocols h1 h2\n\t}"))
 	app := caddytest.App[*caddyirma.App](t, "irma")
+	return app, base, localCA(t, filepath.Join(g.scheme.Dir, "caddy"), base)
+}
 
-	rootFile := filepath.Join(g.scheme.Dir, "caddy", "pki", "authorities", "local", "root.crt")
+// localCARoot is the file of the root certificate of Caddy's local CA (tls
+// internal) in the Caddy storage directory storage.
+func localCARoot(storage string) string {
+	return filepath.Join(storage, "pki", "authorities", "local", "root.crt")
+}
+
+// localCA returns the root of Caddy's local CA in the Caddy storage
+// directory storage, once the gateway at base answers over TLS with a
+// certificate from it.
+func localCA(t testing.TB, storage, base string) *x509.CertPool {
+	t.Helper()
+	rootFile := localCARoot(storage)
 	root, err := os.ReadFile(rootFile)
 	if err != nil {
 		t.Fatalf("Caddy's local CA: %v", err)
@@ -410,7 +417,7 @@ func (g *gateway) startHTTPS(t *testing.T, irmaExtra, site string) (*caddyirma.A
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return app, base, roots
+	return roots
 }
 
 // withGlobalOptions adds options to the global block of a gateway's config.

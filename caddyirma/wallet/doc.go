@@ -48,10 +48,16 @@
 //
 // # Developer mode
 //
-// The wallet runs in irmago's developer mode: servers not in production mode mark their sessions as development
-// sessions, which wallets refuse otherwise, and plain http is allowed. Switching it on (once per Dir) makes irmago
-// fetch certificate revocation lists for its EUDI trust anchors; offline that fails quickly, with warnings in the
-// log.
+// The wallet runs in irmago's developer mode unless Options.Production: servers not in production mode mark their
+// sessions as development sessions, which wallets refuse otherwise, and plain http is allowed. Switching it on makes
+// irmago fetch certificate revocation lists for its EUDI trust anchors; offline that fails quickly, with warnings in
+// the log.
+//
+// With Options.Production the wallet is as strict as the Yivi app out of the box: it refuses development sessions
+// ("server running in developer mode") and servers on plain http, so it works only with a gateway in production mode
+// on https. It trusts the certificates the process trusts: Go's system roots, which $SSL_CERT_FILE replaces (Caddy's
+// tls internal root, for instance, is pki/authorities/local/root.crt in Caddy's storage). irmago and go-atum make
+// their requests with process-wide HTTP settings (irma.SetTLSClientConfig, http.DefaultClient), not the wallet's.
 //
 // # Differences from the Yivi app
 //

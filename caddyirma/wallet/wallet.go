@@ -42,10 +42,16 @@ type Options struct {
 	// OnPairingCode, if set, is called when a server requires device pairing: the code must be entered on the page
 	// that showed the QR before the session continues. If nil, the code is logged at Info.
 	OnPairingCode func(code string)
+
+	// Production turns irmago's developer mode off, as the Yivi app is out of the box: the wallet then refuses the
+	// sessions of servers that are not in production mode, and servers on plain http. Use it to try a gateway as
+	// the Yivi app on a visitor's phone sees it. The mode is set at every Open, whatever the directory held before.
+	// Default: off (developer mode on).
+	Production bool
 }
 
 // Wallet is an IRMA wallet for development and tests: irmago's wallet library (the one in the Yivi app) with its
-// storage in a directory, developer mode on, and no PIN or keyshare server. Its methods may be called from several
+// storage in a directory, developer mode on unless Options.Production, and no PIN or keyshare server. Its methods may be called from several
 // goroutines; sessions run one at a time.
 type Wallet struct {
 	client *client.Client
@@ -99,7 +105,7 @@ func Open(opts Options) (*Wallet, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := open(dir, schemes, logger, lock, opts.OnPairingCode)
+	w, err := open(dir, schemes, logger, lock, opts)
 	if err != nil {
 		lock.Close()
 		return nil, err
@@ -107,7 +113,7 @@ func Open(opts Options) (*Wallet, error) {
 	return w, nil
 }
 
-func open(dir, schemes string, logger *zap.Logger, lock *os.File, onPairingCode func(string)) (*Wallet, error) {
+func open(dir, schemes string, logger *zap.Logger, lock *os.File, opts Options) (*Wallet, error) {
 	aesKey, err := loadOrCreateStorageKey(dir)
 	if err != nil {
 		return nil, err
@@ -125,7 +131,7 @@ func open(dir, schemes string, logger *zap.Logger, lock *os.File, onPairingCode 
 		irmagoLogger:  logger.Named("irmago"),
 		dir:           dir,
 		lock:          lock,
-		onPairingCode: onPairingCode,
+		onPairingCode: opts.OnPairingCode,
 		runSlot:       make(chan struct{}, 1),
 		mailboxes:     map[int]*mailbox{},
 	}
@@ -148,14 +154,14 @@ func open(dir, schemes string, logger *zap.Logger, lock *os.File, onPairingCode 
 		s.Clear()
 	}
 	// Servers not in production mode mark their sessions as development sessions, which wallets refuse unless
-	// developer mode is on. The preference persists; switching it on makes irmago fetch certificate revocation
+	// developer mode is on. The preference persists, so it is set either way: a directory that a development
+	// wallet used opens in production mode when asked. Switching it on makes irmago fetch certificate revocation
 	// lists for the EUDI trust anchors once, which offline fails with warnings only.
-	if !c.GetPreferences().DeveloperMode {
-		prefs := c.GetPreferences()
-		prefs.DeveloperMode = true
+	if prefs := c.GetPreferences(); prefs.DeveloperMode == opts.Production {
+		prefs.DeveloperMode = !opts.Production
 		c.SetPreferences(prefs)
 	}
-	logger.Debug("wallet opened", zap.String("dir", dir), zap.String("schemes", schemes))
+	logger.Debug("wallet opened", zap.String("dir", dir), zap.String("schemes", schemes), zap.Bool("production", opts.Production))
 	return w, nil
 }
 

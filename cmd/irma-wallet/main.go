@@ -60,11 +60,17 @@ Flags (also accepted after the command):
                    Default: $IRMA_WALLET_DIR, else .demo/wallet
   --schemes DIR    the IRMA schemes the wallet trusts, one subdirectory per scheme.
                    Default: $IRMA_WALLET_SCHEMES, else .demo/schemes (where the demo writes its scheme)
+  --production     refuse what the Yivi app refuses out of the box: servers not in production
+                   mode, and plain http (see below)
   -v, --verbose    log what the wallet and irmago do, to standard error
   --yes            (session) do not ask: proceed
   --timeout D      (session) give up after D (default 15m)
 
 The wallet runs in developer mode: it accepts servers that are not in production mode and plain http.
+With --production it does not, as the Yivi app: then it needs https with a certificate it trusts. To
+trust a local CA, such as Caddy's tls internal one in the https demo (make run-https), name its root
+in $SSL_CERT_FILE:
+  SSL_CERT_FILE=.demo-https/caddy/pki/authorities/local/root.crt irma-wallet --production ...
 It keeps its storage key and device key unprotected in its directory: use it for demo credentials only.
 `
 
@@ -84,6 +90,7 @@ func main() {
 type config struct {
 	dir, schemes string
 	verbose      bool
+	production   bool
 	yes          bool
 	timeout      time.Duration
 }
@@ -93,6 +100,7 @@ func (c *config) commonFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.schemes, "schemes", c.schemes, "")
 	fs.BoolVar(&c.verbose, "verbose", c.verbose, "")
 	fs.BoolVar(&c.verbose, "v", c.verbose, "")
+	fs.BoolVar(&c.production, "production", c.production, "")
 }
 
 func newFlagSet(name string) *flag.FlagSet {
@@ -223,6 +231,7 @@ func openWallet(cfg *config, stdout, stderr io.Writer) (*wallet.Wallet, error) {
 		Dir:         cfg.dir,
 		SchemesPath: cfg.schemes,
 		Logger:      newLogger(cfg.verbose, stderr),
+		Production:  cfg.production,
 		OnPairingCode: func(code string) {
 			fmt.Fprintf(stdout, "The site asks to pair: enter %s on the page that shows the QR code.\n", code)
 		},
