@@ -68,16 +68,18 @@ func (a *App) provisionLimits(*caddy.Replacer) error {
 		return fmt.Errorf("irma: session_limits: per_client %d, per_client_window %s, total %d: want positive numbers",
 			s.PerClient, time.Duration(s.PerClientWindow), s.Total)
 	}
-	a.limiter = &sessionlimit.Limiter{
+	bounds := sessionlimit.Bounds{
 		PerClient: s.PerClient, Window: time.Duration(s.PerClientWindow),
-		Total: s.Total, TotalWindow: time.Duration(a.MaxSessionLifetime), MaxClients: maxTrackedClients,
+		Total: s.Total, TotalWindow: time.Duration(a.MaxSessionLifetime),
 	}
+	a.limiter = &sessionlimit.Memory{Bounds: bounds, MaxClients: maxTrackedClients}
 	return nil
 }
 
 // admitSession answers 429, and returns false, if r's client may not start
-// another session now.
-func admitSession(w http.ResponseWriter, r *http.Request, limiter *sessionlimit.Limiter, logger *zap.Logger) bool {
+// another session now; and 503 as when the store does not answer
+// (unavailable.go), and false, if the limiter cannot tell.
+func admitSession(w http.ResponseWriter, r *http.Request, limiter sessionlimit.Limiter, logger *zap.Logger) bool {
 	if limiter == nil {
 		return true
 	}
@@ -85,7 +87,12 @@ func admitSession(w http.ResponseWriter, r *http.Request, limiter *sessionlimit.
 	if client == "" {
 		client, _, _ = net.SplitHostPort(r.RemoteAddr)
 	}
-	ok, wait := limiter.Allow(client)
+	ok, wait, err := limiter.Allow(r.Context(), client)
+	if err != nil {
+		// No session that the bounds cannot account for: closed, not open.
+		_ = answerUnavailable(w, r, logger, fmt.Errorf("irma: session limits: %w", err))
+		return false
+	}
 	if ok {
 		return true
 	}
