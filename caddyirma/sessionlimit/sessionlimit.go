@@ -5,8 +5,9 @@
 // unbounded stream of anonymous requests to a protected route would
 // exhaust the process. It knows nothing of Caddy.
 //
-// The counts are in the process (Memory). Every Limiter passes the one
-// conformance suite in package limittest.
+// The counts are in the process (Memory), or in a Redis that several
+// processes share (Redis), so that together they start no more sessions
+// than one would. Both pass the one conformance suite in package limittest.
 package sessionlimit
 
 import (
@@ -115,4 +116,7 @@ func (l *Memory) Allow(_ context.Context, client string) (bool, time.Duration, e
 }
 
 // Interface guards
-var _ Limiter = (*Memory)(nil)
+var (
+	_ Limiter = (*Memory)(nil)
+	_ Limiter = (*Redis)(nil)
+)
