@@ -8,22 +8,29 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-redis/redis/v8"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testkit/caddytest"
 	"github.com/caddy-irma/caddy-irma/caddyirma/sessionlimit"
 )
 
 // TestAdmitSession: what a request gets from the session limits, whichever
 // limiter counts: a session, 429 with Retry-After over a bound, and 503
-// (no session) when the limiter cannot tell.
+// (no session) as when the store does not answer, when the limiter cannot
+// tell.
 func TestAdmitSession(t *testing.T) {
 	bounds := sessionlimit.Bounds{PerClient: 1, Window: time.Minute, Total: 10, TotalWindow: time.Minute}
 	full := &sessionlimit.Memory{Bounds: bounds, MaxClients: 10}
 	if ok, _, _ := full.Allow(t.Context(), "192.0.2.1"); !ok {
 		t.Fatal("the first session was refused")
 	}
+	down := redis.NewClient(&redis.Options{Addr: caddytest.RefusedAddr(t), MaxRetries: -1, DialTimeout: time.Second})
+	t.Cleanup(func() { down.Close() })
+	unavailable := &sessionlimit.Redis{Bounds: bounds, Client: down}
+	notRunning := sharedLimiter{app: new(App), bounds: bounds}
 	script, page := "application/json", "text/html"
 	for _, c := range []struct {
 		name    string
@@ -37,6 +44,9 @@ func TestAdmitSession(t *testing.T) {
 		{"under the bound", &sessionlimit.Memory{Bounds: bounds, MaxClients: 10}, script, 0, "", ""},
 		{"over the bound", full, script, http.StatusTooManyRequests, `"error":"too_many_sessions"`, ""},
 		{"over the bound, a page", full, page, http.StatusTooManyRequests, "<html", ""},
+		{"redis down", unavailable, script, http.StatusServiceUnavailable, `"error":"store_unavailable"`, "irma: session limits: sessionlimit: redis: "},
+		{"redis down, a page", unavailable, page, http.StatusServiceUnavailable, "Temporarily unavailable", "sessionlimit: redis: "},
+		{"the server not running", notRunning, script, http.StatusServiceUnavailable, "store_unavailable", "irma: session limits: the IRMA server is not running"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			logs, logged := observer.New(zapcore.DebugLevel)
@@ -57,8 +67,11 @@ func TestAdmitSession(t *testing.T) {
 			if w.Code != c.code || !strings.Contains(w.Body.String(), c.body) || w.Header().Get("Cache-Control") != "no-store" {
 				t.Errorf("%d, Cache-Control %q: %q; want %d with %s", w.Code, w.Header().Get("Cache-Control"), w.Body, c.code, c.body)
 			}
-			if retry := w.Header().Get("Retry-After"); (c.code == http.StatusTooManyRequests) != (retry == "60") {
-				t.Errorf("Retry-After %q", retry)
+			// Over the bound, until the start leaves the window; the store
+			// down, a moment.
+			want := map[int]string{http.StatusTooManyRequests: "60", http.StatusServiceUnavailable: "5"}[c.code]
+			if retry := w.Header().Get("Retry-After"); retry != want {
+				t.Errorf("Retry-After %q, want %q", retry, want)
 			}
 			checkRefusalLog(t, logged, c.errLog)
 		})
