@@ -1,6 +1,7 @@
 package caddyirma
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -38,20 +39,27 @@ func TestAdmitSession(t *testing.T) {
 		accept  string
 		code    int    // 0: admitted, nothing written
 		body    string // in the answer
-		errLog  string // in the log, at error level
+		errLog  string // in the log, at error level; "": a refusal at debug
+		gone    bool   // the client went away: the request's context is done
 	}{
-		{"no limiter", nil, script, 0, "", ""},
-		{"under the bound", &sessionlimit.Memory{Bounds: bounds, MaxClients: 10}, script, 0, "", ""},
-		{"over the bound", full, script, http.StatusTooManyRequests, `"error":"too_many_sessions"`, ""},
-		{"over the bound, a page", full, page, http.StatusTooManyRequests, "<html", ""},
-		{"redis down", unavailable, script, http.StatusServiceUnavailable, `"error":"store_unavailable"`, "irma: session limits: sessionlimit: redis: "},
-		{"redis down, a page", unavailable, page, http.StatusServiceUnavailable, "Temporarily unavailable", "sessionlimit: redis: "},
-		{"the server not running", notRunning, script, http.StatusServiceUnavailable, "store_unavailable", "irma: session limits: the IRMA server is not running"},
+		{"no limiter", nil, script, 0, "", "", false},
+		{"under the bound", &sessionlimit.Memory{Bounds: bounds, MaxClients: 10}, script, 0, "", "", false},
+		{"over the bound", full, script, http.StatusTooManyRequests, `"error":"too_many_sessions"`, "", false},
+		{"over the bound, a page", full, page, http.StatusTooManyRequests, "<html", "", false},
+		{"redis down", unavailable, script, http.StatusServiceUnavailable, `"error":"store_unavailable"`, "irma: session limits: sessionlimit: redis: ", false},
+		{"redis down, a page", unavailable, page, http.StatusServiceUnavailable, "Temporarily unavailable", "sessionlimit: redis: ", false},
+		{"the server not running", notRunning, script, http.StatusServiceUnavailable, "store_unavailable", "irma: session limits: the IRMA server is not running", false},
+		{"the client gone", unavailable, script, http.StatusServiceUnavailable, "store_unavailable", "", true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			logs, logged := observer.New(zapcore.DebugLevel)
 			w := httptest.NewRecorder()
 			r := httptest.NewRequest("GET", "/members/", nil)
+			if c.gone {
+				ctx, cancel := context.WithCancel(r.Context())
+				cancel()
+				r = r.WithContext(ctx)
+			}
 			r.RemoteAddr = "192.0.2.1:4711"
 			r.Header.Set("Accept", c.accept)
 			admitted := admitSession(w, r, c.limiter, zap.New(logs))

@@ -45,7 +45,13 @@ func answerStoreDown(w http.ResponseWriter, r *http.Request, logger *zap.Logger,
 // (err says how), and logs it. It returns an error only if the page could
 // not be made.
 func answerUnavailable(w http.ResponseWriter, r *http.Request, logger *zap.Logger, err error) error {
-	logger.Error("request refused: the session store (Redis) does not answer", zap.Error(err))
+	// A client that went away cancelled the call itself: debug, or a flood
+	// of such clients would write an error a request.
+	log := logger.Error
+	if r.Context().Err() != nil {
+		log = logger.Debug
+	}
+	log("request refused: the session store (Redis) does not answer", zap.Error(err))
 	secs := int(storeRetryAfter / time.Second)
 	h := w.Header()
 	h.Set("Retry-After", strconv.Itoa(secs))
