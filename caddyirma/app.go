@@ -171,7 +171,7 @@ type App struct {
 	irmagoLogger    *zap.Logger
 	ownsConf        bool // irmaConf is this app's to close, not a running server's
 	srv             atomic.Pointer[runningServer]
-	limiter         *sessionlimit.Limiter
+	limiter         sessionlimit.Limiter
 	logger          *zap.Logger
 }
 

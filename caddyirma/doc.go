@@ -30,7 +30,10 @@
 //     looks up that session (session.go), takes the credential expiry that
 //     the proofs left as a mark (proofs.go), and grants the login; if not,
 //     it starts a disclosure session for what is missing and answers with
-//     the login page or JSON (session.go), with a pending cookie.
+//     the login page or JSON (session.go), with a pending cookie. Every
+//     session start passes the session limits first (limits.go: counted in
+//     the Redis of the sessions, else in the process; 429 over a bound,
+//     503 if they cannot be counted).
 //   - auth.go: the logged-in request goes on with the identity JWT, plain
 //     attribute headers and {irma.*} placeholders, and a response that no
 //     shared cache keeps (shield.go).

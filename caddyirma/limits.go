@@ -1,6 +1,8 @@
 package caddyirma
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -31,8 +33,10 @@ const (
 // state that the IRMA server keeps until it ends or times out, whoever
 // asked for it. A request beyond a bound gets 429 with Retry-After, and no
 // session. A browser's page navigation starts no session, and so counts
-// for none: its page's script starts the session. The bounds are per Caddy
-// process.
+// for none: its page's script starts the session. With Redis, the
+// instances that share it count together, so the bounds hold for all of
+// them at once; if Redis cannot answer, no session starts (503). Without
+// Redis, the bounds are per Caddy process.
 type SessionLimits struct {
 	// PerClient is how many sessions one client address may start within
 	// any PerClientWindow (a sliding window). The address is Caddy's client
@@ -68,16 +72,41 @@ func (a *App) provisionLimits(*caddy.Replacer) error {
 		return fmt.Errorf("irma: session_limits: per_client %d, per_client_window %s, total %d: want positive numbers",
 			s.PerClient, time.Duration(s.PerClientWindow), s.Total)
 	}
-	a.limiter = &sessionlimit.Limiter{
+	bounds := sessionlimit.Bounds{
 		PerClient: s.PerClient, Window: time.Duration(s.PerClientWindow),
-		Total: s.Total, TotalWindow: time.Duration(a.MaxSessionLifetime), MaxClients: maxTrackedClients,
+		Total: s.Total, TotalWindow: time.Duration(a.MaxSessionLifetime),
 	}
+	if a.Redis != nil {
+		a.limiter = sharedLimiter{app: a, bounds: bounds}
+		return nil
+	}
+	a.limiter = &sessionlimit.Memory{Bounds: bounds, MaxClients: maxTrackedClients}
 	return nil
 }
 
+// sharedLimiter counts the sessions in the Redis of the app's running IRMA
+// server, which every instance that shares the Redis counts in: looked up
+// per call, as appServer does, since the handlers are provisioned before
+// the server runs and a reload may hand them another.
+type sharedLimiter struct {
+	app    *App
+	bounds sessionlimit.Bounds
+}
+
+// Allow implements sessionlimit.Limiter.
+func (l sharedLimiter) Allow(ctx context.Context, client string) (bool, time.Duration, error) {
+	rs := l.app.srv.Load()
+	if rs == nil || rs.limitCounts == nil {
+		return false, 0, errors.New("the IRMA server is not running")
+	}
+	counter := sessionlimit.Redis{Bounds: l.bounds, Client: rs.limitCounts, Prefix: rs.redisPrefix + redisKeyPrefix + "session-limits:"}
+	return counter.Allow(ctx, client)
+}
+
 // admitSession answers 429, and returns false, if r's client may not start
-// another session now.
-func admitSession(w http.ResponseWriter, r *http.Request, limiter *sessionlimit.Limiter, logger *zap.Logger) bool {
+// another session now; and 503 as when the store does not answer
+// (unavailable.go), and false, if the limiter cannot tell.
+func admitSession(w http.ResponseWriter, r *http.Request, limiter sessionlimit.Limiter, logger *zap.Logger) bool {
 	if limiter == nil {
 		return true
 	}
@@ -85,7 +114,12 @@ func admitSession(w http.ResponseWriter, r *http.Request, limiter *sessionlimit.
 	if client == "" {
 		client, _, _ = net.SplitHostPort(r.RemoteAddr)
 	}
-	ok, wait := limiter.Allow(client)
+	ok, wait, err := limiter.Allow(r.Context(), client)
+	if err != nil {
+		// No session that the bounds cannot account for: closed, not open.
+		_ = answerUnavailable(w, r, logger, fmt.Errorf("irma: session limits: %w", err))
+		return false
+	}
 	if ok {
 		return true
 	}

@@ -43,7 +43,7 @@ type loginFlow struct {
 	proofsWait  time.Duration // how long a login waits for its proofs' record
 	now         func() time.Time
 	logger      *zap.Logger
-	limiter     *sessionlimit.Limiter // nil: no bound
+	limiter     sessionlimit.Limiter // nil: no bound
 }
 
 // destination says where a login goes: ret is the same-site path to land

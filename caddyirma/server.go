@@ -12,6 +12,7 @@ import (
 	"unsafe"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/go-redis/redis/v8"
 	irma "github.com/privacybydesign/irmago/irma"
 	"github.com/privacybydesign/irmago/irma/server"
 	"github.com/privacybydesign/irmago/irma/server/irmaserver"
@@ -46,13 +47,28 @@ type runningServer struct {
 	handler  http.Handler
 	marks    marks.Store
 	schemes  *schemeUpdater
+	// limitCounts is a client of the sessions' Redis with a connection pool
+	// of its own, for the session limits, which every anonymous request
+	// asks: a flood of those, or of their failures while Redis is down
+	// (after which go-redis waits up to a second before it dials again),
+	// then spends that pool, not the one of the sessions and marks. Nil: the
+	// sessions are in memory.
+	limitCounts *redis.Client
+	redisPrefix string // irmago's prefix of the keys in Redis
 }
+
+// redisKeyPrefix goes before the keys of the gateway's own state in Redis
+// (marks, session limits), after irmago's prefix.
+const redisKeyPrefix = "caddy-irma:"
 
 // Destruct implements caddy.Destructor.
 func (s *runningServer) Destruct() error {
 	s.schemes.close()
 	s.Stop()
 	closeSchemes(s.conf.Load())
+	if s.limitCounts != nil {
+		_ = s.limitCounts.Close()
+	}
 	return nil
 }
 
@@ -91,7 +107,9 @@ func (a *App) newServer() (caddy.Destructor, error) {
 			srv.Stop()
 			return nil, err
 		}
-		rs.marks = marks.New(marks.Config{Redis: client.Client, Prefix: client.KeyPrefix + "caddy-irma:"})
+		rs.marks = marks.New(marks.Config{Redis: client.Client, Prefix: client.KeyPrefix + redisKeyPrefix})
+		opt := *client.Options() // the same server, credentials and TLS
+		rs.limitCounts, rs.redisPrefix = redis.NewClient(&opt), client.KeyPrefix
 	}
 	rs.schemes = &schemeUpdater{sources: a.sources, rs: rs, fingerprint: a.schemes.fingerprint, fetches: a.schemes.fetches}
 	rs.schemes.logger.Store(a.logger.Named("schemes"))

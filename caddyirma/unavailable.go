@@ -38,7 +38,20 @@ func answerStoreDown(w http.ResponseWriter, r *http.Request, logger *zap.Logger,
 	if err == nil || !storeDown(err) {
 		return err
 	}
-	logger.Error("request refused: the session store (Redis) does not answer", zap.Error(err))
+	return answerUnavailable(w, r, logger, err)
+}
+
+// answerUnavailable answers r with 503 because the store did not answer
+// (err says how), and logs it. It returns an error only if the page could
+// not be made.
+func answerUnavailable(w http.ResponseWriter, r *http.Request, logger *zap.Logger, err error) error {
+	// A client that went away cancelled the call itself: debug, or a flood
+	// of such clients would write an error a request.
+	log := logger.Error
+	if r.Context().Err() != nil {
+		log = logger.Debug
+	}
+	log("request refused: the session store (Redis) does not answer", zap.Error(err))
 	secs := int(storeRetryAfter / time.Second)
 	h := w.Header()
 	h.Set("Retry-After", strconv.Itoa(secs))

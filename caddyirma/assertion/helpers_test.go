@@ -5,6 +5,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testkit/testclock"
 )
 
 var algorithms = []Algorithm{EdDSA, ES256, RS256}
@@ -42,26 +44,8 @@ func testRing(tb testing.TB, keys ...crypto.Signer) *KeyRing {
 // t0 is the time at which the tests sign, a whole second.
 var t0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
-// clock is a settable clock for an Issuer.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func testIssuer(kr *KeyRing, c *clock) *Issuer {
-	return &Issuer{Issuer: "https://gateway.example/", Audience: "upstream", Keys: kr, now: c.now}
+func testIssuer(kr *KeyRing, c *testclock.Clock) *Issuer {
+	return &Issuer{Issuer: "https://gateway.example/", Audience: "upstream", Keys: kr, now: c.Now}
 }
 
 var alice = Identity{

@@ -6,24 +6,26 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testkit/testclock"
 )
 
 func TestTokenReuse(t *testing.T) {
 	kr := testRing(t, testKey(t, EdDSA, 0))
-	c := &clock{t: t0}
+	c := testclock.New(t0)
 	iss := testIssuer(kr, c)
 
 	first := mustToken(t, iss, alice)
-	c.advance(DefaultTTL/2 - time.Second)
+	c.Advance(DefaultTTL/2 - time.Second)
 	if got := mustToken(t, iss, alice); got != first {
 		t.Error("a token with more than half its TTL left was not reused")
 	}
-	c.advance(time.Second)
+	c.Advance(time.Second)
 	second := mustToken(t, iss, alice)
 	if second == first {
 		t.Error("a token with half its TTL left was reused")
 	}
-	if _, err := Verify(second, kr.JWKS(), testIss, testAud, c.now()); err != nil {
+	if _, err := Verify(second, kr.JWKS(), testIss, testAud, c.Now()); err != nil {
 		t.Errorf("re-signed token: %v", err)
 	}
 	if got := mustToken(t, iss, alice); got != second {
@@ -49,7 +51,7 @@ func TestTokenReuse(t *testing.T) {
 		if token == second {
 			t.Errorf("%s changed, same token", name)
 		}
-		claims, err := Verify(token, kr.JWKS(), testIss, testAud, c.now())
+		claims, err := Verify(token, kr.JWKS(), testIss, testAud, c.Now())
 		if err != nil || claims.Subject != id.Subject || claims.Policy != id.Policy || !maps.Equal(claims.Attributes, id.Attributes) {
 			t.Errorf("%s: token asserts %+v, %v; want %+v", name, claims, err, id)
 		}
@@ -57,7 +59,7 @@ func TestTokenReuse(t *testing.T) {
 }
 
 func TestTokenKeyRotation(t *testing.T) {
-	c := &clock{t: t0}
+	c := testclock.New(t0)
 	a := testIssuer(testRing(t, testKey(t, EdDSA, 0)), c)
 	b := testIssuer(testRing(t, testKey(t, EdDSA, 1), testKey(t, EdDSA, 0)), c)
 	if a.cacheKey(alice) == b.cacheKey(alice) {
@@ -67,17 +69,17 @@ func TestTokenKeyRotation(t *testing.T) {
 
 func TestTokenNearLoginEnd(t *testing.T) {
 	kr := testRing(t, testKey(t, EdDSA, 0))
-	c := &clock{t: t0}
+	c := testclock.New(t0)
 	iss := testIssuer(kr, c)
 	id := alice
 	id.Expires = t0.Add(20 * time.Second)
 
 	first := mustToken(t, iss, id)
-	c.advance(15 * time.Second)
+	c.Advance(15 * time.Second)
 	if got := mustToken(t, iss, id); got != first {
 		t.Error("re-signed although a new token would expire at the same time")
 	}
-	c.advance(5 * time.Second)
+	c.Advance(5 * time.Second)
 	if _, err := iss.Token(id); err == nil {
 		t.Error("token for an ended login")
 	}
@@ -85,7 +87,7 @@ func TestTokenNearLoginEnd(t *testing.T) {
 
 func TestTokenCacheBounded(t *testing.T) {
 	kr := testRing(t, testKey(t, EdDSA, 0))
-	c := &clock{t: t0}
+	c := testclock.New(t0)
 	iss := testIssuer(kr, c)
 	iss.CacheSize = 3
 
@@ -109,7 +111,7 @@ func TestTokenCacheBounded(t *testing.T) {
 	}
 
 	// Stale tokens go first.
-	c.advance(DefaultTTL)
+	c.Advance(DefaultTTL)
 	mustToken(t, iss, identity(9))
 	if len(iss.cache) != 1 {
 		t.Errorf("cache holds %d after everything went stale, want 1", len(iss.cache))
@@ -124,7 +126,7 @@ func TestTokenCacheBounded(t *testing.T) {
 
 func TestTokenConcurrent(t *testing.T) {
 	kr := testRing(t, testKey(t, EdDSA, 0))
-	c := &clock{t: t0}
+	c := testclock.New(t0)
 	iss := testIssuer(kr, c)
 	iss.CacheSize = 50
 	var wg sync.WaitGroup
@@ -138,14 +140,14 @@ func TestTokenConcurrent(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				if _, err := Verify(token, kr.JWKS(), testIss, testAud, c.now()); err != nil {
+				if _, err := Verify(token, kr.JWKS(), testIss, testAud, c.Now()); err != nil {
 					t.Error(err)
 					return
 				}
 				if n%25 == 0 {
 					// Small steps, so that other goroutines cannot age a token past its
 					// exp between Token and Verify, yet past half the TTL in all.
-					c.advance(time.Second)
+					c.Advance(time.Second)
 				}
 			}
 		})

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testkit/testclock"
 )
 
 const (
@@ -28,7 +30,7 @@ func TestSignVerify(t *testing.T) {
 	for _, alg := range algorithms {
 		t.Run(string(alg), func(t *testing.T) {
 			kr := testRing(t, testKey(t, alg, 0))
-			c := &clock{t: t0}
+			c := testclock.New(t0)
 			token, exp, err := testIssuer(kr, c).Sign(alice)
 			if err != nil {
 				t.Fatal(err)
@@ -77,7 +79,7 @@ func TestSignVerify(t *testing.T) {
 
 func TestSignExpiry(t *testing.T) {
 	kr := testRing(t, testKey(t, EdDSA, 0))
-	c := &clock{t: t0.Add(500 * time.Millisecond)}
+	c := testclock.New(t0.Add(500 * time.Millisecond))
 	iss := testIssuer(kr, c)
 
 	id := alice
@@ -108,7 +110,7 @@ func TestSignExpiry(t *testing.T) {
 
 func TestSignEmptyAttributes(t *testing.T) {
 	kr := testRing(t, testKey(t, EdDSA, 0))
-	token, _, err := testIssuer(kr, &clock{t: t0}).Sign(Identity{LoginID: "x"})
+	token, _, err := testIssuer(kr, testclock.New(t0)).Sign(Identity{LoginID: "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +124,7 @@ func TestVerifyRejects(t *testing.T) {
 	key := testKey(t, EdDSA, 0)
 	kr := testRing(t, key)
 	jwks := kr.JWKS()
-	c := &clock{t: t0}
+	c := testclock.New(t0)
 	good, _, err := testIssuer(kr, c).Sign(alice)
 	if err != nil {
 		t.Fatal(err)
@@ -230,7 +232,7 @@ func TestVerifyRejects(t *testing.T) {
 
 func TestVerifyJWKS(t *testing.T) {
 	kr := testRing(t, testKey(t, ES256, 0))
-	token, _, _ := testIssuer(kr, &clock{t: t0}).Sign(alice)
+	token, _, _ := testIssuer(kr, testclock.New(t0)).Sign(alice)
 
 	var set struct{ Keys []map[string]any }
 	_ = json.Unmarshal(kr.JWKS(), &set)
@@ -261,7 +263,7 @@ func TestVerifyJWKS(t *testing.T) {
 
 func TestRotation(t *testing.T) {
 	oldKey, newKey := testKey(t, EdDSA, 0), testKey(t, ES256, 0)
-	c := &clock{t: t0}
+	c := testclock.New(t0)
 	before := testRing(t, oldKey)
 	oldToken, _, _ := testIssuer(before, c).Sign(alice)
 
@@ -310,7 +312,7 @@ func FuzzVerify(f *testing.F) {
 	var all []any
 	for _, key := range fuzzKeys(f) {
 		kr := testRing(f, key)
-		token, _, err := testIssuer(kr, &clock{t: t0}).Sign(alice)
+		token, _, err := testIssuer(kr, testclock.New(t0)).Sign(alice)
 		if err != nil {
 			f.Fatal(err)
 		}

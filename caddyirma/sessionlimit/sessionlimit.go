@@ -4,23 +4,49 @@
 // irmago's memory store copies every session on each of its sweeps, so an
 // unbounded stream of anonymous requests to a protected route would
 // exhaust the process. It knows nothing of Caddy.
+//
+// The counts are in the process (Memory), or in a Redis that several
+// processes share (Redis), so that together they start no more sessions
+// than one would. Both pass the one conformance suite in package limittest.
 package sessionlimit
 
 import (
+	"context"
 	"sync"
 	"time"
 )
 
-// Limiter counts the sessions started in sliding windows: a client may
-// start at most PerClient within any Window, and all clients together at
-// most Total within any TotalWindow. With TotalWindow the lifetime of a
-// session, Total bounds the sessions alive at once. A Limiter is safe for
-// concurrent use; set its fields before the first call.
-type Limiter struct {
+// Limiter decides whether a client may start another session.
+type Limiter interface {
+	// Allow says whether client may start a session now (and counts it if
+	// so), and if not, how long it should wait before it tries again. An
+	// error means that it cannot tell; the caller refuses the session.
+	Allow(ctx context.Context, client string) (ok bool, retryAfter time.Duration, err error)
+}
+
+// Bounds are the sliding windows of a Limiter: a client may start at most
+// PerClient sessions within any Window, and all clients together at most
+// Total within any TotalWindow. With TotalWindow the lifetime of a
+// session, Total bounds the sessions alive at once. All are positive.
+type Bounds struct {
 	PerClient   int
 	Window      time.Duration
 	Total       int
 	TotalWindow time.Duration
+}
+
+// clock returns the time of now, or of time.Now if now is nil.
+func clock(now func() time.Time) time.Time {
+	if now == nil {
+		return time.Now()
+	}
+	return now()
+}
+
+// Memory is a Limiter that counts in the process. It is safe for
+// concurrent use; set its fields before the first call.
+type Memory struct {
+	Bounds
 	// MaxClients bounds how many clients it keeps track of; beyond it,
 	// new clients are refused until idle ones are forgotten.
 	MaxClients int
@@ -53,13 +79,9 @@ func (s starts) full(now time.Time, max int, window time.Duration) (bool, time.D
 	return true, s[len(s)-max].Add(window).Sub(now)
 }
 
-// Allow says whether client may start a session now (and counts it if
-// so), and if not, how long it should wait before it tries again.
-func (l *Limiter) Allow(client string) (bool, time.Duration) {
-	now := time.Now()
-	if l.Now != nil {
-		now = l.Now()
-	}
+// Allow implements Limiter; it never fails.
+func (l *Memory) Allow(_ context.Context, client string) (bool, time.Duration, error) {
+	now := clock(l.Now)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.clients == nil {
@@ -75,20 +97,26 @@ func (l *Limiter) Allow(client string) (bool, time.Duration) {
 			}
 		}
 		if len(l.clients) >= l.MaxClients {
-			return false, l.Window
+			return false, l.Window, nil
 		}
 		s = new(starts)
 		l.clients[client] = s
 	}
 	s.prune(now, l.Window)
 	if full, wait := s.full(now, l.PerClient, l.Window); full {
-		return false, wait
+		return false, wait, nil
 	}
 	l.total.prune(now, l.TotalWindow)
 	if full, wait := l.total.full(now, l.Total, l.TotalWindow); full {
-		return false, wait
+		return false, wait, nil
 	}
 	*s = append(*s, now)
 	l.total = append(l.total, now)
-	return true, 0
+	return true, 0, nil
 }
+
+// Interface guards
+var (
+	_ Limiter = (*Memory)(nil)
+	_ Limiter = (*Redis)(nil)
+)

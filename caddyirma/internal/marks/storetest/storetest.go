@@ -12,39 +12,20 @@ import (
 	"time"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/internal/marks"
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testkit/testclock"
 )
 
 // NewStore returns a fresh store for one subtest, on the given clock, with
 // its keys under prefix (stores with other prefixes must not see them).
 type NewStore func(t *testing.T, now func() time.Time, prefix string) marks.Store
 
-// Clock is a clock that a test sets.
-type Clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-// Now returns the clock's time.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-// Advance moves the clock on by d.
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // Run runs the suite against the stores that newStore makes.
 func Run(t *testing.T, newStore NewStore) {
 	ctx := context.Background()
 	var n atomic.Int64
-	setup := func(t *testing.T) (marks.Store, *Clock) {
+	setup := func(t *testing.T) (marks.Store, *testclock.Clock) {
 		// Any day will do, and none is special: a fixed, odd time.
-		c := &Clock{t: time.Date(2031, 2, 3, 4, 5, 6, 7e6, time.UTC)}
+		c := testclock.New(time.Date(2031, 2, 3, 4, 5, 6, 7e6, time.UTC))
 		return newStore(t, c.Now, fmt.Sprintf("storetest-%d-", n.Add(1))), c
 	}
 	put := func(t *testing.T, s marks.Store, key, value string, ttl time.Duration) {
