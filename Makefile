@@ -73,5 +73,23 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+## fuzz: a fuzz campaign (not part of make test): every fuzz target for
+## FUZZTIME (default 10m), one after another on one core; the inputs that
+## each finds new go into its package's testdata/fuzz, where make test runs
+## them as seeds. FUZZ=<regexp> picks targets, e.g. FUZZ=FuzzCheck.
+FUZZTIME ?= 10m
+FUZZ     ?= .
+fuzz:
+	@cache=$$($(GO) env GOCACHE)/fuzz; \
+	for pkg in $$(CGO_ENABLED=1 $(GO) list ./caddyirma/...); do \
+		dir=$$(CGO_ENABLED=1 $(GO) list -f '{{.Dir}}' $$pkg); \
+		for t in $$(CGO_ENABLED=1 $(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' | grep -E -- '$(FUZZ)'); do \
+			echo "== $$pkg $$t"; \
+			CGO_ENABLED=1 $(GO) test $$pkg -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) -parallel 1 || exit 1; \
+			mkdir -p $$dir/testdata/fuzz/$$t; \
+			cp -n $$cache/$$pkg/$$t/* $$dir/testdata/fuzz/$$t/ 2>/dev/null || true; \
+		done; \
+	done
+
 clean:
 	rm -rf $(BIN)
