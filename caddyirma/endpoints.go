@@ -99,6 +99,8 @@ func (e *Endpoints) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 		return answerStoreDown(w, r, a.logger, e.serveLogin(w, r))
 	case rest == "/auth":
 		return answerStoreDown(w, r, a.logger, e.serveForwardAuth(w, r))
+	case rest == "/health":
+		return answerStoreDown(w, r, a.logger, e.serveHealth(w, r))
 	}
 	return e.serveIRMA(w, r, rest)
 }
@@ -275,3 +277,22 @@ var (
 	_ caddyhttp.MiddlewareHandler = (*Endpoints)(nil)
 	_ caddyfile.Unmarshaler       = (*Endpoints)(nil)
 )
+
+// serveHealth answers a load balancer's health check: 200 if this instance
+// can serve logins (its IRMA server runs, and the store of sessions and
+// marks answers), else 503 with Retry-After.
+func (e *Endpoints) serveHealth(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("irma: health: method %s", r.Method))
+	}
+	store, err := appServer{e.app}.marks()
+	if err != nil {
+		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma: health: %w", err))
+	}
+	if _, err := store.Has(r.Context(), "health"); err != nil {
+		return fmt.Errorf("irma: health: %w", err)
+	}
+	sessionpage.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}

@@ -17,7 +17,8 @@ import (
 // TestRedisOutage: with the sessions in Redis, a Redis that goes down
 // turns every request that needs it into a 503 with Retry-After and a
 // body (a page for a browser, JSON for a script) and one log line that
-// names Redis, never an empty 500; a page that needs no store still shows.
+// names Redis, never an empty 500; a page that needs no store still shows,
+// and the health check for a load balancer says 503.
 // Once Redis is back, the very next request works, without a restart.
 func TestRedisOutage(t *testing.T) {
 	redis := testredis.StartServer(t)
@@ -30,6 +31,15 @@ func TestRedisOutage(t *testing.T) {
 	anonymous := newBrowser(t)
 	page := map[string]string{"Accept": "text/html", "Sec-Fetch-Mode": "navigate"}
 	script := map[string]string{"Accept": "application/json"}
+
+	health := func() int {
+		t.Helper()
+		resp, _ := anonymous.get(s.base+"/irma/health", nil)
+		return resp.StatusCode
+	}
+	if got := health(); got != http.StatusOK {
+		t.Fatalf("health before the outage: %d", got)
+	}
 
 	redis.Stop()
 	refused := 0
@@ -46,6 +56,7 @@ func TestRedisOutage(t *testing.T) {
 		{"forward auth", b, "GET", "/irma/auth?policy=members", script},
 		{"the login endpoint", anonymous, "GET", "/irma/login?policy=members", script},
 		{"logout", b, "POST", "/irma/logout", map[string]string{"Origin": s.base}},
+		{"the health check", anonymous, "GET", "/irma/health", nil},
 	} {
 		resp, body := c.b.send(c.method, s.base+c.path, c.header, "")
 		refused++
@@ -84,6 +95,9 @@ func TestRedisOutage(t *testing.T) {
 	}
 
 	redis.Restart()
+	if got := health(); got != http.StatusOK {
+		t.Errorf("health after the outage: %d", got)
+	}
 	if resp, body := b.get(s.base+"/members/page", nil); resp.StatusCode != http.StatusOK {
 		t.Errorf("the login's first request after the outage: %d %.200q", resp.StatusCode, body)
 	}
