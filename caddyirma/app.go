@@ -338,7 +338,7 @@ func (a *App) newLoginFlow(p policy.Policy, route, name, pairing, audience strin
 	}
 	return &loginFlow{
 		policy: p, route: route, name: name, pairing: pairing, audience: audience,
-		login: a.Login, backend: appServer{a}, prefix: a.prefix,
+		login: a.Login, backend: appServer{a}, prefix: a.prefix, appURL: a.serverURL,
 		maxSession: time.Duration(a.MaxSessionLifetime), scanTimeout: time.Duration(a.ScanTimeout),
 		proofsWait: defaultProofsWait, now: time.Now, logger: logger,
 		limiter: a.limiter,

@@ -28,7 +28,17 @@ func TestDeferredStart(t *testing.T) {
 		{"HEAD navigation", http.MethodHead, nav, false, true},
 		{"GET without Sec-Fetch, accepting HTML (a crawler)", http.MethodGet, []string{"Accept", "text/html,*/*"}, false, true},
 		{"the page's script", http.MethodGet, []string{"Accept", "application/json", "Sec-Fetch-Mode", "cors", "Sec-Fetch-Site", "same-origin"}, true, false},
-		{"a script accepting anything", http.MethodGet, []string{"Accept", "*/*"}, true, false},
+		{"a program asking for JSON", http.MethodGet, []string{"Accept", "application/json"}, true, false},
+		{"a client accepting anything (a link preview)", http.MethodGet, []string{"Accept", "*/*"}, false, true},
+		{"another site's script", http.MethodGet, []string{"Accept", "application/json", "Sec-Fetch-Mode", "cors", "Sec-Fetch-Site", "cross-site"}, false, true},
+		{"a sibling subdomain's script", http.MethodGet, []string{"Accept", "application/json", "Sec-Fetch-Mode", "cors", "Sec-Fetch-Site", "same-site"}, false, true},
+		{"another site's image", http.MethodGet, []string{"Accept", "image/avif,image/webp,*/*", "Sec-Fetch-Mode", "no-cors", "Sec-Fetch-Site", "cross-site", "Sec-Fetch-Dest", "image"}, false, true},
+		{"the site's own image", http.MethodGet, []string{"Accept", "image/*,application/json", "Sec-Fetch-Mode", "no-cors", "Sec-Fetch-Site", "same-origin", "Sec-Fetch-Dest", "image"}, false, true},
+		{"a prefetch", http.MethodGet, []string{"Accept", "application/json", "Sec-Purpose", "prefetch"}, false, true},
+		{"a preflight", http.MethodOptions, []string{"Accept", "application/json", "Access-Control-Request-Method", "GET"}, false, true},
+		{"a script with another Origin", http.MethodPost, []string{"Accept", "application/json", "Origin", "https://evil.example"}, false, true},
+		{"a script with the site's Origin", http.MethodPost, []string{"Accept", "application/json", "Origin", "https://gw.example"}, true, false},
+		{"POST navigation from a sibling subdomain", http.MethodPost, append([]string{"Sec-Fetch-Site", "same-site"}, nav...), false, true},
 		{"POST navigation from the site", http.MethodPost, append([]string{"Sec-Fetch-Site", "same-origin"}, nav...), true, true},
 		{"POST navigation without Sec-Fetch-Site", http.MethodPost, []string{"Accept", "text/html"}, true, true},
 		{"POST navigation from another site", http.MethodPost, append([]string{"Sec-Fetch-Site", "cross-site"}, nav...), false, true},
@@ -48,7 +58,7 @@ func TestDeferredStart(t *testing.T) {
 			}
 			body := w.Body.String()
 			switch {
-			case !tc.started && tc.method != http.MethodHead && !strings.Contains(body, `"start":"1"`):
+			case !tc.started && tc.method != http.MethodHead && tc.method != http.MethodOptions && !strings.Contains(body, `"start":"1"`):
 				t.Errorf("the page does not start the session itself: %.300s", body)
 			case tc.started && tc.page && !strings.Contains(body, "data:image/svg"):
 				t.Errorf("the page does not show the session's QR code")

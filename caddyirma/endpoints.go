@@ -190,7 +190,14 @@ func (e *Endpoints) serveForwardAuth(w http.ResponseWriter, r *http.Request) err
 	if original == "" {
 		original = r.Header.Get("X-Original-Uri")
 	}
-	if err := ambiguousOriginalURI(original); err != nil {
+	// Every value of both headers: a proxy that sets one passes the other
+	// on from the client, and which one its app routes on is its own.
+	for _, uri := range append(r.Header.Values("X-Forwarded-Uri"), r.Header.Values("X-Original-Uri")...) {
+		if err == nil {
+			err = ambiguousOriginalURI(uri)
+		}
+	}
+	if err != nil {
 		// The proxy would pass this path on to its app as it is, and the app
 		// may read it as another route than the proxy asked about. 403, not
 		// 400: nginx turns a 400 into a 500, and all three pass a 403 on.

@@ -152,7 +152,7 @@ func (s *flowSite) get(page bool) (*httptest.ResponseRecorder, *loginState, erro
 	if page {
 		return s.do(http.MethodGet, "Accept", "text/html", "Sec-Fetch-Mode", "navigate")
 	}
-	return s.do(http.MethodGet)
+	return s.do(http.MethodGet, "Accept", "application/json")
 }
 
 // do runs the flow for one request with the given method and headers

@@ -202,7 +202,7 @@ func (h *Issue) serve(w http.ResponseWriter, r *http.Request) error {
 		return caddyhttp.Error(http.StatusBadRequest, err)
 	}
 	page := sessionpage.Page{Kind: sessionpage.KindIssue, DoneURL: h.Redirect}
-	if deferred, err := deferStart(w, r, http.StatusOK, page); deferred {
+	if deferred, err := deferStart(w, r, h.app.serverURL, http.StatusOK, page); deferred {
 		return err
 	}
 	if !admitSession(w, r, h.app.limiter, h.logger) {

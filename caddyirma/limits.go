@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -103,6 +104,31 @@ func (l sharedLimiter) Allow(ctx context.Context, client string) (bool, time.Dur
 	return counter.Allow(ctx, client)
 }
 
+// ipv6ClientBits is how much of an IPv6 address names one client to the
+// session limits: a /64, the least that a home line or a server gets, and
+// whose other addresses its holder may all use.
+const ipv6ClientBits = 64
+
+// clientOf is who r's client is to the session limits: Caddy's client IP
+// (which honours trusted_proxies), an IPv4 address as itself also when it
+// comes mapped into IPv6, and an IPv6 address by its /64.
+func clientOf(r *http.Request) string {
+	client, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	if client == "" {
+		client, _, _ = net.SplitHostPort(r.RemoteAddr)
+	}
+	addr, err := netip.ParseAddr(client)
+	if err != nil {
+		return client
+	}
+	addr = addr.Unmap().WithZone("")
+	if addr.Is4() {
+		return addr.String()
+	}
+	prefix, _ := addr.Prefix(ipv6ClientBits)
+	return prefix.String()
+}
+
 // admitSession answers 429, and returns false, if r's client may not start
 // another session now; and 503 as when the store does not answer
 // (unavailable.go), and false, if the limiter cannot tell.
@@ -110,11 +136,7 @@ func admitSession(w http.ResponseWriter, r *http.Request, limiter sessionlimit.L
 	if limiter == nil {
 		return true
 	}
-	client, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
-	if client == "" {
-		client, _, _ = net.SplitHostPort(r.RemoteAddr)
-	}
-	ok, wait, err := limiter.Allow(r.Context(), client)
+	ok, wait, err := limiter.Allow(r.Context(), clientOf(r))
 	if err != nil {
 		// No session that the bounds cannot account for: closed, not open.
 		_ = answerUnavailable(w, r, logger, fmt.Errorf("irma: session limits: %w", err))

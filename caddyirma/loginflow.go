@@ -37,6 +37,7 @@ type loginFlow struct {
 	login      *LoginConfig
 	backend    backend
 	prefix     string        // of the IRMA endpoints, for session pages
+	appURL     string        // the IRMA endpoints' URL: its origin is the site's own
 	maxSession time.Duration // how long a pending cookie lives
 	// scanTimeout is how long a session waits for the Yivi app to scan it.
 	scanTimeout time.Duration
@@ -231,7 +232,7 @@ func (f *loginFlow) challenge(w http.ResponseWriter, r *http.Request, login *log
 	if login != nil {
 		need = f.policy.Missing(toAttributes(login.Attributes))
 	}
-	if deferred, err := deferStart(w, r, dest.code, f.page(sessionpage.Session{}, dest)); deferred {
+	if deferred, err := deferStart(w, r, f.appURL, dest.code, f.page(sessionpage.Session{}, dest)); deferred {
 		return err
 	}
 	if !admitSession(w, r, f.limiter, f.logger) {

@@ -142,6 +142,12 @@ func (h *RequestorAPI) Provision(ctx caddy.Context) error {
 		}
 	}
 	cfg.Replays = jwtReplays{appServer{app}}
+	cfg.MaxTimeout = time.Duration(app.MaxSessionLifetime)
+	cfg.Admit = func(w http.ResponseWriter, r *http.Request, requestor string) bool {
+		// Anyone may ask for an unauthenticated session: it counts against
+		// the session limits, as a login does. A requestor's are its own.
+		return requestor != "" || admitSession(w, r, app.limiter, cfg.Logger)
+	}
 	if h.handler, err = requestor.New(appServer{app}, cfg); err != nil {
 		return fmt.Errorf("irma_requestor_api: %w", err)
 	}

@@ -185,21 +185,50 @@ func showSession(w http.ResponseWriter, r *http.Request, jsonCode, pageCode int,
 	return sessionpage.RenderStatus(w, pageCode, page)
 }
 
-// deferStart answers a browser's page navigation by GET with the session
-// page before any session exists, and returns true: the page's script
-// starts the session with a JSON request to the same URL, which the
-// handler answers as for any script. A crawler, a link preview or a
-// prefetch that runs no script starts none, and no page navigation counts
-// against the session limits. Without script, the page's button posts to
-// the same URL: a POST navigation from the site itself starts the session
-// at once, one from another site gets this page.
-func deferStart(w http.ResponseWriter, r *http.Request, code int, page sessionpage.Page) (bool, error) {
-	if !sessionpage.WantsPage(r) || (r.Method == http.MethodPost && !crossSite(r)) {
+// deferStart answers r with the session page before any session exists,
+// and returns true, unless r may make the gateway start one now (see
+// startsSession). The page's script starts the session with a JSON request
+// to the same URL, which the handler answers as for any script.
+func deferStart(w http.ResponseWriter, r *http.Request, appURL string, code int, page sessionpage.Page) (bool, error) {
+	if startsSession(r, appURL) {
 		return false, nil
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	page.Lang = sessionpage.Language(r)
 	return true, sessionpage.RenderStart(w, code, page)
+}
+
+// startsSession says whether r may make the gateway start a session now:
+// a script of the site itself, or a program, that asks for JSON (not
+// another site's request, a subresource, a prefetch or a preflight); or a
+// POST navigation that another site did not send (the page's button,
+// without script). Anything else gets the page that starts the session
+// from its script: so a crawler, a link preview, a prefetch or another
+// site's <img> starts none, and spends none of the visitor's session
+// limit.
+func startsSession(r *http.Request, appURL string) bool {
+	if r.Header.Get("Sec-Purpose") != "" || r.Header.Get("Purpose") != "" || r.Header.Get("X-Moz") != "" {
+		return false // a prefetch or prerender
+	}
+	source, _ := sourceOf(r, appURL)
+	if source == sourceForeign {
+		return false
+	}
+	if sessionpage.WantsPage(r) {
+		return r.Method == http.MethodPost
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		return false
+	}
+	if dest := r.Header.Get("Sec-Fetch-Dest"); dest != "" && dest != "empty" {
+		return false // an image, a script, a style sheet...
+	}
+	for _, accept := range r.Header.Values("Accept") {
+		if strings.Contains(accept, "application/json") || strings.Contains(accept, "+json") {
+			return true
+		}
+	}
+	return false
 }
 
 // returnTo is where a browser goes back to after a session: the same-site

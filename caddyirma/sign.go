@@ -170,7 +170,7 @@ func (h *Sign) serve(w http.ResponseWriter, r *http.Request) error {
 	req := irma.NewSignatureRequest(msg)
 	d := policy.Policy{Requirements: h.Requirements}.DisclosureRequest()
 	req.Disclose, req.Labels = d.Disclose, d.Labels
-	if deferred, err := deferStart(w, r, http.StatusOK, h.page(sessionpage.Session{}, ret)); deferred {
+	if deferred, err := deferStart(w, r, h.app.serverURL, http.StatusOK, h.page(sessionpage.Session{}, ret)); deferred {
 		return err
 	}
 	if !admitSession(w, r, h.app.limiter, h.logger) {

@@ -46,7 +46,10 @@ var ErrAmbiguous = errors.New("ambiguous path")
 //   - an IIS "%uXXXX" escape;
 //   - invalid UTF-8 (old decoders read the overlong "%C0%AE" as a dot);
 //   - a character that Unicode compatibility normalization (NFKC) turns into one of / \ . ; %
-//     (the fullwidth "．" and "／", the one-dot leader, ...), as some servers normalize paths.
+//     (the fullwidth "．" and "／", the one-dot leader, ...) or into other ASCII characters
+//     (the fullwidth "ｍ", the script "ℳ", the ligature "ﬁ"), as some servers normalize paths;
+//   - an invisible format character (the zero-width space, the soft hyphen), which a server
+//     may drop;
 //
 // A path that still changes when decoded a fourth time is refused as well. Percent-encoded
 // ordinary characters ("%20", "%C3%A9", "%25") pass; so do dots inside segment names
@@ -103,8 +106,10 @@ func checkForm(form string) error {
 			return errors.New("encoded backslash (%5C)")
 		case r == '%' && isIISEscape(form[i:]):
 			return errors.New("IIS %u escape")
+		case r >= utf8.RuneSelf && unicode.Is(unicode.Cf, r):
+			return fmt.Errorf("invisible format character %U (a server may drop it)", r)
 		case r >= utf8.RuneSelf:
-			if nfkc := norm.NFKC.String(string(r)); strings.ContainsAny(nfkc, `/\.;%`) {
+			if nfkc := norm.NFKC.String(string(r)); strings.ContainsAny(nfkc, `/\.;%`) || nfkc != string(r) && hasASCII(nfkc) {
 				return fmt.Errorf("character %U, which Unicode normalization makes %q", r, nfkc)
 			}
 		}
@@ -147,6 +152,16 @@ func windowsShortName(seg string) bool {
 		}
 	}
 	return true
+}
+
+// hasASCII says whether s holds an ASCII character.
+func hasASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < utf8.RuneSelf {
+			return true
+		}
+	}
+	return false
 }
 
 // hasEscapeOf says whether s starts with the percent-encoding of the ASCII character c, in

@@ -24,7 +24,7 @@ func TestAccessLogKeepsTokens(t *testing.T) {
 		format filter {
 			wrap json
 			fields {
-				request>uri regexp "^(/irma/session/)[^/?]+" "${1}REDACTED"
+				request>uri regexp "^(.*/session/)[^/?]+" "${1}REDACTED"
 			}
 		}
 	}

@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +18,8 @@ import (
 
 // TestBrowserDeferredStart: a login page starts its session from its
 // script, so that clients that run none (crawlers, link previews) start
-// none. With per_client 2: five page navigations without script start
+// none. With per_client 2: five page navigations without script, and
+// another site's images and prefetch in the visitor's browser, start
 // nothing; Chromium without JavaScript logs in through the page's button
 // (session 1); Chromium with JavaScript gets a QR code (session 2); the
 // next page's script is refused, and the page says so.
@@ -29,6 +33,26 @@ func TestBrowserDeferredStart(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+
+	// Another site's page with 35 images of protected pages, and a prefetch
+	// of one, in the visitor's browser: none starts a session, so none
+	// spends the visitor's bound.
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var b strings.Builder
+		b.WriteString(`<!doctype html><link rel="prefetch" href="` + s.base + `/members/p">`)
+		for i := range 35 {
+			fmt.Fprintf(&b, `<img src="%s/members/?n=%d">`, s.base, i)
+		}
+		b.WriteString(`<p id="done">loaded</p>`)
+		_, _ = w.Write([]byte(b.String()))
+	}))
+	defer evil.Close()
+	evilURL := strings.Replace(evil.URL, "127.0.0.1", "localhost", 1) // another site than 127.0.0.1
+	visitor := newChromium(t)
+	if err := chromedp.Run(visitor, chromedp.Navigate(evilURL), chromedp.WaitVisible(`#done`, chromedp.ByID),
+		chromedp.Poll(`Array.from(document.images).every(i => i.complete)`, nil)); err != nil {
+		t.Fatalf("another site's page: %v", err)
+	}
 
 	// Without JavaScript: the button posts, the answer shows the QR code,
 	// and after the app, the visitor opens the page again.

@@ -240,6 +240,11 @@ func TestPaths(t *testing.T) {
 			header: map[string]string{"X-Original-URI": "/adults/%2e%2e/members/"}, want: want{status: forbidden}},
 		{name: "forward auth/X-Forwarded-Uri // not logged in", target: "/irma/auth?policy=members",
 			header: map[string]string{"X-Forwarded-Uri": "//evil.example/members/"}, want: want{status: forbidden}},
+		{name: "forward auth/a clean X-Forwarded-Uri beside an ambiguous X-Original-URI", login: true, target: "/irma/auth?policy=members",
+			header: map[string]string{"X-Forwarded-Uri": "/members/ok", "X-Original-URI": "/adults/..%2fmembers/"}, want: want{status: forbidden}},
+		{name: "path confusion/fullwidth letter (NFKC makes it m)", target: "/%EF%BD%8Dembers/x", want: want{status: refused}},
+		{name: "path confusion/zero-width space", target: "/members%E2%80%8B/x", want: want{status: refused}},
+		{name: "path confusion/soft hyphen", target: "/mem%C2%ADbers/x", want: want{status: refused}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			header := map[string]string{"X-Case": c.name}

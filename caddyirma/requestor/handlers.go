@@ -52,6 +52,10 @@ func (h *Handler) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	base := rrequest.Base()
+	if max := int(h.cfg.MaxTimeout / time.Second); max > 0 && base.ClientTimeout > max {
+		server.WriteError(w, server.ErrorInvalidRequest, fmt.Sprintf("timeout %d s: this server waits at most %d s for the app", base.ClientTimeout, max))
+		return
+	}
 	if base.NextSession != nil {
 		// The embedded server refuses chained sessions (it has no way to ask
 		// this API whether the requestor may start the next one), so refuse
@@ -66,12 +70,15 @@ func (h *Handler) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if h.cfg.Admit != nil && !h.cfg.Admit(w, r, requestor) {
+		return
+	}
 	qr, token, frontend, err := h.srv.StartSession(rrequest, nil, requestor)
 	if err != nil {
 		var redisErr *irmaserver.RedisError
 		if errors.As(err, &redisErr) {
 			h.log.Error("failed to start session", zap.Error(err))
-			server.WriteError(w, server.ErrorInternal, "")
+			server.WriteError(w, errorUnavailable, "")
 		} else {
 			server.WriteError(w, server.ErrorInvalidRequest, err.Error())
 		}

@@ -72,6 +72,13 @@ type Config struct {
 	// Replays keeps a requestor JWT from starting more than one session.
 	// Default: a record in this process.
 	Replays Replays
+	// MaxTimeout, if set, is the longest timeout (how long a session waits
+	// for the app) that a session request may ask; longer ones are refused.
+	MaxTimeout time.Duration
+	// Admit, if set, is asked before a session starts, with the name of its
+	// requestor ("" for an unauthenticated one). If it returns false, it
+	// has answered the request itself, and no session starts.
+	Admit func(w http.ResponseWriter, r *http.Request, requestor string) bool
 }
 
 // Requestor is one requestor's authentication and permissions.
