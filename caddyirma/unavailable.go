@@ -1,7 +1,9 @@
 package caddyirma
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -64,3 +66,56 @@ func answerUnavailable(w http.ResponseWriter, r *http.Request, logger *zap.Logge
 	})
 	return nil
 }
+
+// serveStoreAware passes r to serve, an IRMA endpoint of irmaserver's.
+// irmaserver answers a Redis that does not answer as it answers any
+// internal error, 500; with the sessions in a store that can be down, such
+// an answer is held back and the store asked, and if it does not answer
+// either, r gets the 503 of answerUnavailable instead, for the Yivi app
+// and the session page's status poll to try again.
+func serveStoreAware(w http.ResponseWriter, r *http.Request, logger *zap.Logger, store marks.Store, serve func(http.ResponseWriter) error) error {
+	held := &heldInternalError{ResponseWriter: w}
+	err := serve(held)
+	if held.status == 0 {
+		return err
+	}
+	if _, probe := store.Has(r.Context(), "store-probe"); probe != nil {
+		return answerUnavailable(w, r, logger, fmt.Errorf("irma endpoints: %w", probe))
+	}
+	w.WriteHeader(held.status)
+	_, _ = w.Write(held.body.Bytes())
+	return err
+}
+
+// heldInternalError passes a response on, unless its status is 500: then
+// it keeps the status and the body, for serveStoreAware to decide.
+type heldInternalError struct {
+	http.ResponseWriter
+	status  int // 500 once held
+	decided bool
+	body    bytes.Buffer
+}
+
+func (h *heldInternalError) WriteHeader(code int) {
+	if h.decided {
+		return
+	}
+	h.decided = true
+	if code == http.StatusInternalServerError {
+		h.status = code
+		return
+	}
+	h.ResponseWriter.WriteHeader(code)
+}
+
+func (h *heldInternalError) Write(b []byte) (int, error) {
+	if !h.decided {
+		h.WriteHeader(http.StatusOK)
+	}
+	if h.status != 0 {
+		return h.body.Write(b)
+	}
+	return h.ResponseWriter.Write(b)
+}
+
+func (h *heldInternalError) Unwrap() http.ResponseWriter { return h.ResponseWriter }
