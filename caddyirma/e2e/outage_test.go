@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	irma "github.com/privacybydesign/irmago/irma"
+
 	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testkit/testredis"
 )
 
@@ -120,23 +122,11 @@ func TestRedisOutageIRMAEndpoints(t *testing.T) {
 		return b.get(s.base+pending.Frontend.StatusURL, map[string]string{"Authorization": pending.Frontend.Authorization})
 	}
 	app := newBrowser(t) // the Yivi app asks for the session
-	session := func() (*http.Response, string) { return app.get(pending.SessionPtr.U+"/", nil) }
+	session := func() (*http.Response, string) { return app.get(pending.SessionPtr.URL+"/", nil) }
 
 	redis.Stop()
-	for _, c := range []struct {
-		name string
-		get  func() (*http.Response, string)
-	}{{"the status poll", poll}, {"the Yivi app's request", session}} {
-		resp, body := c.get()
-		var answer struct {
-			Error      string `json:"error"`
-			RetryAfter int    `json:"retry_after"`
-		}
-		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "5" ||
-			json.Unmarshal([]byte(body), &answer) != nil || answer.Error != "store_unavailable" {
-			t.Errorf("%s during the outage: %d, Retry-After %q: %.300q", c.name, resp.StatusCode, resp.Header.Get("Retry-After"), body)
-		}
-	}
+	assertRetryLater(t, "the status poll during the outage", poll)
+	assertRetryLater(t, "the Yivi app's request during the outage", session)
 	redis.Restart() // empty: the session is gone, as a fresh Redis would have it
 	if resp, body := poll(); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "SESSION_UNKNOWN") {
 		t.Errorf("the status poll after the outage: %d %.300q", resp.StatusCode, body)
@@ -146,11 +136,8 @@ func TestRedisOutageIRMAEndpoints(t *testing.T) {
 // pendingLogin is what a protected route answers a script that is not
 // logged in: the session for the Yivi app, and the page's frontend.
 type pendingLogin struct {
-	SessionPtr struct {
-		U      string `json:"u"`
-		IrmaQR string `json:"irmaqr"`
-	} `json:"sessionPtr"`
-	Frontend struct {
+	SessionPtr irma.Qr `json:"sessionPtr"`
+	Frontend   struct {
 		Authorization string `json:"authorization"`
 		StatusURL     string `json:"statusUrl"`
 	} `json:"frontend"`
@@ -161,7 +148,7 @@ func startLogin(t *testing.T, b *browser, url string) *pendingLogin {
 	t.Helper()
 	var p pendingLogin
 	resp, body := b.get(url, nil)
-	if resp.StatusCode != http.StatusUnauthorized || json.Unmarshal([]byte(body), &p) != nil || p.SessionPtr.U == "" {
+	if resp.StatusCode != http.StatusUnauthorized || json.Unmarshal([]byte(body), &p) != nil || p.SessionPtr.URL == "" {
 		t.Fatalf("starting a login at %s: %d %.300q", url, resp.StatusCode, body)
 	}
 	return &p

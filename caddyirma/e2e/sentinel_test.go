@@ -1,0 +1,147 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testkit/testredis"
+	"github.com/caddy-irma/caddy-irma/caddyirma/wallet"
+)
+
+// TestRedisSentinelFailover: two gateways, this test's Caddy and the Caddy
+// binary as a process of its own, keep their sessions in Redis Sentinel
+// over TLS (a master, two replicas, three sentinels, all real processes).
+// The master is killed during a login. Until the sentinels have failed
+// over, what needs Redis gets 503 with Retry-After, a page or JSON: the
+// login page's status poll, the Yivi app's requests, a logged-in page, a
+// new login.
+// After the failover, without a restart of either gateway, the login that
+// was under way completes, a login of before the failover still opens,
+// and new logins (which count sessions in Redis) and a logout work on both.
+func TestRedisSentinelFailover(t *testing.T) {
+	pki := newTestPKI(t)
+	set := testredis.StartSentinel(t, 2, &testredis.TLSFiles{CACert: pki.caCert, ServerCert: pki.serverCert, ServerKey: pki.serverKey})
+	s := newAuthSiteStore(t, nil, fmt.Sprintf(`redis {
+			sentinel_addresses %s
+			sentinel_master_name %s
+			accept_inconsistency_risk
+			tls_ca_cert_file %s
+		}`, strings.Join(set.Addrs(), " "), testredis.MasterName, pki.caCert))
+	other := startInstance(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	alice := s.newWallet(t, "alice@example.com", "yes")
+	earlier := loggedIn(ctx, t, s, alice) // a login of before the failover
+	b := newBrowser(t)
+	pending := startLogin(t, b, other+"/members/page")
+	poll := func(base string) func() (*http.Response, string) {
+		return func() (*http.Response, string) {
+			return b.get(base+pending.Frontend.StatusURL, map[string]string{"Authorization": pending.Frontend.Authorization})
+		}
+	}
+	page := map[string]string{"Accept": "text/html", "Sec-Fetch-Mode": "navigate"}
+	set.Replicated() // the login is on the replicas too: nothing is lost that the master acknowledged
+	failed := set.Master
+	failed.Stop()
+
+	t.Run("until the failover, 503", func(t *testing.T) {
+		for _, base := range []string{s.base, other} {
+			assertRetryLater(t, "the status poll at "+base, poll(base))
+			assertRetryLater(t, "a new login at "+base, func() (*http.Response, string) { return newBrowser(t).get(base+"/members/page", nil) })
+			resp, body := earlier.get(base+"/members/page", page)
+			if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "5" || !strings.Contains(body, "Temporarily unavailable") {
+				t.Errorf("a logged-in page at %s: %d, Retry-After %q: %.300q", base, resp.StatusCode, resp.Header.Get("Retry-After"), body)
+			}
+		}
+		// The Yivi app cannot go on now; it can scan the same QR code again.
+		if res, err := alice.Run(ctx, &pending.SessionPtr, wallet.Accept); err == nil {
+			t.Errorf("the Yivi app's session without Redis: %+v, want an error", res)
+		}
+	})
+
+	set.Notice()
+	set.WaitFailover(failed)
+	// Each gateway asks the sentinels for the master when it connects
+	// again; until then a request may still get 503, and nothing else.
+	for _, base := range []string{s.base, other} {
+		waitServed(t, "the status poll at "+base, poll(base))
+	}
+
+	t.Run("the login under way completes", func(t *testing.T) {
+		if res, err := alice.Run(ctx, &pending.SessionPtr, wallet.Accept); err != nil {
+			t.Fatalf("the Yivi app's session after the failover: %+v, %v", res, err)
+		}
+		if resp, body := poll(s.base)(); resp.StatusCode != http.StatusOK || !strings.Contains(body, `"DONE"`) {
+			t.Errorf("the status poll: %d %.300q", resp.StatusCode, body)
+		}
+		if resp, body := b.get(other+"/members/page", nil); resp.StatusCode != http.StatusOK {
+			t.Errorf("the login's page: %d %.300q", resp.StatusCode, body)
+		}
+	})
+	t.Run("a login of before the failover opens on both", func(t *testing.T) {
+		for _, base := range []string{s.base, other} {
+			if resp, body := earlier.get(base+"/members/page", nil); resp.StatusCode != http.StatusOK {
+				t.Errorf("at %s: %d %.300q", base, resp.StatusCode, body)
+			}
+		}
+	})
+	t.Run("new logins and a logout on both", func(t *testing.T) {
+		for _, c := range []struct{ on, then string }{{s.base, other}, {other, s.base}} {
+			nb := newBrowser(t)
+			nb.login(ctx, alice, c.on+"/members/page")
+			if resp, body := nb.get(c.on+"/members/page", nil); resp.StatusCode != http.StatusOK {
+				t.Fatalf("a new login at %s: %d %.300q", c.on, resp.StatusCode, body)
+			}
+			copied := nb.cookie(c.on, "irma_session")
+			if got := statusWith(t, c.then, "/members/page", copied); got != http.StatusOK {
+				t.Errorf("a login made at %s, at %s: %d", c.on, c.then, got)
+			}
+			if resp, _ := nb.send("POST", c.on+"/irma/logout", map[string]string{"Origin": c.on}, ""); resp.StatusCode != http.StatusSeeOther {
+				t.Fatalf("logout at %s: %d", c.on, resp.StatusCode)
+			}
+			if got := statusWith(t, c.then, "/members/page", copied); got != http.StatusUnauthorized {
+				t.Errorf("the copy at %s after the logout at %s: %d, want 401", c.then, c.on, got)
+			}
+		}
+	})
+}
+
+// assertRetryLater checks that get is answered 503, Retry-After 5, with the
+// JSON of a store that does not answer.
+func assertRetryLater(t *testing.T, what string, get func() (*http.Response, string)) {
+	t.Helper()
+	resp, body := get()
+	var answer struct {
+		Error      string `json:"error"`
+		RetryAfter int    `json:"retry_after"`
+	}
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "5" ||
+		json.Unmarshal([]byte(body), &answer) != nil || answer.Error != "store_unavailable" || answer.RetryAfter != 5 {
+		t.Errorf("%s: %d, Retry-After %q: %.300q; want 503, 5 and store_unavailable", what, resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+}
+
+// waitServed asks get until it is answered 200, for up to half a minute;
+// meanwhile every answer must be a 503 that says to try again.
+func waitServed(t *testing.T, what string, get func() (*http.Response, string)) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, body := get()
+		if resp.StatusCode == http.StatusOK {
+			return
+		}
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("%s: %d %.300q; want 200, or 503 with Retry-After until then", what, resp.StatusCode, body)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still 503 after 30s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
