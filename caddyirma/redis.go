@@ -1,6 +1,7 @@
 package caddyirma
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -303,6 +304,24 @@ func ownClient(s *server.RedisSettings, c *redis.Client) *redis.Client {
 		SentinelUsername: s.SentinelUsername, SentinelPassword: s.SentinelPassword,
 		Username: opt.Username, Password: opt.Password, DB: opt.DB, TLSConfig: opt.TLSConfig,
 	})
+}
+
+func init() { redis.SetLogger(goRedisLogs{}) }
+
+// goRedisLogs passes what go-redis logs to Caddy's log, as irmago's lines
+// are, with the field "source": "go-redis", where go-redis would print it
+// on the standard error, outside the log: which master the sentinels name
+// (at start, and after a failover) at info, the rest (a sentinel that does
+// not answer) as a warning.
+type goRedisLogs struct{}
+
+func (goRedisLogs) Printf(_ context.Context, format string, v ...any) {
+	l := irmaLogs.Logger().WithField("source", "go-redis")
+	if strings.HasPrefix(format, "sentinel: new master=") || strings.HasPrefix(format, "sentinel: discovered new sentinel=") {
+		l.Infof(format, v...)
+		return
+	}
+	l.Warnf(format, v...)
 }
 
 // isLoopback says whether host (a name or an address) is this machine:
