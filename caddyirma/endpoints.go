@@ -119,7 +119,7 @@ func (e *Endpoints) serveIRMA(w http.ResponseWriter, r *http.Request, rest strin
 	if rs.limitCounts == nil { // the sessions are in memory, which is always there
 		return e.passIRMA(w, r, rest, rs)
 	}
-	return serveStoreAware(w, r, e.app.logger, rs.marks, func(w http.ResponseWriter) error { return e.passIRMA(w, r, rest, rs) })
+	return serveStoreAware(w, r, e.app.logger, func(w http.ResponseWriter) error { return e.passIRMA(w, r, rest, rs) })
 }
 
 // passIRMA passes a request to an exposed route on to irmaserver, with

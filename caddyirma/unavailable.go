@@ -2,12 +2,15 @@ package caddyirma
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"time"
 
+	irma "github.com/privacybydesign/irmago/irma"
+	"github.com/privacybydesign/irmago/irma/server"
 	"github.com/privacybydesign/irmago/irma/server/irmaserver"
 	"go.uber.org/zap"
 
@@ -67,20 +70,23 @@ func answerUnavailable(w http.ResponseWriter, r *http.Request, logger *zap.Logge
 	return nil
 }
 
-// serveStoreAware passes r to serve, an IRMA endpoint of irmaserver's.
-// irmaserver answers a Redis that does not answer as it answers any
-// internal error, 500; with the sessions in a store that can be down, such
-// an answer is held back and the store asked, and if it does not answer
-// either, r gets the 503 of answerUnavailable instead, for the Yivi app
-// and the session page's status poll to try again.
-func serveStoreAware(w http.ResponseWriter, r *http.Request, logger *zap.Logger, store marks.Store, serve func(http.ResponseWriter) error) error {
+// serveStoreAware passes r to serve, an IRMA endpoint of irmaserver's,
+// when the sessions are in Redis. irmaserver answers a failure of Redis
+// (it does not answer; a master that a failover made a replica refuses
+// writes) as 500 INTERNAL_ERROR, the one error of its session routes that
+// is neither the request's nor the session's: such an answer becomes the
+// 503 of answerUnavailable, for the Yivi app and the session page's status
+// poll to try again. irmaserver logs the failure itself. Asking Redis
+// afterwards would not do: a failover may have ended in between.
+func serveStoreAware(w http.ResponseWriter, r *http.Request, logger *zap.Logger, serve func(http.ResponseWriter) error) error {
 	held := &heldInternalError{ResponseWriter: w}
 	err := serve(held)
 	if held.status == 0 {
 		return err
 	}
-	if _, probe := store.Has(r.Context(), "store-probe"); probe != nil {
-		return answerUnavailable(w, r, logger, fmt.Errorf("irma endpoints: %w", probe))
+	var answer irma.RemoteError
+	if json.Unmarshal(held.body.Bytes(), &answer) == nil && answer.ErrorName == string(server.ErrorInternal.Type) {
+		return answerUnavailable(w, r, logger, fmt.Errorf("irma endpoints: irmaserver answered %d %s: its store failed", held.status, answer.ErrorName))
 	}
 	w.WriteHeader(held.status)
 	_, _ = w.Write(held.body.Bytes())
