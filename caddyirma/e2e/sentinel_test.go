@@ -46,8 +46,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 	}
 	page := map[string]string{"Accept": "text/html", "Sec-Fetch-Mode": "navigate"}
 	set.Replicated() // the login is on the replicas too: nothing is lost that the master acknowledged
-	failed := set.Master
-	failed.Stop()
+	set.Master.Stop()
 
 	t.Run("until the failover, 503", func(t *testing.T) {
 		for _, base := range []string{s.base, other} {
@@ -64,8 +63,8 @@ func TestRedisSentinelFailover(t *testing.T) {
 		}
 	})
 
-	set.Notice()
-	set.WaitFailover(failed)
+	set.DownAfter(time.Second)
+	set.WaitFailover()
 	// Each gateway asks the sentinels for the master when it connects
 	// again; until then a request may still get 503, and nothing else.
 	for _, base := range []string{s.base, other} {
@@ -109,6 +108,48 @@ func TestRedisSentinelFailover(t *testing.T) {
 			}
 		}
 	})
+	t.Run("the inconsistency risk: a logout that the master did not pass on is lost", func(t *testing.T) {
+		sentinelRisk(ctx, t, set, s, other, alice)
+	})
+}
+
+// TestRedisSentinelFailover, continued: what accept_inconsistency_risk
+// accepts. Replication is asynchronous: a write that the master
+// acknowledged but had not passed on when it failed is not on the replica
+// that takes over. Here a logout: the login's cookie opens again.
+func sentinelRisk(ctx context.Context, t *testing.T, set *testredis.Sentinel, s *authSite, other string, w *wallet.Wallet) {
+	lb := loggedIn(ctx, t, s, w)
+	copied := lb.cookie(s.base, "irma_session")
+	set.Replicated() // the login is on the replica
+	replica := set.Replicas[0]
+	replica.Pause()
+	// The master drops the replica's link, which the paused replica cannot
+	// make again: what the master takes from now on stays on it alone.
+	if out, err := set.Master.Query("CLIENT KILL TYPE replica"); err != nil || len(out) != 1 || out[0] != ":1" {
+		t.Fatalf("CLIENT KILL TYPE replica: %q %v", out, err)
+	}
+	if resp, _ := lb.send("POST", s.base+"/irma/logout", map[string]string{"Origin": s.base}, ""); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("logout: %d", resp.StatusCode)
+	}
+	if got := statusWith(t, other, "/members/page", copied); got != http.StatusUnauthorized {
+		t.Fatalf("the copy after the logout: %d, want 401", got)
+	}
+	set.Master.Stop()
+	replica.Resume()
+	set.DownAfter(time.Second)
+	set.WaitFailover()
+	waitServed(t, "a new login", func() (*http.Response, string) {
+		resp, body := newBrowser(t).get(s.base+"/members/page", nil)
+		if resp.StatusCode == http.StatusUnauthorized && strings.Contains(body, "sessionPtr") {
+			resp.StatusCode = http.StatusOK // a session: Redis answers
+		}
+		return resp, body
+	})
+	for _, base := range []string{s.base, other} {
+		if got := statusWith(t, base, "/members/page", copied); got != http.StatusOK {
+			t.Errorf("the copy after the failover, at %s: %d; want 200, the logout lost with the master", base, got)
+		}
+	}
 }
 
 // assertRetryLater checks that get is answered 503, Retry-After 5, with the

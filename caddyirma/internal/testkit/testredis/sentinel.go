@@ -26,9 +26,13 @@ type TLSFiles struct {
 
 // Sentinel is a Redis master with replicas, watched by three sentinels
 // (quorum two), all on loopback ports, until the test ends. The sentinels
-// do not notice that the master fails until the test lets them (Notice):
-// a test can look at the outage first, for as long as it needs.
+// take a master that does not answer for down only once the test lets
+// them (DownAfter): a test can look at an outage first, for as long as it
+// needs.
 type Sentinel struct {
+	// Master is the master, and Replicas the servers that replicate it;
+	// WaitFailover makes the promoted replica the master, and leaves the
+	// failed master out.
 	Master    *Server
 	Replicas  []*Server
 	Sentinels []*Server
@@ -36,9 +40,9 @@ type Sentinel struct {
 	t testing.TB
 }
 
-// noticeNever is how long a sentinel waits before it takes a master that
-// does not answer for down until Notice: longer than any test.
-const noticeNever = 10 * time.Minute
+// Never is a time after which the sentinels of StartSentinel take a master
+// that does not answer for down: longer than any test.
+const Never = 10 * time.Minute
 
 // StartSentinel runs a master, replicas replicas of it, and three
 // sentinels, over TLS with the files of tlsFiles if it is not nil, and
@@ -84,8 +88,9 @@ func StartSentinel(t testing.TB, replicas int, tlsFiles *TLSFiles) *Sentinel {
 			lines := append([]string{"bind 127.0.0.1", "dir " + dir}, ports(port)...)
 			lines = append(lines,
 				fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d 2", MasterName, s.Master.port),
-				fmt.Sprintf("sentinel down-after-milliseconds %s %d", MasterName, noticeNever.Milliseconds()),
-				fmt.Sprintf("sentinel failover-timeout %s 10000", MasterName))
+				fmt.Sprintf("sentinel down-after-milliseconds %s %d", MasterName, Never.Milliseconds()),
+				// A failover may follow another after twice this.
+				fmt.Sprintf("sentinel failover-timeout %s 2000", MasterName))
 			return append(configFile(t, dir, lines), "--sentinel")
 		}))
 	}
@@ -126,32 +131,36 @@ func (s *Sentinel) Addrs() []string {
 // acknowledged so far.
 func (s *Sentinel) Replicated() {
 	s.t.Helper()
-	out, err := s.Master.Query(fmt.Sprintf("WAIT %d 10000", len(s.Replicas)))
+	out, err := s.Master.Query(fmt.Sprintf("WAIT %d 4000", len(s.Replicas)))
 	if err != nil || len(out) != 1 || out[0] != ":"+strconv.Itoa(len(s.Replicas)) {
-		s.t.Fatalf("waiting for the replicas: %q %v", out, err)
+		info, _ := s.Master.Query("INFO replication")
+		s.t.Fatalf("waiting for the replicas: %q %v; the master says %q", out, err, info)
 	}
 }
 
-// Notice lets the sentinels take a master that does not answer for down
-// after a tenth of a second, and so begin a failover.
-func (s *Sentinel) Notice() {
+// DownAfter makes the sentinels take a master that does not answer for d
+// for down, and begin a failover.
+func (s *Sentinel) DownAfter(d time.Duration) {
 	s.t.Helper()
 	for _, sentinel := range s.Sentinels {
-		if out, err := sentinel.Query(fmt.Sprintf("SENTINEL SET %s down-after-milliseconds 100", MasterName)); err != nil || !slices.Equal(out, []string{"+OK"}) {
+		if out, err := sentinel.Query(fmt.Sprintf("SENTINEL SET %s down-after-milliseconds %d", MasterName, d.Milliseconds())); err != nil || !slices.Equal(out, []string{"+OK"}) {
 			s.t.Fatalf("SENTINEL SET: %q %v", out, err)
 		}
 	}
 }
 
-// WaitFailover waits until every sentinel names another master than
-// before, one of the replicas, which says that it is the master; it
-// returns it.
-func (s *Sentinel) WaitFailover(before *Server) *Server {
+// WaitFailover waits until every sentinel names one of the replicas as
+// the master, and it says that it is, and every other replica replicates
+// it. The failed master is left out from then on, and the sentinels take
+// no master for down again until DownAfter: on a busy machine, a master
+// that answers late might be.
+func (s *Sentinel) WaitFailover() {
 	s.t.Helper()
+	defer s.DownAfter(Never)
 	var master *Server
 	s.waitSentinels(time.Minute, "a failover", func(sentinel *Server) bool {
 		out, err := sentinel.Query("SENTINEL GET-MASTER-ADDR-BY-NAME " + MasterName)
-		if err != nil || len(out) != 2 || out[0]+":"+out[1] == before.Addr {
+		if err != nil || len(out) != 2 {
 			return false
 		}
 		i := slices.IndexFunc(s.Replicas, func(r *Server) bool { return r.Addr == out[0]+":"+out[1] })
@@ -162,7 +171,26 @@ func (s *Sentinel) WaitFailover(before *Server) *Server {
 		master = s.Replicas[i]
 		return err == nil && len(role) > 0 && role[0] == "master"
 	})
-	return master
+	var replicas []*Server
+	for _, r := range s.Replicas {
+		if r != master {
+			replicas = append(replicas, r)
+		}
+	}
+	s.Master, s.Replicas = master, replicas
+	// The sentinels have the other replicas replicate the new master; a
+	// write is on them once they do.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		role, err := master.Query("ROLE") // master, offset, then each replica's host, port and offset
+		if err == nil && len(role) == 2+3*len(replicas) {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("the replicas do not replicate the new master: %q %v", role, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // waitSentinels waits, up to within, until ok holds for every sentinel,
