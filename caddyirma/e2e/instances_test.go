@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,6 +19,7 @@ import (
 	"time"
 
 	jwtv4 "github.com/golang-jwt/jwt/v4"
+	jwtv5 "github.com/golang-jwt/jwt/v5"
 	irma "github.com/privacybydesign/irmago/irma"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/assertion"
@@ -55,13 +59,19 @@ type instance struct {
 	login    string
 	upstream string // host:port
 	hmacKey  []byte
+	// resultKey is the jwt_key_file of irma_requestor_api (an RSA key for
+	// /result-jwt and /publickey); none: no result JWTs.
+	resultKey string
 }
 
 // config is the instance's Caddyfile, for its site at base.
 func (in instance) config(base string) string {
-	store := ""
+	store, resultKey := "", ""
 	if in.redis != "" {
 		store = "redis " + in.redis + " {\n\t\t\tdisable_tls\n\t\t}"
+	}
+	if in.resultKey != "" {
+		resultKey = "jwt_key_file " + in.resultKey
 	}
 	return fmt.Sprintf(`{
 	admin off
@@ -117,12 +127,13 @@ func (in instance) config(base string) string {
 				auth hmac %[11]s
 				disclose caddy-demo.gateway.person.*
 			}
+			%[12]s
 		}
 	}
 	respond "public"
 }
 `, in.storage, in.public, in.scheme.SchemesPath, in.scheme.PrivateKeysPath, in.timestampKey, store, in.login,
-		base, in.name, in.upstream, base64.StdEncoding.EncodeToString(in.hmacKey))
+		base, in.name, in.upstream, base64.StdEncoding.EncodeToString(in.hmacKey), resultKey)
 }
 
 // start runs the instance, with env added to its environment.
@@ -140,13 +151,14 @@ func newCluster(t *testing.T) *cluster {
 	c.upstream.issuer = c.base
 	_, _ = rand.Read(c.hmacKey)
 	cookieKey, keyFile := newSecrets(t)
+	resultKey := newResultKey(t)
 	redis := testredis.Start(t)
 	for _, name := range []string{"a", "b", "c"} {
 		c.instances = append(c.instances, instance{
 			name: name, public: c.base, scheme: c.scheme, timestampKey: c.scheme.TimestampKeyFile, redis: redis,
 			storage:  t.TempDir(), // none shared: the keys are given
 			login:    "login {\n\t\t\tcookie_keys {env.CADDY_IRMA_TEST_COOKIE_KEY}\n\t\t\tkey_file " + keyFile + "\n\t\t}",
-			upstream: strings.TrimPrefix(c.upstream.srv.URL, "http://"), hmacKey: c.hmacKey,
+			upstream: strings.TrimPrefix(c.upstream.srv.URL, "http://"), hmacKey: c.hmacKey, resultKey: resultKey,
 		}.start(t, "CADDY_IRMA_TEST_COOKIE_KEY="+cookieKey))
 	}
 	// The upstream checks every identity JWT against the keys that a
@@ -190,6 +202,20 @@ func newSecrets(t *testing.T) (cookieKey, keyFile string) {
 		t.Fatal(err)
 	}
 	return base64.StdEncoding.EncodeToString(key), keyFile
+}
+
+// newResultKey writes an RSA key for the result JWTs of the requestor API.
+func newResultKey(t *testing.T) string {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "result-jwt.pem")
+	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
 }
 
 // begin asks url for a session as b's script, wants the status code, and
@@ -351,8 +377,8 @@ func (c *cluster) loginForced(ctx context.Context, t *testing.T, w *wallet.Walle
 }
 
 // requestorReplay starts a session with a requestor JWT at a, and sends the
-// same JWT to b and c; the session runs with the wallet at b and its
-// result is fetched at c.
+// same JWT to b and c; the session runs with the wallet at b, its result
+// is fetched at c, and its result JWT from a verifies with b's public key.
 func (c *cluster) requestorReplay(ctx context.Context, t *testing.T, w *wallet.Wallet) {
 	a, b, cc := c.instances[0].base, c.instances[1].base, c.instances[2].base
 	email := c.scheme.Attribute(demoscheme.CredentialPerson, demoscheme.AttributeEmail)
@@ -385,20 +411,25 @@ func (c *cluster) requestorReplay(ctx context.Context, t *testing.T, w *wallet.W
 	if res, err := w.RunSession(ctx, c.at(&wallet.Session{Pointer: started.SessionPtr}, b), wallet.Accept); err != nil {
 		t.Fatalf("the session with the wallet at b: %+v, %v", res, err)
 	}
-	resp, err = http.Get(cc + "/api/session/" + string(started.Token) + "/result")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var result struct {
 		Status    string `json:"status"`
 		Disclosed [][]struct {
 			RawValue string `json:"rawvalue"`
 		} `json:"disclosed"`
 	}
-	err = json.NewDecoder(resp.Body).Decode(&result)
-	resp.Body.Close()
-	if err != nil || result.Status != "DONE" || len(result.Disclosed) != 1 || result.Disclosed[0][0].RawValue != "alice@example.com" {
-		t.Errorf("the result at c: %v %+v", err, result)
+	_, body = get(t, cc+"/api/session/"+string(started.Token)+"/result")
+	if err := json.Unmarshal(body, &result); err != nil || result.Status != "DONE" || len(result.Disclosed) != 1 || result.Disclosed[0][0].RawValue != "alice@example.com" {
+		t.Errorf("the result at c: %v %.300s", err, body)
+	}
+	// The result as a JWT from a, which the public key of b verifies.
+	_, token := get(t, a+"/api/session/"+string(started.Token)+"/result-jwt")
+	_, pub := get(t, b+"/api/publickey")
+	key, err := jwtv5.ParseRSAPublicKeyFromPEM(pub)
+	if err != nil {
+		t.Fatalf("b's public key: %v: %.300s", err, pub)
+	}
+	if parsed, err := jwtv5.Parse(string(token), func(*jwtv5.Token) (any, error) { return key, nil }, jwtv5.WithValidMethods([]string{"RS256"})); err != nil || !parsed.Valid {
+		t.Errorf("a's result JWT with b's public key: %v", err)
 	}
 }
 
@@ -527,4 +558,16 @@ func (c *cluster) limitsPerVisitor(t *testing.T) {
 	if len(served) != len(c.instances) {
 		t.Errorf("the sessions were started by %v, want every instance", served)
 	}
+}
+
+// get is the status and the body of a GET of url.
+func get(t *testing.T, url string) (int, []byte) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, body
 }
