@@ -10,7 +10,12 @@ import (
 	"testing"
 	"time"
 
+	jwtv4 "github.com/golang-jwt/jwt/v4"
+	jwtv5 "github.com/golang-jwt/jwt/v5"
+	irma "github.com/privacybydesign/irmago/irma"
+
 	"github.com/caddy-irma/caddy-irma/caddyirma/assertion"
+	"github.com/caddy-irma/caddy-irma/caddyirma/demoscheme"
 	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testkit/caddytest"
 	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testkit/testredis"
 	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testkit/testscheme"
@@ -21,9 +26,10 @@ import (
 // TestInstancesNotShared: what breaks when instances of one gateway do not
 // share what the README says they must. Three instances with the same url
 // and schemes: a, with Redis and its own storage (and so keys generated in
-// it) and the timestamp key; b, with the same Redis but a storage, and so
-// keys, of its own, and another timestamp key; c, with a's storage (and so
-// a's keys) and timestamp key, but its sessions in memory. The public URL
+// it), the timestamp key and a result JWT key; b, with the same Redis but a
+// storage, and so keys, of its own, another timestamp key and another
+// result JWT key, and no trusted proxies; c, with a's storage (and so a's
+// keys) and timestamp key, but its sessions in memory. The public URL
 // leads to a, except the timestamp service's key check, which b answers.
 func TestInstancesNotShared(t *testing.T) {
 	balancer := caddytest.Listen(t)
@@ -38,8 +44,8 @@ func TestInstancesNotShared(t *testing.T) {
 	redis := testredis.Start(t)
 	shared := t.TempDir()
 	in := instance{public: public, scheme: scheme, upstream: strings.TrimPrefix(up.srv.URL, "http://"), hmacKey: make([]byte, 32)}
-	a := instance{name: "a", storage: shared, timestampKey: scheme.TimestampKeyFile, redis: redis}
-	b := instance{name: "b", storage: t.TempDir(), timestampKey: otherTimestampKey, redis: redis}
+	a := instance{name: "a", storage: shared, timestampKey: scheme.TimestampKeyFile, redis: redis, resultKey: newResultKey(t)}
+	b := instance{name: "b", storage: t.TempDir(), timestampKey: otherTimestampKey, redis: redis, resultKey: newResultKey(t), untrusting: true}
 	c := instance{name: "c", storage: shared, timestampKey: scheme.TimestampKeyFile}
 	var bases []string
 	for _, i := range []instance{a, b, c} {
@@ -119,6 +125,70 @@ func TestInstancesNotShared(t *testing.T) {
 		}
 		if got := statusWith(t, atC, "/members/page", cookie); got != http.StatusOK {
 			t.Errorf("the login logged out at a, at c (no Redis): %d; want 200, c never heard of the logout", got)
+		}
+	})
+	t.Run("no Redis shared: a requestor JWT starts a session on each instance", func(t *testing.T) {
+		signed, err := irma.SignSessionRequest(irma.NewDisclosureRequest(scheme.Attribute(demoscheme.CredentialPerson, demoscheme.AttributeEmail)),
+			jwtv4.SigningMethodHS256, in.hmacKey, "app")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, base := range []string{atA, atC} {
+			if resp, body := newBrowser(t).send("POST", base+"/api/session", map[string]string{"Content-Type": "text/plain"}, signed); resp.StatusCode != http.StatusOK {
+				t.Errorf("the JWT at %s: %d %.300q; want 200, each instance has its own record", base, resp.StatusCode, body)
+			}
+		}
+	})
+	t.Run("another result JWT key: the result JWT of one does not verify with the key of the other", func(t *testing.T) {
+		signed, err := irma.SignSessionRequest(irma.NewDisclosureRequest(scheme.Attribute(demoscheme.CredentialPerson, demoscheme.AttributeFullname)),
+			jwtv4.SigningMethodHS256, in.hmacKey, "app")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, body := newBrowser(t).send("POST", atA+"/api/session", map[string]string{"Content-Type": "text/plain"}, signed)
+		var started struct {
+			Token string `json:"token"`
+		}
+		if resp.StatusCode != http.StatusOK || json.Unmarshal([]byte(body), &started) != nil {
+			t.Fatalf("a session at a: %d %.300q", resp.StatusCode, body)
+		}
+		code, token := get(t, atA+"/api/session/"+started.Token+"/result-jwt")
+		for _, c := range []struct {
+			base  string
+			valid bool
+		}{{atA, true}, {atB, false}} {
+			_, pub := get(t, c.base+"/api/publickey")
+			key, err := jwtv5.ParseRSAPublicKeyFromPEM(pub)
+			if err != nil {
+				t.Fatalf("the public key of %s: %v", c.base, err)
+			}
+			_, err = jwtv5.Parse(string(token), func(*jwtv5.Token) (any, error) { return key, nil }, jwtv5.WithValidMethods([]string{"RS256"}))
+			if (err == nil) != c.valid {
+				t.Errorf("a's result JWT (%d) with the public key of %s: %v, want valid %v", code, c.base, err, c.valid)
+			}
+		}
+	})
+	t.Run("no trusted proxy: per_client counts the proxy for every visitor", func(t *testing.T) {
+		// A balancer at 127.0.0.6, which b does not trust, passes on
+		// visitors at other addresses: b counts them all as 127.0.0.6.
+		balancer := clientFrom("127.0.0.6")
+		defer balancer.CloseIdleConnections()
+		for i := range 21 {
+			req, _ := http.NewRequest("GET", atB+"/members/page", nil)
+			req.Header.Set("Accept", "application/json")
+			req.Header.Set("X-Forwarded-For", fmt.Sprintf("198.51.100.%d", i+1))
+			resp, err := balancer.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if want := http.StatusUnauthorized; i == 20 {
+				if resp.StatusCode != http.StatusTooManyRequests {
+					t.Errorf("visitor 21 of 20: %d, want 429", resp.StatusCode)
+				}
+			} else if resp.StatusCode != want {
+				t.Fatalf("visitor %d of 20: %d, want a session", i+1, resp.StatusCode)
+			}
 		}
 	})
 	t.Run("another timestamp key: signatures of one do not verify on the other", func(t *testing.T) {

@@ -62,23 +62,29 @@ type instance struct {
 	// resultKey is the jwt_key_file of irma_requestor_api (an RSA key for
 	// /result-jwt and /publickey); none: no result JWTs.
 	resultKey string
+	// untrusting: the instance trusts no proxy's X-Forwarded-For; else
+	// the balancer's, from 127.0.0.1.
+	untrusting bool
 }
 
 // config is the instance's Caddyfile, for its site at base.
 func (in instance) config(base string) string {
-	store, resultKey := "", ""
+	store, resultKey, proxies := "", "", "static 127.0.0.1/32"
 	if in.redis != "" {
 		store = "redis " + in.redis + " {\n\t\t\tdisable_tls\n\t\t}"
 	}
 	if in.resultKey != "" {
 		resultKey = "jwt_key_file " + in.resultKey
 	}
+	if in.untrusting {
+		proxies = "static 192.0.2.1/32" // nobody that the tests run
+	}
 	return fmt.Sprintf(`{
 	admin off
 	persist_config off
 	storage file_system %[1]s
 	servers {
-		trusted_proxies static 127.0.0.1/32
+		trusted_proxies %[13]s
 	}
 	irma {
 		url %[2]s/irma/
@@ -133,7 +139,7 @@ func (in instance) config(base string) string {
 	respond "public"
 }
 `, in.storage, in.public, in.scheme.SchemesPath, in.scheme.PrivateKeysPath, in.timestampKey, store, in.login,
-		base, in.name, in.upstream, base64.StdEncoding.EncodeToString(in.hmacKey), resultKey)
+		base, in.name, in.upstream, base64.StdEncoding.EncodeToString(in.hmacKey), resultKey, proxies)
 }
 
 // start runs the instance, with env added to its environment.
