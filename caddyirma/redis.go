@@ -1,7 +1,6 @@
 package caddyirma
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -10,11 +9,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/go-redis/redis/v8"
 	"github.com/privacybydesign/irmago/irma/server"
 )
 
@@ -271,57 +268,6 @@ func (r *RedisConfig) describe() string {
 		return fmt.Sprintf("redis sentinels %q (master %q)", r.SentinelAddresses, r.SentinelMasterName)
 	}
 	return fmt.Sprintf("redis at %q", r.Address)
-}
-
-// dialAny connects to each address in turn until one accepts, and says
-// what each that did not answered.
-func dialAny(addrs []string) error {
-	var errs []error
-	for _, addr := range addrs {
-		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
-}
-
-// ownClient is a client of the same Redis as c, made from the same
-// settings s, with a connection pool of its own. With sentinels, it is a
-// failover client of its own, which asks them for the master and follows
-// a failover as c does; a copy of c's options would dial through c's
-// sentinel watch, but only c drops its connections to a former master.
-func ownClient(s *server.RedisSettings, c *redis.Client) *redis.Client {
-	opt := c.Options() // the credentials, database and TLS as irmago made them
-	if len(s.SentinelAddrs) == 0 {
-		o := *opt
-		return redis.NewClient(&o)
-	}
-	return redis.NewFailoverClient(&redis.FailoverOptions{
-		MasterName: s.SentinelMasterName, SentinelAddrs: s.SentinelAddrs,
-		SentinelUsername: s.SentinelUsername, SentinelPassword: s.SentinelPassword,
-		Username: opt.Username, Password: opt.Password, DB: opt.DB, TLSConfig: opt.TLSConfig,
-	})
-}
-
-func init() { redis.SetLogger(goRedisLogs{}) }
-
-// goRedisLogs passes what go-redis logs to Caddy's log, as irmago's lines
-// are, with the field "source": "go-redis", where go-redis would print it
-// on the standard error, outside the log: which master the sentinels name
-// (at start, and after a failover) at info, the rest (a sentinel that does
-// not answer) as a warning.
-type goRedisLogs struct{}
-
-func (goRedisLogs) Printf(_ context.Context, format string, v ...any) {
-	l := irmaLogs.Logger().WithField("source", "go-redis")
-	if strings.HasPrefix(format, "sentinel: new master=") || strings.HasPrefix(format, "sentinel: discovered new sentinel=") {
-		l.Infof(format, v...)
-		return
-	}
-	l.Warnf(format, v...)
 }
 
 // isLoopback says whether host (a name or an address) is this machine:

@@ -90,6 +90,13 @@ func (a *App) newServer() (caddy.Destructor, error) {
 		if err := dialAny(redisServers(a.serverConf.RedisSettings)); err != nil {
 			return nil, fmt.Errorf("failed to connect to Redis: %w", err)
 		}
+		if len(a.serverConf.RedisSettings.SentinelAddrs) > 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := askSentinels(ctx, a.serverConf.RedisSettings); err != nil {
+				return nil, fmt.Errorf("asking the sentinels for the master: %w", err)
+			}
+		}
 	}
 	conf := *a.serverConf
 	srv, err := irmaserver.New(&conf)

@@ -9,29 +9,55 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testkit/caddytest"
 	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testkit/testredis"
 	"github.com/caddy-irma/caddy-irma/caddyirma/wallet"
 )
 
 // TestRedisSentinelFailover: two gateways, this test's Caddy and the Caddy
 // binary as a process of its own, keep their sessions in Redis Sentinel
-// over TLS (a master, two replicas, three sentinels, all real processes).
-// The master is killed during a login. Until the sentinels have failed
-// over, what needs Redis gets 503 with Retry-After, a page or JSON: the
-// login page's status poll, the Yivi app's requests, a logged-in page, a
-// new login.
-// After the failover, without a restart of either gateway, the login that
-// was under way completes, a login of before the failover still opens,
-// and new logins (which count sessions in Redis) and a logout work on both.
+// over TLS, with passwords (a master, two replicas, three sentinels, all
+// real processes; and a sentinel that is down, first in the list).
+// A wrong sentinel password or master name stops the config with an error
+// that says so. The master is killed during a login. Until the sentinels
+// have failed over, what needs Redis gets 503 with Retry-After, a page or
+// JSON: the login page's status poll, the Yivi app's requests, a logged-in
+// page, a new login. After the failover, without a restart of either
+// gateway, the login that was under way completes, a login of before the
+// failover still opens, and new logins (which count sessions in Redis) and
+// a logout work on both. Last, what accept_inconsistency_risk accepts: a
+// logout lost in a failover.
 func TestRedisSentinelFailover(t *testing.T) {
 	pki := newTestPKI(t)
-	set := testredis.StartSentinel(t, 2, &testredis.TLSFiles{CACert: pki.caCert, ServerCert: pki.serverCert, ServerKey: pki.serverKey})
-	s := newAuthSiteStore(t, nil, fmt.Sprintf(`redis {
+	set := testredis.StartSentinel(t, testredis.SentinelOptions{Replicas: 2, Password: "redis-s3cret", SentinelPassword: "sentinel-s3cret",
+		TLS: &testredis.TLSFiles{CACert: pki.caCert, ServerCert: pki.serverCert, ServerKey: pki.serverKey}})
+	t.Setenv("CADDY_IRMA_TEST_REDIS_PASSWORD", "redis-s3cret")
+	t.Setenv("CADDY_IRMA_TEST_SENTINEL_PASSWORD", "sentinel-s3cret")
+	// A sentinel that is down comes first: any that answers is enough.
+	sentinels := append([]string{caddytest.RefusedAddr(t)}, set.Addrs()...)
+	redisBlock := func(masterName, sentinelPassword string) string {
+		return fmt.Sprintf(`redis {
 			sentinel_addresses %s
 			sentinel_master_name %s
+			sentinel_password %s
 			accept_inconsistency_risk
+			password {env.CADDY_IRMA_TEST_REDIS_PASSWORD}
 			tls_ca_cert_file %s
-		}`, strings.Join(set.Addrs(), " "), testredis.MasterName, pki.caCert))
+		}`, strings.Join(sentinels, " "), masterName, sentinelPassword, pki.caCert)
+	}
+	t.Run("a wrong sentinel password or master name is a config error that says so", func(t *testing.T) {
+		g := newGateway(t)
+		for _, c := range []struct{ master, password, want string }{
+			{testredis.MasterName, "wrong", "WRONGPASS invalid username-password pair or user is disabled. (sentinel_username, sentinel_password)"},
+			{"nosuch", "{env.CADDY_IRMA_TEST_SENTINEL_PASSWORD}", `it monitors no master named "nosuch" (sentinel_master_name)`},
+		} {
+			err := caddytest.Load(g.config(redisBlock(c.master, c.password), `respond "ok"`))
+			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "sentinel "+set.Addrs()[0]) {
+				t.Errorf("%v; want an error that names each sentinel and says %q", err, c.want)
+			}
+		}
+	})
+	s := newAuthSiteStore(t, nil, redisBlock(testredis.MasterName, "{env.CADDY_IRMA_TEST_SENTINEL_PASSWORD}"))
 	other := startInstance(t, s)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

@@ -44,11 +44,25 @@ type Sentinel struct {
 // that does not answer for down: longer than any test.
 const Never = 10 * time.Minute
 
-// StartSentinel runs a master, replicas replicas of it, and three
-// sentinels, over TLS with the files of tlsFiles if it is not nil, and
-// returns once the sentinels know each other and every replica.
-func StartSentinel(t testing.TB, replicas int, tlsFiles *TLSFiles) *Sentinel {
+// SentinelOptions say how StartSentinel sets up the servers and sentinels.
+type SentinelOptions struct {
+	// Replicas is how many replicas the master has.
+	Replicas int
+	// TLS, if set, makes every server and sentinel speak TLS only.
+	TLS *TLSFiles
+	// Password, if set, is the password of the servers (requirepass), which
+	// the replicas and the sentinels use.
+	Password string
+	// SentinelPassword, if set, is the password of the sentinels, which
+	// they use with each other too.
+	SentinelPassword string
+}
+
+// StartSentinel runs a master, its replicas, and three sentinels as o says,
+// and returns once the sentinels know each other and every replica.
+func StartSentinel(t testing.TB, o SentinelOptions) *Sentinel {
 	t.Helper()
+	tlsFiles, replicas := o.TLS, o.Replicas
 	var clientTLS *tls.Config
 	if tlsFiles != nil {
 		pem, err := os.ReadFile(tlsFiles.CACert)
@@ -69,12 +83,16 @@ func StartSentinel(t testing.TB, replicas int, tlsFiles *TLSFiles) *Sentinel {
 			"tls-key-file " + tlsFiles.ServerKey, "tls-ca-cert-file " + tlsFiles.CACert, "tls-auth-clients no", "tls-replication yes"}
 	}
 	data := func(ready string, more func(port int) []string) *Server {
-		return runServer(t, ready, clientTLS, func(port int, dir string) []string {
+		srv := runServer(t, ready, clientTLS, o.Password, func(port int, dir string) []string {
 			// A replica syncs at once, not after the five seconds that a
 			// master waits by default for more replicas to sync with.
 			lines := []string{"bind 127.0.0.1", `save ""`, "appendonly no", "dir " + dir, "repl-diskless-sync-delay 0"}
+			if o.Password != "" {
+				lines = append(lines, "requirepass "+o.Password, "masterauth "+o.Password)
+			}
 			return configFile(t, dir, append(append(lines, ports(port)...), more(port)...))
 		})
+		return srv
 	}
 	s := &Sentinel{t: t}
 	s.Master = data("Ready to accept connections", func(int) []string { return nil })
@@ -84,13 +102,19 @@ func StartSentinel(t testing.TB, replicas int, tlsFiles *TLSFiles) *Sentinel {
 		}))
 	}
 	for range 3 {
-		s.Sentinels = append(s.Sentinels, runServer(t, "+monitor master", clientTLS, func(port int, dir string) []string {
+		s.Sentinels = append(s.Sentinels, runServer(t, "+monitor master", clientTLS, o.SentinelPassword, func(port int, dir string) []string {
 			lines := append([]string{"bind 127.0.0.1", "dir " + dir}, ports(port)...)
+			if o.SentinelPassword != "" {
+				lines = append(lines, "requirepass "+o.SentinelPassword, "sentinel sentinel-pass "+o.SentinelPassword)
+			}
 			lines = append(lines,
 				fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d 2", MasterName, s.Master.port),
 				fmt.Sprintf("sentinel down-after-milliseconds %s %d", MasterName, Never.Milliseconds()),
 				// A failover may follow another after twice this.
 				fmt.Sprintf("sentinel failover-timeout %s 2000", MasterName))
+			if o.Password != "" {
+				lines = append(lines, fmt.Sprintf("sentinel auth-pass %s %s", MasterName, o.Password))
+			}
 			return append(configFile(t, dir, lines), "--sentinel")
 		}))
 	}

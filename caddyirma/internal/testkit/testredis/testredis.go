@@ -46,12 +46,13 @@ type Server struct {
 	// argv is redis-server's command line for a port and a directory of
 	// the server's own; ready is the line that it prints once it accepts
 	// connections.
-	argv   func(port int, dir string) []string
-	ready  string
-	tls    *tls.Config // for the test's own commands, if it speaks TLS only
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
+	argv     func(port int, dir string) []string
+	ready    string
+	tls      *tls.Config // for the test's own commands, if it speaks TLS only
+	password string      // for the test's own commands, if it asks for one
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	exited   chan struct{}
 }
 
 // StartServer runs a plain redis-server for the test, which it can stop
@@ -63,17 +64,18 @@ func StartServer(t testing.TB) *Server {
 
 func run(t testing.TB, args func(port int) []string) *Server {
 	t.Helper()
-	return runServer(t, "Ready to accept connections", nil, func(port int, dir string) []string {
+	return runServer(t, "Ready to accept connections", nil, "", func(port int, dir string) []string {
 		return append([]string{"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir}, args(port)...)
 	})
 }
 
 // runServer runs redis-server with the command line that argv gives, on a
-// port that it picks, until the test ends.
-func runServer(t testing.TB, ready string, tlsConf *tls.Config, argv func(port int, dir string) []string) *Server {
+// port that it picks, until the test ends; the test's own commands use
+// TLS with tlsConf if it is not nil, and password if it is not empty.
+func runServer(t testing.TB, ready string, tlsConf *tls.Config, password string, argv func(port int, dir string) []string) *Server {
 	t.Helper()
 	for try := 0; try < 5; try++ {
-		s := &Server{t: t, port: caddytest.PortToTry(t), argv: argv, ready: ready, tls: tlsConf}
+		s := &Server{t: t, port: caddytest.PortToTry(t), argv: argv, ready: ready, tls: tlsConf, password: password}
 		if s.launch() {
 			s.Addr = fmt.Sprintf("127.0.0.1:%d", s.port)
 			t.Cleanup(s.Stop)
@@ -227,11 +229,21 @@ func (s *Server) Query(cmd string) ([]string, error) {
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(c)
+	if s.password != "" {
+		var ok []string
+		if _, err := c.Write([]byte("AUTH " + s.password + "\r\n")); err != nil {
+			return nil, fmt.Errorf("redis %s: AUTH: %w", s.Addr, err)
+		}
+		if err := readReply(r, &ok); err != nil || len(ok) != 1 || ok[0] != "+OK" {
+			return nil, fmt.Errorf("redis %s: AUTH: %q %v", s.Addr, ok, err)
+		}
+	}
 	if _, err := c.Write([]byte(cmd + "\r\n")); err != nil {
 		return nil, fmt.Errorf("redis %s: %s: %w", s.Addr, cmd, err)
 	}
 	var out []string
-	if err := readReply(bufio.NewReader(c), &out); err != nil {
+	if err := readReply(r, &out); err != nil {
 		return nil, fmt.Errorf("redis %s: %s: %w", s.Addr, cmd, err)
 	}
 	return out, nil
