@@ -21,8 +21,8 @@ import (
 // A wrong sentinel password or master name stops the config with an error
 // that says so. The master is killed during a login. Until the sentinels
 // have failed over, what needs Redis gets 503 with Retry-After, a page or
-// JSON: the login page's status poll, the Yivi app's requests, a logged-in
-// page, a new login. After the failover, without a restart of either
+// JSON: the health check, the login page's status poll, the Yivi app's
+// requests, a logged-in page, a new login. After the failover, without a restart of either
 // gateway, the login that was under way completes, a login of before the
 // failover still opens, and new logins (which count sessions in Redis) and
 // a logout work on both. Last, what accept_inconsistency_risk accepts: a
@@ -76,6 +76,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 
 	t.Run("until the failover, 503", func(t *testing.T) {
 		for _, base := range []string{s.base, other} {
+			assertRetryLater(t, "the health check at "+base, func() (*http.Response, string) { return newBrowser(t).get(base+"/irma/health", nil) })
 			assertRetryLater(t, "the status poll at "+base, poll(base))
 			assertRetryLater(t, "a new login at "+base, func() (*http.Response, string) { return newBrowser(t).get(base+"/members/page", nil) })
 			resp, body := earlier.get(base+"/members/page", page)
@@ -94,6 +95,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 	// Each gateway asks the sentinels for the master when it connects
 	// again; until then a request may still get 503, and nothing else.
 	for _, base := range []string{s.base, other} {
+		waitServed(t, "the health check at "+base, func() (*http.Response, string) { return newBrowser(t).get(base+"/irma/health", nil) })
 		waitServed(t, "the status poll at "+base, poll(base))
 	}
 
