@@ -52,3 +52,22 @@ func TestCaddyfileAdapt(t *testing.T) {
 		})
 	}
 }
+
+// TestReadmeCaddyfiles: the README's example Caddyfiles that an adapt test
+// holds are the ones it shows, word for word, so that what it shows adapts.
+func TestReadmeCaddyfiles(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"several_instances.caddyfiletest"} {
+		raw, err := os.ReadFile(filepath.Join("testdata", "caddyfile_adapt", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		caddyfile, _, _ := strings.Cut(string(raw), "\n----------\n")
+		if !bytes.Contains(readme, []byte("```caddyfile\n"+caddyfile+"\n```\n")) {
+			t.Errorf("the README does not show the Caddyfile of %s as it is", name)
+		}
+	}
+}

@@ -126,8 +126,10 @@ type App struct {
 
 	// Redis keeps IRMA sessions in Redis instead of in memory, so that
 	// several Caddy instances can serve the same sessions; the gateway's
-	// own marks (credential expiries, logouts) go there too, so that a
-	// logout on one instance holds on all. Default: in memory.
+	// own marks (credential expiries, logouts, used requestor JWTs and
+	// signature results) and session counts go there too, so that they
+	// hold on all. One Redis server, or the master of Redis Sentinel.
+	// Default: in memory.
 	Redis *RedisConfig `json:"redis,omitempty"`
 
 	// TimestampKeyFile is a PEM file with the Ed25519 key of a timestamp
@@ -292,10 +294,12 @@ func (a *App) provisionServer(repl *caddy.Replacer) error {
 		if err != nil {
 			return err
 		}
-		if host, _, _ := net.SplitHostPort(settings.Addr); a.Production && settings.DisableTLS && !isLoopback(host) {
-			// The sessions, with the attributes they disclose, would cross
-			// the network in the clear.
-			return fmt.Errorf("irma: redis %q: production mode requires TLS, but on loopback: drop disable_tls", a.Redis.Address)
+		for _, addr := range redisServers(settings) {
+			if host, _, _ := net.SplitHostPort(addr); a.Production && settings.DisableTLS && !isLoopback(host) {
+				// The sessions, with the attributes they disclose, would
+				// cross the network in the clear.
+				return fmt.Errorf("irma: redis %q: production mode requires TLS, but on loopback: drop disable_tls", addr)
+			}
 		}
 		a.serverConf.StoreType, a.serverConf.RedisSettings = "redis", settings
 	}

@@ -50,14 +50,19 @@ func init() {
 //			per_client <number> [<window>]
 //			total      <number>
 //		}
-//		redis <host:port> {
-//			username             <name>
-//			password             <password>
-//			db                   <number>
+//		redis [<host:port>] {
+//			sentinel_addresses        <host:port> ...
+//			sentinel_master_name      <name>
+//			sentinel_username         <name>
+//			sentinel_password         <password>
+//			accept_inconsistency_risk
+//			username                  <name>
+//			password                  <password>
+//			db                        <number>
 //			disable_tls
-//			tls_ca_cert_file     <file>
-//			tls_client_cert_file <file>
-//			tls_client_key_file  <file>
+//			tls_ca_cert_file          <file>
+//			tls_client_cert_file      <file>
+//			tls_client_key_file       <file>
 //		}
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {

@@ -15,8 +15,9 @@
 //   - endpoints.go: irma_endpoints stands at the top of the site. Paths under
 //     the app's prefix (/irma/) are the gateway's own (the Yivi app's
 //     protocol, the session pages' status and pairing, the JWKS, login,
-//     forward auth, and logout in logout.go); it passes every other
-//     request on, through the shield.
+//     forward auth, and logout in logout.go; a store that does not answer
+//     is a 503 there too, unavailable.go); it passes every other request
+//     on, through the shield.
 //   - shield.go: headers of the gateway's namespace (X-Irma-*, the identity
 //     header, plain attribute headers) that a client sent are removed, in
 //     every spelling, and a request that declares one as a trailer is
@@ -43,8 +44,9 @@
 // default schemes, which package schemecache fetches the first time),
 // schemesload.go (the schemes and issuer keys, parsed and checked),
 // schemesupdate.go (updates, handed to the running server whole), redis.go
-// (the session store), login.go (the cookie and JWT keys, loaded at start)
-// and server.go
+// (the session store: one Redis server, or Redis Sentinel) and
+// redisconnect.go (the checks at start, the gateway's own clients), login.go
+// (the cookie and JWT keys, loaded at start) and server.go
 // (the IRMA server, shared across reloads, and the marks that sessions and
 // logouts leave: in the Redis of the sessions, else in the process).
 // irma_issue (issue.go) and irma_sign (sign.go, signresult.go) use the same

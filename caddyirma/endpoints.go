@@ -116,6 +116,15 @@ func (e *Endpoints) serveIRMA(w http.ResponseWriter, r *http.Request, rest strin
 	if rs == nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma: the IRMA server is not running"))
 	}
+	if rs.limitCounts == nil { // the sessions are in memory, which is always there
+		return e.passIRMA(w, r, rest, rs)
+	}
+	return serveStoreAware(w, r, e.app.logger, func(w http.ResponseWriter) error { return e.passIRMA(w, r, rest, rs) })
+}
+
+// passIRMA passes a request to an exposed route on to irmaserver, with
+// the checks of the posts that it would not make.
+func (e *Endpoints) passIRMA(w http.ResponseWriter, r *http.Request, rest string, rs *runningServer) error {
 	h := http.StripPrefix(strings.TrimSuffix(e.app.prefix, "/"), rs.handler)
 	if tok, ok := proofsClientToken(rest); ok && r.Method == http.MethodPost {
 		check := func(body []byte) error { return proofbounds.CheckPosted(rs.conf.Load(), body) }

@@ -83,6 +83,11 @@ func TestLoadErrors(t *testing.T) {
 		}
 		return strings.Replace(production, old, new, 1)
 	}
+	// sentinels is a redis block that opens with open, names a sentinel
+	// (that does not answer) and its master, and has the lines of more.
+	sentinels := func(open, more string) string {
+		return "schemes_update off\n\t\t" + open + "\n\t\t\tsentinel_addresses 127.0.0.1:1\n\t\t\tsentinel_master_name irma\n\t\t\t" + more + "\n\t\t}"
+	}
 	for _, tc := range []struct {
 		name, config string
 		want         []string
@@ -106,6 +111,14 @@ func TestLoadErrors(t *testing.T) {
 		{"scan_timeout too short", replace("schemes_update off", "schemes_update off\n\t\tscan_timeout 5s"), []string{"scan_timeout 5s", "at least 10s"}},
 		{"scan_timeout beyond the session", replace("schemes_update off", "schemes_update off\n\t\tmax_session_lifetime 5m\n\t\tscan_timeout 6m"), []string{"scan_timeout 6m0s", "max_session_lifetime (5m0s)"}},
 		{"redis db", replace("schemes_update off", "schemes_update off\n\t\tredis 127.0.0.1:1 {\n\t\t\tdb -1\n\t\t}"), []string{`db "-1"`}},
+		{"redis without a server", replace("schemes_update off", "schemes_update off\n\t\tredis {\n\t\t\tdisable_tls\n\t\t}"), []string{"redis", "an address, or sentinel_addresses, is required"}},
+		{"redis address and sentinels", replace("schemes_update off", sentinels("redis 127.0.0.1:1 {", "accept_inconsistency_risk")), []string{`redis "127.0.0.1:1"`, "sentinel_addresses given too"}},
+		{"redis sentinel setting with an address", replace("schemes_update off", "schemes_update off\n\t\tredis 127.0.0.1:1 {\n\t\t\tsentinel_master_name irma\n\t\t}"), []string{`redis "127.0.0.1:1"`, "sentinel_master_name goes with sentinel_addresses"}},
+		{"redis sentinel address", replace("schemes_update off", "schemes_update off\n\t\tredis {\n\t\t\tsentinel_addresses sentinel.example\n\t\t\tsentinel_master_name irma\n\t\t\taccept_inconsistency_risk\n\t\t}"), []string{`sentinel_addresses "sentinel.example"`, "host:port"}},
+		{"redis sentinels without a master name", replace("schemes_update off", "schemes_update off\n\t\tredis {\n\t\t\tsentinel_addresses 127.0.0.1:1\n\t\t\taccept_inconsistency_risk\n\t\t}"), []string{`sentinel_addresses ["127.0.0.1:1"]`, "sentinel_master_name is required"}},
+		{"redis sentinels without the risk accepted", replace("schemes_update off", sentinels("redis {", "")), []string{`sentinel_addresses ["127.0.0.1:1"]`, "add accept_inconsistency_risk"}},
+		{"production: redis sentinels without TLS", inProduction("schemes_update off", "schemes_update off\n\t\tredis {\n\t\t\tsentinel_addresses 127.0.0.1:1 sentinel.example:26379\n\t\t\tsentinel_master_name irma\n\t\t\taccept_inconsistency_risk\n\t\t\tdisable_tls\n\t\t}"), []string{`redis "sentinel.example:26379"`, "production", "TLS"}},
+		{"unreachable redis sentinels", replace("schemes_update off", sentinels("redis {", "accept_inconsistency_risk\n\t\t\tdisable_tls")), []string{`redis sentinels ["127.0.0.1:1"] (master "irma")`}},
 		{"redis ca file", replace("schemes_update off", "schemes_update off\n\t\tredis 127.0.0.1:1 {\n\t\t\ttls_ca_cert_file "+g.scheme.TimestampKeyFile+"\n\t\t}"), []string{"tls_ca_cert_file", "no PEM certificates"}},
 		{"pairing", replace("irma_issue {", "irma_issue {\n\t\t\tpairing maybe"), []string{`pairing "maybe"`}},
 		{"missing keys dir", replace("issuer_private_keys_path "+g.scheme.PrivateKeysPath, "issuer_private_keys_path /nonexistent/keys"), []string{`issuer_private_keys_path "/nonexistent/keys"`}},

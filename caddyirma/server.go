@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -88,11 +87,16 @@ func (a *App) newServer() (caddy.Destructor, error) {
 	if a.Redis != nil {
 		// go-redis retries a silent address for many seconds; say at once
 		// that it is unreachable.
-		c, err := net.DialTimeout("tcp", a.serverConf.RedisSettings.Addr, 5*time.Second)
-		if err != nil {
+		if err := dialAny(redisServers(a.serverConf.RedisSettings)); err != nil {
 			return nil, fmt.Errorf("failed to connect to Redis: %w", err)
 		}
-		c.Close()
+		if len(a.serverConf.RedisSettings.SentinelAddrs) > 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := askSentinels(ctx, a.serverConf.RedisSettings); err != nil {
+				return nil, fmt.Errorf("asking the sentinels for the master: %w", err)
+			}
+		}
 	}
 	conf := *a.serverConf
 	srv, err := irmaserver.New(&conf)
@@ -108,8 +112,7 @@ func (a *App) newServer() (caddy.Destructor, error) {
 			return nil, err
 		}
 		rs.marks = marks.New(marks.Config{Redis: client.Client, Prefix: client.KeyPrefix + redisKeyPrefix})
-		opt := *client.Options() // the same server, credentials and TLS
-		rs.limitCounts, rs.redisPrefix = redis.NewClient(&opt), client.KeyPrefix
+		rs.limitCounts, rs.redisPrefix = ownClient(conf.RedisSettings, client.Client), client.KeyPrefix
 	}
 	rs.schemes = &schemeUpdater{sources: a.sources, rs: rs, fingerprint: a.schemes.fingerprint, fetches: a.schemes.fetches}
 	rs.schemes.logger.Store(a.logger.Named("schemes"))
@@ -138,7 +141,7 @@ func (a *App) Start() error {
 	if err != nil {
 		irmaLogs.SetTarget(prevLogger)
 		if a.Redis != nil {
-			return fmt.Errorf("irma: starting the IRMA server with redis at %q: %w", a.Redis.Address, err)
+			return fmt.Errorf("irma: starting the IRMA server with %s: %w", a.Redis.describe(), err)
 		}
 		return fmt.Errorf("irma: starting the IRMA server: %w", err)
 	}

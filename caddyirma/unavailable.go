@@ -1,11 +1,16 @@
 package caddyirma
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
 
+	irma "github.com/privacybydesign/irmago/irma"
+	"github.com/privacybydesign/irmago/irma/server"
 	"github.com/privacybydesign/irmago/irma/server/irmaserver"
 	"go.uber.org/zap"
 
@@ -64,3 +69,59 @@ func answerUnavailable(w http.ResponseWriter, r *http.Request, logger *zap.Logge
 	})
 	return nil
 }
+
+// serveStoreAware passes r to serve, an IRMA endpoint of irmaserver's,
+// when the sessions are in Redis. irmaserver answers a failure of Redis
+// (it does not answer; a master that a failover made a replica refuses
+// writes) as 500 INTERNAL_ERROR, the one error of its session routes that
+// is neither the request's nor the session's: such an answer becomes the
+// 503 of answerUnavailable, for the Yivi app and the session page's status
+// poll to try again. irmaserver logs the failure itself. Asking Redis
+// afterwards would not do: a failover may have ended in between.
+func serveStoreAware(w http.ResponseWriter, r *http.Request, logger *zap.Logger, serve func(http.ResponseWriter) error) error {
+	held := &heldInternalError{ResponseWriter: w}
+	err := serve(held)
+	if held.status == 0 {
+		return err
+	}
+	var answer irma.RemoteError
+	if json.Unmarshal(held.body.Bytes(), &answer) == nil && answer.ErrorName == string(server.ErrorInternal.Type) {
+		return answerUnavailable(w, r, logger, fmt.Errorf("irma endpoints: irmaserver answered %d %s: its store failed", held.status, answer.ErrorName))
+	}
+	w.WriteHeader(held.status)
+	_, _ = w.Write(held.body.Bytes())
+	return err
+}
+
+// heldInternalError passes a response on, unless its status is 500: then
+// it keeps the status and the body, for serveStoreAware to decide.
+type heldInternalError struct {
+	http.ResponseWriter
+	status  int // 500 once held
+	decided bool
+	body    bytes.Buffer
+}
+
+func (h *heldInternalError) WriteHeader(code int) {
+	if h.decided {
+		return
+	}
+	h.decided = true
+	if code == http.StatusInternalServerError {
+		h.status = code
+		return
+	}
+	h.ResponseWriter.WriteHeader(code)
+}
+
+func (h *heldInternalError) Write(b []byte) (int, error) {
+	if !h.decided {
+		h.WriteHeader(http.StatusOK)
+	}
+	if h.status != 0 {
+		return h.body.Write(b)
+	}
+	return h.ResponseWriter.Write(b)
+}
+
+func (h *heldInternalError) Unwrap() http.ResponseWriter { return h.ResponseWriter }

@@ -13,12 +13,7 @@ import (
 // TestBinary builds the Caddy binary as `make build` does, without cgo, and
 // smoke-tests it as an operator would use it.
 func TestBinary(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "caddy")
-	build := exec.Command("go", "build", "-o", bin, "../../cmd/caddy")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("CGO_ENABLED=0 go build: %v\n%s", err, out)
-	}
+	bin := buildGo(t, "cmd/caddy", "CGO_ENABLED=0")
 	repo, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)

@@ -4,12 +4,8 @@ import (
 	"context"
 	"fmt"
 	"html"
-	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -392,42 +388,6 @@ func TestLogoutTwoInstances(t *testing.T) {
 			}
 		})
 	}
-}
-
-// startInstance runs a second gateway with the Caddyfile of s, in the
-// Caddy binary as its own process, on a loopback port of its own; it
-// returns its base URL. Same url, schemes, keys, storage and Redis: a
-// second instance of the same gateway.
-func startInstance(t *testing.T, s *authSite) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := "http://" + ln.Addr().String()
-	site := regexp.MustCompile(`(?m)^http://127\.0\.0\.1:\d+ \{\n\tbind fd/\d+$`)
-	if n := len(site.FindAllString(s.config, -1)); n != 1 {
-		t.Fatalf("the site's address and bind line are in the config %d times, want 1", n)
-	}
-	conf := site.ReplaceAllString(s.config, base+" {\n\tbind fd/3")
-	conf = strings.Replace(conf, "\tadmin off\n", "\tadmin off\n\tpersist_config off\n", 1)
-	dir := t.TempDir()
-	config := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(config, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f, err := ln.(*net.TCPListener).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	ln.Close()
-	cmd := exec.Command(buildGo(t, "cmd/caddy", "CGO_ENABLED=0"), "run", "--config", config, "--adapter", "caddyfile")
-	cmd.ExtraFiles = []*os.File{f} // fd 3
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_CONFIG_HOME="+filepath.Join(dir, "config"), "XDG_DATA_HOME="+filepath.Join(dir, "data"))
-	startProcess(t, "the second gateway", cmd, regexp.MustCompile(`"msg":"(serving initial configuration)"`))
-	return base
 }
 
 // TestLogoutChromium: in a real browser, the page of a logout link posts

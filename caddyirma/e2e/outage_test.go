@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	irma "github.com/privacybydesign/irmago/irma"
+
 	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testkit/testredis"
 )
 
@@ -104,4 +106,50 @@ func TestRedisOutage(t *testing.T) {
 	if resp, body := anonymous.get(s.base+"/members/page", script); resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "sessionPtr") {
 		t.Errorf("a new session after the outage: %d %.200q", resp.StatusCode, body)
 	}
+}
+
+// TestRedisOutageIRMAEndpoints: during an outage of Redis, the IRMA
+// endpoints of a login under way (its page's status poll, the Yivi app's
+// requests) answer 503 with Retry-After and JSON too, where irmaserver
+// answers a failure of its store with a bare 500; when Redis is back, the
+// login goes on.
+func TestRedisOutageIRMAEndpoints(t *testing.T) {
+	redis := testredis.StartServer(t)
+	s := newAuthSiteStore(t, nil, fmt.Sprintf("redis %s {\n\t\t\tdisable_tls\n\t\t}", redis.Addr))
+	b := newBrowser(t)
+	pending := startLogin(t, b, s.base+"/members/page")
+	poll := func() (*http.Response, string) {
+		return b.get(s.base+pending.Frontend.StatusURL, map[string]string{"Authorization": pending.Frontend.Authorization})
+	}
+	app := newBrowser(t) // the Yivi app asks for the session
+	session := func() (*http.Response, string) { return app.get(pending.SessionPtr.URL+"/", nil) }
+
+	redis.Stop()
+	assertRetryLater(t, "the status poll during the outage", poll)
+	assertRetryLater(t, "the Yivi app's request during the outage", session)
+	redis.Restart() // empty: the session is gone, as a fresh Redis would have it
+	if resp, body := poll(); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "SESSION_UNKNOWN") {
+		t.Errorf("the status poll after the outage: %d %.300q", resp.StatusCode, body)
+	}
+}
+
+// pendingLogin is what a protected route answers a script that is not
+// logged in: the session for the Yivi app, and the page's frontend.
+type pendingLogin struct {
+	SessionPtr irma.Qr `json:"sessionPtr"`
+	Frontend   struct {
+		Authorization string `json:"authorization"`
+		StatusURL     string `json:"statusUrl"`
+	} `json:"frontend"`
+}
+
+// startLogin starts a login at url as b's script, and returns the session.
+func startLogin(t *testing.T, b *browser, url string) *pendingLogin {
+	t.Helper()
+	var p pendingLogin
+	resp, body := b.get(url, nil)
+	if resp.StatusCode != http.StatusUnauthorized || json.Unmarshal([]byte(body), &p) != nil || p.SessionPtr.URL == "" {
+		t.Fatalf("starting a login at %s: %d %.300q", url, resp.StatusCode, body)
+	}
+	return &p
 }

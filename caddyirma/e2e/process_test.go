@@ -2,11 +2,13 @@ package e2e
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -124,19 +126,79 @@ func startProcess(t *testing.T, name string, cmd *exec.Cmd, ready *regexp.Regexp
 	return "", nil
 }
 
-// buildGo builds the Go command in pkg (relative to the repository) into a
-// directory of the test's and returns the binary's path. env is added to
-// the build's environment (CGO_ENABLED=0, for instance).
+// builds holds the binaries that buildGo made, by package and
+// environment: each is built once per test binary (linking the Caddy binary
+// takes seconds, more on a busy machine), into builds.dir, which TestMain
+// removes at the end.
+var builds = struct {
+	sync.Mutex
+	dir  string
+	made map[string]*build
+}{made: map[string]*build{}}
+
+// build is one binary that buildGo makes: done is closed once bin or err
+// is set.
+type build struct {
+	done chan struct{}
+	bin  string
+	err  error
+}
+
+// buildGo builds the Go command in pkg (relative to the repository) and
+// returns the binary's path; a later call with the same pkg and env gets
+// the same binary. env is added to the build's environment (CGO_ENABLED=0,
+// for instance). Tests only run the binary: none may change it.
 func buildGo(t *testing.T, pkg string, env ...string) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	key := pkg + "\x00" + strings.Join(env, "\x00")
+	builds.Lock()
+	b, built := builds.made[key]
+	n := len(builds.made)
+	if !built {
+		b = &build{done: make(chan struct{})}
+		builds.made[key] = b
+		if builds.dir == "" {
+			builds.dir, b.err = os.MkdirTemp("", "caddy-irma-e2e-bin-")
+		}
+	}
+	dir := builds.dir
+	builds.Unlock()
+	if !built {
+		if b.err == nil {
+			b.bin, b.err = goBuild(t, dir, n, pkg, env)
+		}
+		close(b.done)
+	}
+	<-b.done
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.bin
+}
+
+// goBuild builds pkg with env into its own directory n under dir.
+func goBuild(t *testing.T, dir string, n int, pkg string, env []string) (string, error) {
+	t.Helper()
+	bin := filepath.Join(dir, strconv.Itoa(n), filepath.Base(pkg))
+	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+		return "", err
+	}
 	build := exec.Command("go", "build", "-o", bin, "./"+pkg)
 	build.Dir = repoRoot(t)
 	build.Env = append(os.Environ(), env...)
 	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./%s: %v\n%s", pkg, err, out)
+		return "", fmt.Errorf("go build ./%s: %w\n%s", pkg, err, out)
 	}
-	return bin
+	return bin, nil
+}
+
+// TestMain removes the binaries that the tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builds.dir != "" {
+		_ = os.RemoveAll(builds.dir)
+	}
+	os.Exit(code)
 }
 
 // repoRoot is the repository's directory (the tests run in caddyirma/e2e).
