@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -240,15 +239,3 @@ func (p *privateResponse) Write(b []byte) (int, error) {
 }
 
 func (p *privateResponse) Unwrap() http.ResponseWriter { return p.ResponseWriter }
-
-// crossSite says whether a browser sent r from another site.
-func crossSite(r *http.Request) bool {
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
-		return site == "cross-site"
-	}
-	if origin := r.Header.Get("Origin"); origin != "" && origin != "null" {
-		u, err := url.Parse(origin)
-		return err != nil || u.Host != r.Host
-	}
-	return false
-}
