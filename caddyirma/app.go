@@ -298,7 +298,7 @@ func (a *App) provisionServer(repl *caddy.Replacer) error {
 			if host, _, _ := net.SplitHostPort(addr); a.Production && settings.DisableTLS && !isLoopback(host) {
 				// The sessions, with the attributes they disclose, would
 				// cross the network in the clear.
-				return fmt.Errorf("irma: redis %q: production mode requires TLS, but on loopback: drop disable_tls", addr)
+				return fmt.Errorf("irma: redis %q: production mode requires TLS unless on loopback: drop disable_tls", addr)
 			}
 		}
 		a.serverConf.StoreType, a.serverConf.RedisSettings = "redis", settings

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -296,7 +297,7 @@ var (
 
 // serveHealth answers a load balancer's health check: 200 if this instance
 // can serve logins (its IRMA server runs, and the store of sessions and
-// marks answers), else 503 with Retry-After.
+// marks takes a write), else 503 with Retry-After.
 func (e *Endpoints) serveHealth(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
@@ -306,7 +307,9 @@ func (e *Endpoints) serveHealth(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma: health: %w", err))
 	}
-	if _, err := store.Has(r.Context(), "health"); err != nil {
+	// A write, as every login and logout makes: a full Redis, or a replica
+	// that a failover left read-only, answers reads but cannot serve them.
+	if err := store.Put(r.Context(), "health", nil, time.Minute); err != nil {
 		return fmt.Errorf("irma: health: %w", err)
 	}
 	sessionpage.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})

@@ -164,6 +164,13 @@ func (l *LoginConfig) provision(serverURL string) error {
 			return fmt.Errorf("login: cookie_keys: key %d: %w", i+1, err)
 		}
 	}
+	if l.KeyFile != "" {
+		// Here too, so that caddy validate finds a key file that start would
+		// not load.
+		if _, err := loadKeyFile(repl.ReplaceAll(l.KeyFile, ""), assertion.Algorithm(l.Algorithm)); err != nil {
+			return fmt.Errorf("login: key_file %q: %w", l.KeyFile, err)
+		}
+	}
 	return nil
 }
 

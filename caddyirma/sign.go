@@ -120,7 +120,7 @@ func (h *Sign) Provision(ctx caddy.Context) error {
 		if app.Production && u.Scheme == "http" && !isLoopback(u.Hostname()) {
 			// The signature and the attributes in it would cross the
 			// network in the clear.
-			return fmt.Errorf("irma_sign: upstream %q: production mode requires https, but on loopback", h.Upstream)
+			return fmt.Errorf("irma_sign: upstream %q: production mode requires https unless on loopback", h.Upstream)
 		}
 	}
 	b, err := json.Marshal(h)

@@ -56,7 +56,7 @@ func answerUnavailable(w http.ResponseWriter, r *http.Request, logger *zap.Logge
 	if r.Context().Err() != nil {
 		log = logger.Debug
 	}
-	log("request refused: the session store (Redis) does not answer", zap.Error(err))
+	log("request refused: the session store (Redis) failed", zap.Error(err))
 	secs := int(storeRetryAfter / time.Second)
 	h := w.Header()
 	h.Set("Retry-After", strconv.Itoa(secs))
@@ -65,7 +65,7 @@ func answerUnavailable(w http.ResponseWriter, r *http.Request, logger *zap.Logge
 		return sessionpage.RenderMessage(w, http.StatusServiceUnavailable, sessionpage.Language(r), "unavailable", requestReturn(r))
 	}
 	sessionpage.WriteJSON(w, http.StatusServiceUnavailable, map[string]any{
-		"error": "store_unavailable", "message": "the session store does not answer: try again shortly", "retry_after": secs,
+		"error": "store_unavailable", "message": "the session store is not available: try again shortly", "retry_after": secs,
 	})
 	return nil
 }

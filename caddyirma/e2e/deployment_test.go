@@ -73,13 +73,20 @@ func TestDeployment(t *testing.T) {
 	data := t.TempDir()
 	schemeserver.Copy(t, schemeserver.Yivi(t), filepath.Join(data, "caddy", "irma", "schemes"))
 
-	validate := exec.Command("unshare", "--map-root-user", "--net", bin, "validate", "--config", caddyfile)
-	validate.Dir = etc
-	validate.Env = append(os.Environ(), "HOME="+t.TempDir(), "XDG_DATA_HOME="+data, "XDG_CONFIG_HOME="+t.TempDir(),
-		"CREDENTIALS_DIRECTORY="+creds)
-	validate.Env = append(validate.Env, strings.Split(strings.TrimSpace(string(env)), "\n")...)
-	out, err := validate.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "Valid configuration") {
+	validate := func(extra ...string) (string, error) {
+		cmd := exec.Command("unshare", "--map-root-user", "--net", bin, "validate", "--config", caddyfile)
+		cmd.Dir = etc
+		cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "XDG_DATA_HOME="+data, "XDG_CONFIG_HOME="+t.TempDir())
+		cmd.Env = append(cmd.Env, strings.Split(strings.TrimSpace(string(env)), "\n")...)
+		cmd.Env = append(cmd.Env, extra...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := validate("CREDENTIALS_DIRECTORY=" + creds); err != nil || !strings.Contains(out, "Valid configuration") || strings.Contains(out, "not formatted") {
 		t.Fatalf("caddy validate of the README's Caddyfile: %v\n%s", err, out)
+	}
+	// Without the credential, validate says so: it loads the key file.
+	if out, err := validate(); err == nil || !strings.Contains(out, "key_file") {
+		t.Errorf("caddy validate without the key file: %v\n%s", err, out)
 	}
 }

@@ -42,9 +42,20 @@ func TestRedisOutage(t *testing.T) {
 	if got := health(); got != http.StatusOK {
 		t.Fatalf("health before the outage: %d", got)
 	}
+	// A full Redis answers reads but refuses writes, which every login and
+	// logout makes: the health check says 503 too.
+	redisCommand(t, redis.Addr, "CONFIG SET maxmemory-policy noeviction")
+	redisCommand(t, redis.Addr, "CONFIG SET maxmemory 1")
+	if got := health(); got != http.StatusServiceUnavailable {
+		t.Errorf("health with a full Redis: %d, want 503", got)
+	}
+	redisCommand(t, redis.Addr, "CONFIG SET maxmemory 0")
+	if got := health(); got != http.StatusOK {
+		t.Fatalf("health with room again: %d", got)
+	}
 
 	redis.Stop()
-	refused := 0
+	refused := 1 // the health check of the full Redis
 	for _, c := range []struct {
 		name   string
 		b      *browser
@@ -89,7 +100,7 @@ func TestRedisOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := strings.Count(string(logs), "the session store (Redis) does not answer"); n != refused {
+	if n := strings.Count(string(logs), "the session store (Redis) failed"); n != refused {
 		t.Errorf("%d log lines name Redis for %d refused requests:\n%s", n, refused, logs)
 	}
 	if strings.Contains(string(logs), `"status":500`) {

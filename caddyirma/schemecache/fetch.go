@@ -68,7 +68,20 @@ var defaultClient = &http.Client{Transport: func() http.RoundTripper {
 	t.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	t.ResponseHeaderTimeout = 30 * time.Second
 	return t
-}()}
+}(), CheckRedirect: noDowngrade}
+
+// noDowngrade follows up to 10 redirects, as Go does, but none from https
+// to plain http: the signature guards what a scheme holds, not who sees
+// which files a gateway fetches.
+func noDowngrade(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
+		return fmt.Errorf("a redirect from https to %s://%s refused", req.URL.Scheme, req.URL.Host)
+	}
+	return nil
+}
 
 func (f *Fetcher) client() *http.Client {
 	if f.Client != nil {

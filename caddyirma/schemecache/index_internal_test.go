@@ -1,6 +1,7 @@
 package schemecache
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 )
@@ -37,5 +38,34 @@ func TestParseIndex(t *testing.T) {
 	}
 	if _, err := parseIndex("demo", []byte(hash+" demo/timestamp\n")); err == nil {
 		t.Error("an index without description.xml passed")
+	}
+}
+
+// TestNoDowngrade: scheme fetches follow redirects, but not from https to
+// plain http, and not forever.
+func TestNoDowngrade(t *testing.T) {
+	req := func(u string) *http.Request {
+		r, err := http.NewRequest("GET", u, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	from := []*http.Request{req("https://schemes.example/pbdf/index")}
+	if err := noDowngrade(req("https://mirror.example/pbdf/index"), from); err != nil {
+		t.Errorf("https to https: %v", err)
+	}
+	if err := noDowngrade(req("http://mirror.example/pbdf/index"), from); err == nil {
+		t.Error("https to http was followed")
+	}
+	if err := noDowngrade(req("http://localhost/x"), []*http.Request{req("http://localhost/y")}); err != nil {
+		t.Errorf("http to http (a local test server): %v", err)
+	}
+	many := make([]*http.Request, 10)
+	for i := range many {
+		many[i] = from[0]
+	}
+	if err := noDowngrade(req("https://schemes.example/x"), many); err == nil {
+		t.Error("an eleventh redirect was followed")
 	}
 }

@@ -27,7 +27,7 @@ import (
 
 // ErrUnavailable is wrapped by the errors of a store that cannot answer
 // now (Redis is down or unreachable): the same call may work later.
-var ErrUnavailable = errors.New("the store does not answer")
+var ErrUnavailable = errors.New("the store failed")
 
 // Store keeps marks.
 type Store interface {
