@@ -172,9 +172,12 @@ type App struct {
 	ownTimestampKey *timestamp.OwnKey
 	irmagoLogger    *zap.Logger
 	ownsConf        bool // irmaConf is this app's to close, not a running server's
-	srv             atomic.Pointer[runningServer]
-	limiter         sessionlimit.Limiter
-	logger          *zap.Logger
+	// schemeChecks: what a scheme update must have (requireSchemes).
+	schemeChecksMu sync.Mutex
+	schemeChecks   []func(*irma.Configuration) error
+	srv            atomic.Pointer[runningServer]
+	limiter        sessionlimit.Limiter
+	logger         *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -314,6 +317,12 @@ func (a *App) provisionPolicies(*caddy.Replacer) error {
 		if err := p.Validate(a.irmaConf); err != nil {
 			return fmt.Errorf("irma: policy %q: %w", name, err)
 		}
+		a.requireSchemes(func(conf *irma.Configuration) error {
+			if err := p.Validate(conf); err != nil {
+				return fmt.Errorf("irma: policy %q: %w", name, err)
+			}
+			return nil
+		})
 	}
 	return nil
 }

@@ -124,6 +124,12 @@ func (h *Auth) Provision(ctx caddy.Context) error {
 		if err := p.Validate(app.Configuration()); err != nil {
 			return fmt.Errorf("irma_auth: %w", err)
 		}
+		app.requireSchemes(func(conf *irma.Configuration) error {
+			if err := p.Validate(conf); err != nil {
+				return fmt.Errorf("irma_auth: %w", err)
+			}
+			return nil
+		})
 		b, err := json.Marshal(p)
 		if err != nil {
 			return err
@@ -149,6 +155,12 @@ func (h *Auth) provisionHeaders() error {
 		if err := checkAttributeID(h.app.Configuration(), id); err != nil {
 			return err
 		}
+		h.app.requireSchemes(func(conf *irma.Configuration) error {
+			if err := checkAttributeID(conf, id); err != nil {
+				return fmt.Errorf("irma_auth: header of %s: %w", id, err)
+			}
+			return nil
+		})
 		if !validHeaderName(name) {
 			return fmt.Errorf("attribute %s: %q is not a header name", id, name)
 		}

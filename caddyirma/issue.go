@@ -113,16 +113,11 @@ func (h *Issue) Provision(ctx caddy.Context) error {
 	if err := checkPairing(h.Pairing); err != nil {
 		return fmt.Errorf("irma_issue: %w", err)
 	}
-	conf := h.app.Configuration()
-	if len(h.Disclose) > 0 {
-		if err := (policy.Policy{Requirements: h.Disclose}).Validate(conf); err != nil {
-			return fmt.Errorf("irma_issue: disclose: %w", err)
-		}
+	if err := h.checkSchemes(h.app.Configuration()); err != nil {
+		return err
 	}
-	for i, c := range h.Credentials {
-		if err := checkCredentialSpec(conf, c); err != nil {
-			return fmt.Errorf("irma_issue: %w", err)
-		}
+	h.app.requireSchemes(h.checkSchemes)
+	for i := range h.Credentials {
 		if err := h.Credentials[i].compilePatterns(); err != nil {
 			return fmt.Errorf("irma_issue: %w", err)
 		}
@@ -143,6 +138,21 @@ func (c *CredentialSpec) compilePatterns() error {
 			return fmt.Errorf("credential %q: match %q: %w", c.Type, name, err)
 		}
 		c.patterns[name] = re
+	}
+	return nil
+}
+
+// checkSchemes checks that conf has what the handler discloses and issues.
+func (h *Issue) checkSchemes(conf *irma.Configuration) error {
+	if len(h.Disclose) > 0 {
+		if err := (policy.Policy{Requirements: h.Disclose}).Validate(conf); err != nil {
+			return fmt.Errorf("irma_issue: disclose: %w", err)
+		}
+	}
+	for _, c := range h.Credentials {
+		if err := checkCredentialSpec(conf, c); err != nil {
+			return fmt.Errorf("irma_issue: %w", err)
+		}
 	}
 	return nil
 }

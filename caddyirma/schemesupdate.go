@@ -66,6 +66,7 @@ type schemeUpdater struct {
 	sources schemeSources
 	rs      *runningServer
 	logger  atomic.Pointer[zap.Logger]
+	app     atomic.Pointer[App] // the config that started last, whose checks an update must pass
 
 	updating sync.Mutex // one update at a time
 
@@ -76,6 +77,30 @@ type schemeUpdater struct {
 
 	stop context.CancelFunc
 	done chan struct{}
+}
+
+// requireSchemes adds a check that every scheme update must pass: the
+// handlers of the config name attributes and credentials that must stay.
+func (a *App) requireSchemes(check func(*irma.Configuration) error) {
+	a.schemeChecksMu.Lock()
+	defer a.schemeChecksMu.Unlock()
+	a.schemeChecks = append(a.schemeChecks, check)
+}
+
+// checkSchemes runs the checks of the config that started last on conf.
+func (u *schemeUpdater) checkSchemes(conf *irma.Configuration) error {
+	a := u.app.Load()
+	if a == nil {
+		return nil
+	}
+	a.schemeChecksMu.Lock()
+	checks := a.schemeChecks
+	a.schemeChecksMu.Unlock()
+	var errs []error
+	for _, check := range checks {
+		errs = append(errs, check(conf))
+	}
+	return errors.Join(errs...)
 }
 
 // start runs the updates: one now, then one every interval, until close.
@@ -145,6 +170,13 @@ func (u *schemeUpdater) update(ctx context.Context) (bool, error) {
 	loaded, err := u.sources.load(logger)
 	if err != nil {
 		logger.Error("the schemes on disk changed, but do not load: the IRMA server keeps the ones it has", zap.Error(err))
+		return false, errors.Join(append(errs, err)...)
+	}
+	if err := u.checkSchemes(loaded.conf); err != nil {
+		// Taking them would break routes that run now; the copy on disk is
+		// new, so a restart with this config would fail the same way.
+		closeSchemes(loaded.conf)
+		logger.Error("the schemes on disk changed, but lack what the config names: the IRMA server keeps the ones it has; change the config before a restart", zap.Error(err))
 		return false, errors.Join(append(errs, err)...)
 	}
 	if !u.adopt(loaded) {

@@ -116,6 +116,7 @@ func (a *App) newServer() (caddy.Destructor, error) {
 	}
 	rs.schemes = &schemeUpdater{sources: a.sources, rs: rs, fingerprint: a.schemes.fingerprint, fetches: a.schemes.fetches}
 	rs.schemes.logger.Store(a.logger.Named("schemes"))
+	rs.schemes.app.Store(a)
 	if !a.DisableSchemesUpdate {
 		rs.schemes.start(time.Duration(a.SchemesUpdateInterval))
 	}
@@ -156,6 +157,7 @@ func (a *App) Start() error {
 		// The running server takes the schemes of this config if they
 		// changed on disk; else it keeps its own parse of the same.
 		rs.schemes.logger.Store(a.logger.Named("schemes"))
+		rs.schemes.app.Store(a)
 		if !rs.schemes.adopt(a.schemes) {
 			closeSchemes(a.irmaConf)
 			a.irmaConf = rs.conf.Load()

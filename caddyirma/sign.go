@@ -106,9 +106,16 @@ func (h *Sign) Provision(ctx caddy.Context) error {
 	if len(h.Requirements) == 0 {
 		return errors.New("irma_sign: at least one require line is needed")
 	}
-	if err := (policy.Policy{Requirements: h.Requirements}).Validate(h.app.Configuration()); err != nil {
-		return fmt.Errorf("irma_sign: %w", err)
+	check := func(conf *irma.Configuration) error {
+		if err := (policy.Policy{Requirements: h.Requirements}).Validate(conf); err != nil {
+			return fmt.Errorf("irma_sign: %w", err)
+		}
+		return nil
 	}
+	if err := check(h.app.Configuration()); err != nil {
+		return err
+	}
+	h.app.requireSchemes(check)
 	if err := checkPairing(h.Pairing); err != nil {
 		return fmt.Errorf("irma_sign: %w", err)
 	}
