@@ -194,6 +194,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.started = make(chan struct{})
 	a.storage = ctx.Storage()
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("irma: metrics: %w", err)
+	}
 	repl := caddy.NewReplacer()
 	for _, step := range []func(*caddy.Replacer) error{
 		a.provisionURL,        // the public URL, and the prefix of the endpoints

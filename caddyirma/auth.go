@@ -191,6 +191,7 @@ func (h *Auth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	}
 	ret := requestReturn(r)
 	login, err := h.flow.check(w, r, destination{ret: ret, done: ret, code: http.StatusUnauthorized})
+	countRequest(h.flow.name, login != nil && err == nil)
 	if login == nil || err != nil {
 		return answerStoreDown(w, r, h.flow.logger, err)
 	}

@@ -214,7 +214,9 @@ func (e *Endpoints) serveForwardAuth(w http.ResponseWriter, r *http.Request) err
 		writePathRefusal(w, http.StatusForbidden, err)
 		return nil
 	}
-	if login, err := f.satisfied(r); err != nil {
+	login, err := f.satisfied(r)
+	countRequest(f.name, login != nil && err == nil)
+	if err != nil {
 		return err
 	} else if login != nil {
 		token, err := f.token(login)
@@ -230,12 +232,12 @@ func (e *Endpoints) serveForwardAuth(w http.ResponseWriter, r *http.Request) err
 		w.Header().Del(e.app.Login.IdentityHeader)
 		return nil
 	}
-	login := e.loginURL(f.name, returnTo(original))
-	w.Header().Set("X-Irma-Login", login)
+	loginURL := e.loginURL(f.name, returnTo(original))
+	w.Header().Set("X-Irma-Login", loginURL)
 	if sessionpage.WantsPage(r) {
-		return sessionpage.RenderRedirect(w, http.StatusUnauthorized, sessionpage.Language(r), login)
+		return sessionpage.RenderRedirect(w, http.StatusUnauthorized, sessionpage.Language(r), loginURL)
 	}
-	sessionpage.WriteJSON(w, http.StatusUnauthorized, map[string]string{"error": "login_required", "login_url": login})
+	sessionpage.WriteJSON(w, http.StatusUnauthorized, map[string]string{"error": "login_required", "login_url": loginURL})
 	return nil
 }
 

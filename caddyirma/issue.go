@@ -221,6 +221,7 @@ func (h *Issue) serve(w http.ResponseWriter, r *http.Request) error {
 	if page.Session, _, err = startSession(appServer{h.app}, h.app.prefix, req, h.Pairing, time.Duration(h.app.ScanTimeout)); err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma_issue: %w", err))
 	}
+	countSessionStarted(irma.ActionIssuing, "irma_issue")
 	return showSession(w, r, http.StatusOK, http.StatusOK, page)
 }
 

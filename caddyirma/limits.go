@@ -151,6 +151,7 @@ func admitSession(w http.ResponseWriter, r *http.Request, limiter sessionlimit.L
 	}
 	// Debug: a flood would otherwise write a line per request.
 	logger.Debug("session refused: too many sessions", zap.Int("retry_after", secs))
+	countSessionLimited()
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
 	w.Header().Set("Cache-Control", "no-store")
 	if sessionpage.WantsPage(r) {

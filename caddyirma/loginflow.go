@@ -120,6 +120,7 @@ func (f *loginFlow) token(login *loginState) (string, error) {
 	if err != nil {
 		return "", caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma: signing the identity token: %w", err))
 	}
+	countJWT(f.name)
 	return token, nil
 }
 
@@ -142,6 +143,9 @@ func (f *loginFlow) resume(w http.ResponseWriter, r *http.Request, p *pendingSes
 		return nil, f.respond(w, r, p.session(irma.ActionDisclosing, f.prefix), dest)
 	case state != pendingDone:
 		// Gone, cancelled or timed out (the page said so): this is the retry.
+		if state == pendingEnded {
+			countSessionEnd(irma.ActionDisclosing, sessionEndOutcome(res.Status), "", p.started())
+		}
 		cookies.clear(w, pending)
 		return nil, f.challenge(w, r, login, now, dest)
 	}
@@ -150,6 +154,7 @@ func (f *loginFlow) resume(w http.ResponseWriter, r *http.Request, p *pendingSes
 	if err != nil {
 		cookies.clear(w, pending)
 		f.logger.Warn("login refused: the session result does not count", zap.String("route", f.route), zap.Error(err))
+		countSessionEnd(irma.ActionDisclosing, outcomeRefused, refusedInvalid, p.started())
 		return nil, f.deny(w, r, p.Return, deniedAttributes)
 	}
 	// The expiry of the credentials is also what makes a result count
@@ -166,6 +171,7 @@ func (f *loginFlow) resume(w http.ResponseWriter, r *http.Request, p *pendingSes
 	if !ok {
 		f.logger.Warn("login refused: no credential validity recorded for the session (already used, or the proofs went elsewhere)",
 			zap.String("route", f.route), zap.String("session", logbridge.Fingerprint(p.clientToken())))
+		countSessionEnd(irma.ActionDisclosing, outcomeRefused, refusedUsed, p.started())
 		return nil, f.deny(w, r, p.Return, deniedUsed)
 	}
 	next, refusal, err := f.grant(login, got, credExpiry, now)
@@ -174,6 +180,7 @@ func (f *loginFlow) resume(w http.ResponseWriter, r *http.Request, p *pendingSes
 	}
 	if refusal != "" {
 		f.logger.Warn("login refused: "+refusal, zap.String("route", f.route))
+		countSessionEnd(irma.ActionDisclosing, outcomeRefused, refusedAttributes, p.started())
 		return nil, f.deny(w, r, p.Return, deniedAttributes)
 	}
 	if err := cookies.setLogin(w, next); err != nil {
@@ -181,6 +188,8 @@ func (f *loginFlow) resume(w http.ResponseWriter, r *http.Request, p *pendingSes
 	}
 	f.logger.Info("login", zap.String("route", f.route), zap.String("login", logbridge.Fingerprint(next.ID)),
 		zap.Int("attributes", len(next.Attributes)), zap.Time("expires", next.Expires))
+	countSessionEnd(irma.ActionDisclosing, outcomeDone, "", p.started())
+	countLogin(f.name, login != nil)
 	return next, nil
 }
 
@@ -246,6 +255,7 @@ func (f *loginFlow) challenge(w http.ResponseWriter, r *http.Request, login *log
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma: login: %w", err))
 	}
+	countSessionStarted(irma.ActionDisclosing, "login")
 	p := newPending(s, token, f.route, dest.ret)
 	if err := f.login.cookies.setPending(w, p, now.Add(f.maxSession)); err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma: login: pending cookie: %w", err))

@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	irma "github.com/privacybydesign/irmago/irma"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/requestor"
 )
@@ -147,6 +148,12 @@ func (h *RequestorAPI) Provision(ctx caddy.Context) error {
 		// Anyone may ask for an unauthenticated session: it counts against
 		// the session limits, as a login does. A requestor's are its own.
 		return requestor != "" || admitSession(w, r, app.limiter, cfg.Logger)
+	}
+	cfg.Observe = func(requestor, outcome string, action irma.Action) {
+		countRequestorCall(requestor, outcome)
+		if outcome == "started" {
+			countSessionStarted(action, "irma_requestor_api")
+		}
 	}
 	if h.handler, err = requestor.New(appServer{app}, cfg); err != nil {
 		return fmt.Errorf("irma_requestor_api: %w", err)

@@ -156,6 +156,7 @@ func (u *schemeUpdater) update(ctx context.Context) (bool, error) {
 			logger.Warn("updating an IRMA scheme failed: keeping the copy there is",
 				zap.String("scheme", f.remote.ID), zap.String("url", f.remote.URL), zap.Error(err))
 			errs = append(errs, err)
+			countSchemeUpdate("fetch_failed")
 			continue
 		}
 		if res.Changed {
@@ -165,11 +166,15 @@ func (u *schemeUpdater) update(ctx context.Context) (bool, error) {
 	}
 	fp, err := u.sources.fingerprint()
 	if err != nil || fp == current {
+		if len(errs) == 0 && err == nil {
+			countSchemeUpdate("unchanged")
+		}
 		return false, errors.Join(append(errs, err)...)
 	}
 	loaded, err := u.sources.load(logger)
 	if err != nil {
 		logger.Error("the schemes on disk changed, but do not load: the IRMA server keeps the ones it has", zap.Error(err))
+		countSchemeUpdate("load_failed")
 		return false, errors.Join(append(errs, err)...)
 	}
 	if err := u.checkSchemes(loaded.conf); err != nil {
@@ -177,12 +182,14 @@ func (u *schemeUpdater) update(ctx context.Context) (bool, error) {
 		// new, so a restart with this config would fail the same way.
 		closeSchemes(loaded.conf)
 		logger.Error("the schemes on disk changed, but lack what the config names: the IRMA server keeps the ones it has; change the config before a restart", zap.Error(err))
+		countSchemeUpdate("refused")
 		return false, errors.Join(append(errs, err)...)
 	}
 	if !u.adopt(loaded) {
 		closeSchemes(loaded.conf) // a reload handed the server the same meanwhile
 		return false, errors.Join(errs...)
 	}
+	countSchemeUpdate("applied")
 	logger.Info("the IRMA server uses the schemes on disk now", zap.Int("schemes", len(loaded.conf.SchemeManagers)),
 		zap.Int("credential_types", len(loaded.conf.CredentialTypes)))
 	return true, errors.Join(errs...)

@@ -252,7 +252,7 @@ func (s appServer) marks() (marks.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return rs.marks, nil
+	return countingMarks{rs.marks}, nil
 }
 
 func (s appServer) StartSession(req any, handler server.SessionHandler, requestor string) (*irma.Qr, irma.RequestorToken, *irma.FrontendSessionRequest, error) {

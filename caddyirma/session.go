@@ -114,12 +114,15 @@ type pendingSession struct {
 	Route string `json:"r"`
 	// Return is where to land when done: a checked same-site path.
 	Return string `json:"ret"`
+	// Started is when the session started, in Unix seconds: for the
+	// session_duration_seconds metric.
+	Started int64 `json:"s,omitempty"`
 }
 
 // newPending is the pending cookie's view of a session just started.
 func newPending(s sessionpage.Session, token irma.RequestorToken, route, ret string) *pendingSession {
 	return &pendingSession{Token: string(token), Pointer: s.Pointer.URL, FrontendAuth: string(s.FrontendAuth),
-		PairingCode: s.PairingCode, Route: route, Return: ret}
+		PairingCode: s.PairingCode, Route: route, Return: ret, Started: time.Now().Unix()}
 }
 
 // session returns the page's view of a pending session of the given kind.
@@ -130,6 +133,14 @@ func (p *pendingSession) session(action irma.Action, prefix string) sessionpage.
 		PathPrefix:   prefix,
 		PairingCode:  p.PairingCode,
 	}
+}
+
+// started is when the session started; zero if the cookie does not say.
+func (p *pendingSession) started() time.Time {
+	if p.Started == 0 {
+		return time.Time{}
+	}
+	return time.Unix(p.Started, 0)
 }
 
 // clientToken returns the client token of the session: the last part of
@@ -156,6 +167,7 @@ func lookUpPending(srv irmaSessions, p *pendingSession) (pendingState, *server.S
 	case errors.As(err, &unknown) || (err == nil && res == nil):
 		return pendingGone, nil, nil
 	case err != nil:
+		countStoreError("sessions")
 		return 0, nil, fmt.Errorf("session result: %w", err)
 	}
 	switch res.Status {

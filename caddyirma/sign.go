@@ -187,6 +187,7 @@ func (h *Sign) serve(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma_sign: %w", err))
 	}
+	countSessionStarted(irma.ActionSigning, "irma_sign")
 	p := newPending(s, token, h.route, ret)
 	if err := h.mark(r.Context(), p); err != nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma_sign: %w", err))

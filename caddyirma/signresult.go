@@ -42,6 +42,7 @@ func (h *Sign) resume(w http.ResponseWriter, r *http.Request, p *pendingSession,
 		cookies.clear(w, pending)
 		return caddyhttp.Error(http.StatusGone, errors.New("irma_sign: the signature session is gone; start again"))
 	case state == pendingEnded:
+		countSessionEnd(irma.ActionSigning, sessionEndOutcome(res.Status), "", p.started())
 		cookies.clear(w, pending)
 		return caddyhttp.Error(http.StatusConflict, fmt.Errorf("irma_sign: the signature session ended %s", res.Status))
 	}
@@ -51,9 +52,11 @@ func (h *Sign) resume(w http.ResponseWriter, r *http.Request, p *pendingSession,
 	if first, err := h.takeMark(r.Context(), p); err != nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma_sign: %w", err))
 	} else if !first {
+		countSessionEnd(irma.ActionSigning, outcomeRefused, refusedUsed, p.started())
 		return caddyhttp.Error(http.StatusGone, errors.New("irma_sign: the signature was fetched already"))
 	}
 	if res.Type != irma.ActionSigning || res.Signature == nil || res.ProofStatus != irma.ProofStatusValid {
+		countSessionEnd(irma.ActionSigning, outcomeRefused, refusedInvalid, p.started())
 		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("irma_sign: the session gave no valid signature (%s)", res.ProofStatus))
 	}
 	sigJSON, err := json.Marshal(res.Signature)
@@ -64,6 +67,7 @@ func (h *Sign) resume(w http.ResponseWriter, r *http.Request, p *pendingSession,
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma_sign: verifying the signature: %w", err))
 	}
+	countSessionEnd(irma.ActionSigning, outcomeDone, "", p.started())
 	result := &SignResult{Signature: res.Signature, Verification: verification}
 	if h.Upstream != "" {
 		h.post(r.Context(), result)

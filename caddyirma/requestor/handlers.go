@@ -32,6 +32,7 @@ func (h *Handler) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 	applies, rrequest, requestor, rerr := h.authenticate(r.Context(), r.Header, body)
 	if rerr != nil {
 		h.log.Info("session request refused", zap.String("error", rerr.ErrorName), zap.String("message", rerr.Message))
+		h.observe("", "unauthenticated", "")
 		server.WriteResponse(w, nil, rerr)
 		return
 	}
@@ -42,17 +43,21 @@ func (h *Handler) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.log.Info("session request refused: unknown authentication method")
+		h.observe("", "unauthenticated", "")
 		server.WriteError(w, server.ErrorInvalidRequest, "request could not be authenticated")
 		return
 	}
 
+	action := rrequest.SessionRequest().Action()
 	if allowed, reason := h.CanRequest(requestor, rrequest.SessionRequest()); !allowed {
+		h.observe(requestor, "refused", action)
 		h.log.Warn("requestor not authorized to do session", zap.String("requestor", requestor), zap.String("reason", reason))
 		server.WriteError(w, server.ErrorUnauthorized, reason)
 		return
 	}
 	base := rrequest.Base()
 	if max := int(h.cfg.MaxTimeout / time.Second); max > 0 && base.ClientTimeout > max {
+		h.observe(requestor, "refused", action)
 		server.WriteError(w, server.ErrorInvalidRequest, fmt.Sprintf("timeout %d s: this server waits at most %d s for the app", base.ClientTimeout, max))
 		return
 	}
@@ -60,21 +65,25 @@ func (h *Handler) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 		// The embedded server refuses chained sessions (it has no way to ask
 		// this API whether the requestor may start the next one), so refuse
 		// them here, at once, rather than fail after the first session.
+		h.observe(requestor, "refused", action)
 		server.WriteError(w, server.ErrorUnsupported, "chained sessions (nextSession) are not supported by this server")
 		return
 	}
 	if base.CallbackURL != "" {
 		// The embedded IRMA server is shared by the whole gateway and would
 		// post results unsigned; poll /result instead.
+		h.observe(requestor, "refused", action)
 		server.WriteError(w, server.ErrorUnsupported, "session callbacks (callbackUrl) are not supported by this server: poll the result")
 		return
 	}
 
 	if h.cfg.Admit != nil && !h.cfg.Admit(w, r, requestor) {
+		h.observe(requestor, "limited", action)
 		return
 	}
 	qr, token, frontend, err := h.srv.StartSession(rrequest, nil, requestor)
 	if err != nil {
+		h.observe(requestor, "error", action)
 		var redisErr *irmaserver.RedisError
 		if errors.As(err, &redisErr) {
 			h.log.Error("failed to start session", zap.Error(err))
@@ -84,8 +93,16 @@ func (h *Handler) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	h.log.Debug("session started", zap.String("requestor", requestor), zap.String("type", string(rrequest.SessionRequest().Action())))
+	h.observe(requestor, "started", action)
+	h.log.Debug("session started", zap.String("requestor", requestor), zap.String("type", string(action)))
 	server.WriteJson(w, server.SessionPackage{SessionPtr: qr, Token: token, FrontendRequest: frontend})
+}
+
+// observe tells Config.Observe how a session request ended.
+func (h *Handler) observe(requestor, outcome string, action irma.Action) {
+	if h.cfg.Observe != nil {
+		h.cfg.Observe(requestor, outcome, action)
+	}
 }
 
 func (h *Handler) handleStatus(w http.ResponseWriter, token irma.RequestorToken) {

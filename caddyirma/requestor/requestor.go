@@ -79,6 +79,12 @@ type Config struct {
 	// requestor ("" for an unauthenticated one). If it returns false, it
 	// has answered the request itself, and no session starts.
 	Admit func(w http.ResponseWriter, r *http.Request, requestor string) bool
+	// Observe, if set, is told how each session request ended: outcome is
+	// started, unauthenticated, refused, limited or error; requestor is a
+	// configured name ("" for unauthenticated and unauthenticated-outcome
+	// requests, never a name the request merely claims); action is empty
+	// unless the request was read.
+	Observe func(requestor, outcome string, action irma.Action)
 }
 
 // Requestor is one requestor's authentication and permissions.
