@@ -313,19 +313,21 @@ func (a *App) provisionServer(repl *caddy.Replacer) error {
 }
 
 func (a *App) provisionPolicies(*caddy.Replacer) error {
-	for name, p := range a.Policies {
+	for name := range a.Policies {
 		if name == "" || strings.ContainsAny(name, " \t{}") {
 			return fmt.Errorf("irma: policy %q: not a valid name", name)
 		}
-		if err := p.Validate(a.irmaConf); err != nil {
+	}
+	a.requireSchemes(a.checkPolicies)
+	return a.checkPolicies(a.irmaConf)
+}
+
+// checkPolicies checks that conf has what the named policies ask.
+func (a *App) checkPolicies(conf *irma.Configuration) error {
+	for name, p := range a.Policies {
+		if err := p.Validate(conf); err != nil {
 			return fmt.Errorf("irma: policy %q: %w", name, err)
 		}
-		a.requireSchemes(func(conf *irma.Configuration) error {
-			if err := p.Validate(conf); err != nil {
-				return fmt.Errorf("irma: policy %q: %w", name, err)
-			}
-			return nil
-		})
 	}
 	return nil
 }
