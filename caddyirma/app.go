@@ -369,20 +369,6 @@ func (a *App) markTTL() time.Duration {
 	return time.Duration(a.MaxSessionLifetime) + time.Duration(a.SessionResultLifetime)
 }
 
-// Configuration returns the parsed schemes the server trusts: those it
-// runs on once it has started, which change when the schemes are updated.
-// Valid from Provision on.
-func (a *App) Configuration() *irma.Configuration {
-	if rs := a.srv.Load(); rs != nil {
-		return rs.conf.Load()
-	}
-	return a.irmaConf
-}
-
-// PathPrefix returns the path under which the IRMA endpoints live, with a
-// trailing slash, such as "/irma/".
-func (a *App) PathPrefix() string { return a.prefix }
-
 // irmaApp returns the irma app of ctx, for the handler called who.
 func irmaApp(ctx caddy.Context, who string) (*App, error) {
 	app, err := ctx.App("irma")
@@ -391,10 +377,6 @@ func irmaApp(ctx caddy.Context, who string) (*App, error) {
 	}
 	return app.(*App), nil
 }
-
-// ServerURL returns the public URL of the IRMA endpoints, with a trailing
-// slash.
-func (a *App) ServerURL() string { return a.serverURL }
 
 // Interface guards
 var (

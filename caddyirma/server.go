@@ -301,3 +301,21 @@ var (
 	_ backend          = appServer{}
 	_ requestor.Server = appServer{}
 )
+
+// Configuration returns the parsed schemes the server trusts: those it
+// runs on once it has started, which change when the schemes are updated.
+// Valid from Provision on.
+func (a *App) Configuration() *irma.Configuration {
+	if rs := a.srv.Load(); rs != nil {
+		return rs.conf.Load()
+	}
+	return a.irmaConf
+}
+
+// PathPrefix returns the path under which the IRMA endpoints live, with a
+// trailing slash, such as "/irma/".
+func (a *App) PathPrefix() string { return a.prefix }
+
+// ServerURL returns the public URL of the IRMA endpoints, with a trailing
+// slash.
+func (a *App) ServerURL() string { return a.serverURL }
