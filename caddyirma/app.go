@@ -178,6 +178,7 @@ type App struct {
 	srv            atomic.Pointer[runningServer]
 	limiter        sessionlimit.Limiter
 	logger         *zap.Logger
+	audit          *zap.Logger // irma.audit: the decisions (audit.go)
 }
 
 // CaddyModule returns the Caddy module information.
@@ -192,6 +193,7 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 // offline and starts nothing that outlives Cleanup.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
+	a.audit = a.logger.Named("audit")
 	a.started = make(chan struct{})
 	a.storage = ctx.Storage()
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
@@ -358,7 +360,7 @@ func (a *App) newLoginFlow(p policy.Policy, route, name, pairing, audience strin
 		policy: p, route: route, name: name, pairing: pairing, audience: audience,
 		login: a.Login, backend: appServer{a}, prefix: a.prefix, appURL: a.serverURL,
 		maxSession: time.Duration(a.MaxSessionLifetime), scanTimeout: time.Duration(a.ScanTimeout),
-		proofsWait: defaultProofsWait, now: time.Now, logger: logger,
+		proofsWait: defaultProofsWait, now: time.Now, logger: logger, audit: a.audit,
 		limiter: a.limiter,
 	}
 }

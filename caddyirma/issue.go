@@ -209,6 +209,7 @@ func (h *Issue) serve(w http.ResponseWriter, r *http.Request) error {
 	}
 	req, err := h.request(repl)
 	if err != nil {
+		auditEntry{decision: decisionIssuance, outcome: auditRefused, reason: "the request does not make the credentials", err: err}.log(h.app.audit)
 		return caddyhttp.Error(http.StatusBadRequest, err)
 	}
 	page := sessionpage.Page{Kind: sessionpage.KindIssue, DoneURL: h.Redirect}
@@ -222,6 +223,7 @@ func (h *Issue) serve(w http.ResponseWriter, r *http.Request) error {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma_issue: %w", err))
 	}
 	countSessionStarted(irma.ActionIssuing, "irma_issue")
+	auditEntry{decision: decisionIssuance, outcome: "started", attributes: issuedTypes(req)}.log(h.app.audit)
 	return showSession(w, r, http.StatusOK, http.StatusOK, page)
 }
 

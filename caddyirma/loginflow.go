@@ -11,7 +11,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/assertion"
-	"github.com/caddy-irma/caddy-irma/caddyirma/internal/logbridge"
 	"github.com/caddy-irma/caddy-irma/caddyirma/policy"
 	"github.com/caddy-irma/caddy-irma/caddyirma/sessionlimit"
 	"github.com/caddy-irma/caddy-irma/caddyirma/sessionpage"
@@ -44,6 +43,7 @@ type loginFlow struct {
 	proofsWait  time.Duration // how long a login waits for its proofs' record
 	now         func() time.Time
 	logger      *zap.Logger
+	audit       *zap.Logger          // nil: no audit log (unit tests)
 	limiter     sessionlimit.Limiter // nil: no bound
 }
 
@@ -153,7 +153,7 @@ func (f *loginFlow) resume(w http.ResponseWriter, r *http.Request, p *pendingSes
 	got, err := policy.FromResult(res)
 	if err != nil {
 		cookies.clear(w, pending)
-		f.logger.Warn("login refused: the session result does not count", zap.String("route", f.route), zap.Error(err))
+		f.refused(login, "the session result does not count", nil, err)
 		countSessionEnd(irma.ActionDisclosing, outcomeRefused, refusedInvalid, p.started())
 		return nil, f.deny(w, r, p.Return, deniedAttributes)
 	}
@@ -169,8 +169,7 @@ func (f *loginFlow) resume(w http.ResponseWriter, r *http.Request, p *pendingSes
 	}
 	cookies.clear(w, pending) // final from here on
 	if !ok {
-		f.logger.Warn("login refused: no credential validity recorded for the session (already used, or the proofs went elsewhere)",
-			zap.String("route", f.route), zap.String("session", logbridge.Fingerprint(p.clientToken())))
+		f.refused(login, "no credential validity recorded for the session (already used, or the proofs went elsewhere)", nil, nil)
 		countSessionEnd(irma.ActionDisclosing, outcomeRefused, refusedUsed, p.started())
 		return nil, f.deny(w, r, p.Return, deniedUsed)
 	}
@@ -179,18 +178,38 @@ func (f *loginFlow) resume(w http.ResponseWriter, r *http.Request, p *pendingSes
 		return nil, caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma: login: %w", err))
 	}
 	if refusal != "" {
-		f.logger.Warn("login refused: "+refusal, zap.String("route", f.route))
+		f.refused(login, refusal, attributeTypes(fromAttributes(got)), nil)
 		countSessionEnd(irma.ActionDisclosing, outcomeRefused, refusedAttributes, p.started())
 		return nil, f.deny(w, r, p.Return, deniedAttributes)
 	}
 	if err := cookies.setLogin(w, next); err != nil {
 		return nil, caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma: login: session cookie: %w", err))
 	}
-	f.logger.Info("login", zap.String("route", f.route), zap.String("login", logbridge.Fingerprint(next.ID)),
-		zap.Int("attributes", len(next.Attributes)), zap.Time("expires", next.Expires))
+	auditEntry{decision: loginDecision(login), outcome: auditGranted, policy: f.name, route: f.route,
+		attributes: attributeTypes(next.Attributes), subject: f.subject(next)}.log(f.audit)
 	countSessionEnd(irma.ActionDisclosing, outcomeDone, "", p.started())
 	countLogin(f.name, login != nil)
 	return next, nil
+}
+
+// refused writes the audit line of a login (or a step-up of login) that a
+// finished session does not give; disclosed are the types it showed.
+func (f *loginFlow) refused(login *loginState, reason string, disclosed []string, err error) {
+	e := auditEntry{decision: loginDecision(login), outcome: auditRefused, reason: reason, policy: f.name, route: f.route,
+		attributes: disclosed, err: err}
+	if login != nil {
+		e.subject = f.subject(login)
+	}
+	e.log(f.audit)
+}
+
+// loginDecision is the decision of a session that extends login: a step-up
+// if there is one.
+func loginDecision(login *loginState) string {
+	if login != nil {
+		return decisionStepUp
+	}
+	return decisionLogin
 }
 
 // grant turns what a session disclosed into the visitor's login, on top of

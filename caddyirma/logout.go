@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"go.uber.org/zap"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/internal/logbridge"
 	"github.com/caddy-irma/caddy-irma/caddyirma/internal/marks"
@@ -51,9 +50,16 @@ func (e *Endpoints) serveLogout(w http.ResponseWriter, r *http.Request) error {
 		// could take the revocation, and leave the visitor's login alive.
 		return err
 	}
-	if err := endLogin(w, r, &e.app.Login.cookies, appServer{e.app}, time.Now()); err != nil {
+	login, err := endLogin(w, r, &e.app.Login.cookies, appServer{e.app}, time.Now())
+	if err != nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma: logout: %w", err))
 	}
+	audit := auditEntry{decision: decisionLogout, outcome: auditGranted, reason: "no login"}
+	if login != nil {
+		audit.reason = ""
+		audit.subject, audit.attributes = e.app.Login.pseudonym(login.ID, e.app.Login.Audience), attributeTypes(login.Attributes)
+	}
+	audit.log(e.app.audit)
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, ret, http.StatusSeeOther)
 	return nil
@@ -62,7 +68,7 @@ func (e *Endpoints) serveLogout(w http.ResponseWriter, r *http.Request) error {
 // refuseLogout answers a logout that the gateway does not take, with the
 // reason, and a link to the page of the logout (here).
 func (e *Endpoints) refuseLogout(w http.ResponseWriter, r *http.Request, here, reason string) error {
-	e.app.logger.Info("logout refused", zap.String("reason", reason), zap.String("method", r.Method))
+	auditEntry{decision: decisionLogout, outcome: auditRefused, reason: reason}.log(e.app.audit)
 	if sessionpage.WantsPage(r) {
 		return sessionpage.RenderMessage(w, http.StatusForbidden, sessionpage.Language(r), "logoutrefused", here)
 	}
@@ -70,22 +76,23 @@ func (e *Endpoints) refuseLogout(w http.ResponseWriter, r *http.Request, here, r
 	return nil
 }
 
-// endLogin ends the login of r, if it has one: it revokes the login's id
-// in the store of marks, then removes the gateway's cookies from the
-// browser. If the revocation cannot be stored, it returns the error and
-// leaves the cookies, so that the visitor can try again.
-func endLogin(w http.ResponseWriter, r *http.Request, cookies *gatewayCookies, b backend, now time.Time) error {
-	if login := cookies.readLogin(r, now); login != nil {
+// endLogin ends the login of r, if it has one, and returns it: it revokes
+// the login's id in the store of marks, then removes the gateway's cookies
+// from the browser. If the revocation cannot be stored, it returns the
+// error and leaves the cookies, so that the visitor can try again.
+func endLogin(w http.ResponseWriter, r *http.Request, cookies *gatewayCookies, b backend, now time.Time) (*loginState, error) {
+	login := cookies.readLogin(r, now)
+	if login != nil {
 		store, err := b.marks()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := revokeLogin(r.Context(), store, login, now); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	cookies.clearAll(w, r)
-	return nil
+	return login, nil
 }
 
 // revokedLoginKey is the mark of a login that was logged out, by its id.

@@ -109,7 +109,7 @@ func TestLogoutAcrossInstances(t *testing.T) {
 	}
 
 	w := httptest.NewRecorder()
-	if err := endLogin(w, a.request(), &b.login.cookies, bSrv, a.clock.t); err != nil {
+	if _, err := endLogin(w, a.request(), &b.login.cookies, bSrv, a.clock.t); err != nil {
 		t.Fatalf("logout on b: %v", err)
 	}
 	if c := setCookie(w, b.login.cookies.name); c == nil || c.MaxAge >= 0 {
@@ -171,7 +171,8 @@ func TestLoginCheckStoreDown(t *testing.T) {
 		}},
 		{"logout", func() (*httptest.ResponseRecorder, *loginState, error) {
 			w := httptest.NewRecorder()
-			return w, nil, endLogin(w, s.request(), &s.flow.login.cookies, s.srv, s.clock.t)
+			_, err := endLogin(w, s.request(), &s.flow.login.cookies, s.srv, s.clock.t)
+			return w, nil, err
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -151,6 +151,7 @@ func (h *RequestorAPI) Provision(ctx caddy.Context) error {
 	}
 	cfg.Observe = func(requestor, outcome string, action irma.Action) {
 		countRequestorCall(requestor, outcome)
+		auditEntry{decision: decisionRequestor, outcome: outcome, requestor: requestor, session: action}.log(app.audit)
 		if outcome == "started" {
 			countSessionStarted(action, "irma_requestor_api")
 		}

@@ -53,10 +53,13 @@ func (h *Sign) resume(w http.ResponseWriter, r *http.Request, p *pendingSession,
 		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma_sign: %w", err))
 	} else if !first {
 		countSessionEnd(irma.ActionSigning, outcomeRefused, refusedUsed, p.started())
+		auditEntry{decision: decisionSignature, outcome: auditRefused, reason: "the signature was fetched already", route: h.route}.log(h.app.audit)
 		return caddyhttp.Error(http.StatusGone, errors.New("irma_sign: the signature was fetched already"))
 	}
 	if res.Type != irma.ActionSigning || res.Signature == nil || res.ProofStatus != irma.ProofStatusValid {
 		countSessionEnd(irma.ActionSigning, outcomeRefused, refusedInvalid, p.started())
+		auditEntry{decision: decisionSignature, outcome: auditRefused, reason: "no valid signature (" + string(res.ProofStatus) + ")",
+			route: h.route, attributes: disclosedTypes(res.Disclosed)}.log(h.app.audit)
 		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("irma_sign: the session gave no valid signature (%s)", res.ProofStatus))
 	}
 	sigJSON, err := json.Marshal(res.Signature)
@@ -68,6 +71,7 @@ func (h *Sign) resume(w http.ResponseWriter, r *http.Request, p *pendingSession,
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma_sign: verifying the signature: %w", err))
 	}
 	countSessionEnd(irma.ActionSigning, outcomeDone, "", p.started())
+	auditEntry{decision: decisionSignature, outcome: auditGranted, route: h.route, attributes: disclosedTypes(res.Disclosed)}.log(h.app.audit)
 	result := &SignResult{Signature: res.Signature, Verification: verification}
 	if h.Upstream != "" {
 		h.post(r.Context(), result)

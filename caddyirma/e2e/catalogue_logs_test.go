@@ -141,8 +141,8 @@ func catalogueLogCases() []logCase {
 			get(k, t, id, "/members/x?visible="+id, "X-Visible: header-of-"+id)
 			return []string{"visible=" + id, "header-of-" + id}
 		}},
-		{name: "control/the server log holds the gateway's logins", in: serverLog, present: true, do: func(*testing.T, *logKit, string) []string {
-			return []string{`"logger":"http.handlers.irma_auth","msg":"login"`}
+		{name: "control/the server log holds the audit lines of the logins", in: serverLog, present: true, do: func(*testing.T, *logKit, string) []string {
+			return []string{`"logger":"irma.audit","msg":"decision","decision":"login","outcome":"granted"`}
 		}},
 	}
 }
