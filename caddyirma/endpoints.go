@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/internal/logbridge"
 	"github.com/caddy-irma/caddy-irma/caddyirma/proofbounds"
@@ -111,7 +112,11 @@ func (e *Endpoints) serveIRMA(w http.ResponseWriter, r *http.Request, rest strin
 	if !allowedIRMAPath(r.Method, rest) {
 		// irmaserver also routes revocation, static sessions and server-sent
 		// events; the gateway offers none of those, so none are reachable.
-		return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("irma_endpoints: no endpoint %q", logbridge.RedactPaths(rest)))
+		// Answered here, not as an error: Caddy would log the request's URI,
+		// and with it the session's client token.
+		e.app.logger.Debug("no such IRMA endpoint", zap.String("path", logbridge.RedactPaths(rest)))
+		http.NotFound(w, r)
+		return nil
 	}
 	rs := e.app.srv.Load()
 	if rs == nil {
