@@ -1,6 +1,7 @@
 package caddyirma
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -80,7 +81,7 @@ func (e *Endpoints) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 		return next.ServeHTTP(w, r)
 	}
 	if err := a.waitStarted(r.Context()); err != nil {
-		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+		return e.notRunning(w, r, err)
 	}
 	prefix := a.prefix
 	rest := r.URL.Path[len(prefix)-1:] // keeps the leading slash
@@ -107,6 +108,18 @@ func (e *Endpoints) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 	return e.serveIRMA(w, r, rest)
 }
 
+// notRunning answers 503 while the IRMA server is not running (a start or a
+// reload under way). Answered here, not as an error: Caddy would log the
+// request's URI, and with it a session's client token.
+func (e *Endpoints) notRunning(w http.ResponseWriter, r *http.Request, err error) error {
+	e.app.logger.Warn("request refused: the IRMA server is not running",
+		zap.String("path", logbridge.RedactPaths(r.URL.Path)), zap.Error(err))
+	w.Header().Set("Retry-After", "1")
+	sessionpage.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{
+		"error": "unavailable", "message": "the IRMA server is not running: try again shortly"})
+	return nil
+}
+
 // serveIRMA passes what the Yivi app and session pages ask to irmaserver.
 func (e *Endpoints) serveIRMA(w http.ResponseWriter, r *http.Request, rest string) error {
 	if !allowedIRMAPath(r.Method, rest) {
@@ -120,7 +133,7 @@ func (e *Endpoints) serveIRMA(w http.ResponseWriter, r *http.Request, rest strin
 	}
 	rs := e.app.srv.Load()
 	if rs == nil {
-		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma: the IRMA server is not running"))
+		return e.notRunning(w, r, errors.New("irma: the IRMA server is not running"))
 	}
 	if rs.limitCounts == nil { // the sessions are in memory, which is always there
 		return e.passIRMA(w, r, rest, rs)

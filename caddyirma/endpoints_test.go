@@ -1,9 +1,16 @@
 package caddyirma
 
 import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"path"
 	"strings"
 	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 func TestAllowedIRMAPath(t *testing.T) {
@@ -48,4 +55,32 @@ func FuzzAllowedIRMAPath(f *testing.F) {
 			t.Errorf("allowed %q, which is not a clean session path", p)
 		}
 	})
+}
+
+// TestEndpointsNotRunning: while the IRMA server is not running (a start
+// or a reload under way), the Yivi app's requests get 503 with a body and
+// Retry-After, and the log holds no client token of their URLs.
+func TestEndpointsNotRunning(t *testing.T) {
+	core, logs := observer.New(zap.DebugLevel)
+	e := &Endpoints{app: &App{prefix: "/irma/", started: make(chan struct{}), logger: zap.New(core)}}
+	const token = "AbCdEfGhIjKlMnOpQrSt"
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the wait for the start ends at once
+	r := httptest.NewRequest("GET", "/irma/session/"+token+"/status", nil).WithContext(ctx)
+	w := httptest.NewRecorder()
+	if err := e.ServeHTTP(w, r, nil); err != nil {
+		t.Fatalf("an error for Caddy to log: %v", err)
+	}
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" || !strings.Contains(w.Body.String(), `"unavailable"`) {
+		t.Errorf("%d %v %q", w.Code, w.Header(), w.Body)
+	}
+	for _, entry := range logs.All() {
+		line := entry.Message + fmt.Sprint(entry.ContextMap())
+		if strings.Contains(line, token) {
+			t.Errorf("the log holds the client token: %s", line)
+		}
+	}
+	if logs.Len() == 0 {
+		t.Error("nothing was logged")
+	}
 }
