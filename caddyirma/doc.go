@@ -15,7 +15,7 @@
 //   - endpoints.go: irma_endpoints stands at the top of the site. Paths under
 //     the app's prefix (/irma/) are the gateway's own (the Yivi app's
 //     protocol, the session pages' status and pairing, the JWKS, login,
-//     forward auth, and logout in logout.go; a store that does not answer
+//     forward auth, and logout in logout.go; a store that fails
 //     is a 503 there too, unavailable.go); it passes every other request
 //     on, through the shield.
 //   - shield.go: headers of the gateway's namespace (X-Irma-*, the identity
@@ -30,8 +30,10 @@
 //     Otherwise, if the visitor has a pending cookie for the route, the flow
 //     looks up that session (session.go), takes the credential expiry that
 //     the proofs left as a mark (proofs.go), and grants the login; if not,
-//     it starts a disclosure session for what is missing and answers with
-//     the login page or JSON (session.go), with a pending cookie. Every
+//     a request that asks for a session (session.go, startsSession; where
+//     it comes from: origin.go) gets a disclosure session for what is
+//     missing, as JSON or the login page, with a pending cookie, and any
+//     other (a page navigation) the login page whose script asks. Every
 //     session start passes the session limits first (limits.go: counted in
 //     the Redis of the sessions, else in the process; 429 over a bound,
 //     503 if they cannot be counted).

@@ -33,8 +33,9 @@ const (
 // sessions of irma_sign and issuance sessions of irma_issue. Each session is
 // state that the IRMA server keeps until it ends or times out, whoever
 // asked for it. A request beyond a bound gets 429 with Retry-After, and no
-// session. A browser's page navigation starts no session, and so counts
-// for none: its page's script starts the session. With Redis, the
+// session. Only a request that asks for a session starts one and counts
+// (see startsSession): a browser's page navigation, another site's
+// request, a subresource or a prefetch starts none. With Redis, the
 // instances that share it count together, so the bounds hold for all of
 // them at once; if Redis cannot answer, no session starts (503). Without
 // Redis, the bounds are per Caddy process.

@@ -235,18 +235,8 @@ func TestReloadNewSchemes(t *testing.T) {
 // TestLocalSchemeUpdates: a local scheme whose <Url> is https is updated
 // from there, checked against its own pk.pem, in schemes_path.
 func TestLocalSchemeUpdates(t *testing.T) {
-	s := newSchemeSite(t)
-	local := newScheme(t, "local", s.srv.URL+"/local")
-	served := filepath.Join(t.TempDir(), "local")
-	schemeserver.Copy(t, local.SchemeDir, served)
-	s.srv.Serve("local", served)
-	s.cache, s.keys = "", local.PrivateKeysPath
-	tick, done := controlUpdates(t)
-	caddytest.Start(t, s.caddyfile("schemes_update 1h\n\t\tschemes_path "+local.SchemesPath, ""))
-	app := caddytest.App[*App](t, "irma")
-	if r := <-done; r.err != nil || r.changed {
-		t.Fatalf("the update at start: %+v", r)
-	}
+	l := startLocalSchemeSite(t, "")
+	served, local, app, tick, done := l.served, l.local, l.app, l.tick, l.done
 	schemeserver.AddCredentialType(t, served, demoscheme.IssuerID, "ticket", "seat")
 	schemeserver.Sign(t, served, schemeserver.LoadKey(t, local.SigningKeyFile))
 	if r := runUpdate(tick, done); r.err != nil || !r.changed {
@@ -264,4 +254,35 @@ func TestLocalSchemeUpdates(t *testing.T) {
 	if r := runUpdate(tick, done); r.err == nil || r.changed {
 		t.Errorf("an update under another key: %+v", r)
 	}
+}
+
+// localSchemeSite is a gateway on a local scheme of its own, "local",
+// whose <Url> is the test's scheme server, serving a copy (served) that a
+// test changes; tick runs an update, done reports it.
+type localSchemeSite struct {
+	*schemeSite
+	local  *demoscheme.Scheme
+	served string
+	app    *App
+	tick   chan<- time.Time
+	done   <-chan updateResult
+}
+
+// startLocalSchemeSite starts the gateway of a localSchemeSite with the
+// site lines route, and waits for the update at its start.
+func startLocalSchemeSite(t *testing.T, route string) *localSchemeSite {
+	t.Helper()
+	l := &localSchemeSite{schemeSite: newSchemeSite(t)}
+	l.local = newScheme(t, "local", l.srv.URL+"/local")
+	l.served = filepath.Join(t.TempDir(), "local")
+	schemeserver.Copy(t, l.local.SchemeDir, l.served)
+	l.srv.Serve("local", l.served)
+	l.cache, l.keys = "", l.local.PrivateKeysPath
+	l.tick, l.done = controlUpdates(t)
+	caddytest.Start(t, l.caddyfile("schemes_update 1h\n\t\tschemes_path "+l.local.SchemesPath, route))
+	l.app = caddytest.App[*App](t, "irma")
+	if r := <-l.done; r.err != nil || r.changed {
+		t.Fatalf("the update at start: %+v", r)
+	}
+	return l
 }

@@ -30,10 +30,19 @@ func startCaddy(t *testing.T, name string, config func(base string) string, env 
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startCaddyOn(t, name, ln, config("http://"+ln.Addr().String()), env...)
+}
+
+// startCaddyOn runs the Caddy binary with the Caddyfile config, handing
+// it the socket of ln as fd 3, which the test closes: only the process
+// holds the port, so once it is gone, connections to the port are
+// refused, as with a machine that is down.
+func startCaddyOn(t *testing.T, name string, ln net.Listener, config string, env ...string) *caddyProcess {
+	t.Helper()
 	c := &caddyProcess{name: name, base: "http://" + ln.Addr().String()}
 	dir := t.TempDir()
 	file := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(file, []byte(config(c.base)), 0o644); err != nil {
+	if err := os.WriteFile(file, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	f, err := ln.(*net.TCPListener).File()
@@ -41,8 +50,6 @@ func startCaddy(t *testing.T, name string, config func(base string) string, env 
 		t.Fatal(err)
 	}
 	defer f.Close()
-	// Only the process holds the port: once it is gone, connections to
-	// the port are refused, as with a machine that is down.
 	ln.Close()
 	c.cmd = exec.Command(buildGo(t, "cmd/caddy", "CGO_ENABLED=0"), "run", "--config", file, "--adapter", "caddyfile")
 	c.cmd.ExtraFiles = []*os.File{f} // fd 3

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -193,28 +192,8 @@ func startForwardAuthCaddy(t *testing.T, ln net.Listener, gateway, app string) {
 		}
 		conf = strings.ReplaceAll(conf, r.old, r.new)
 	}
-	dir := t.TempDir()
-	config := filepath.Join(dir, "Caddyfile")
 	global := "{\n\tadmin off\n\tpersist_config off\n\tdefault_bind fd/3\n}\n\n"
-	if err := os.WriteFile(config, []byte(global+conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-
-	// The listening socket becomes the child's fd 3; the test's own copies
-	// close once the child has started.
-	f, err := ln.(*net.TCPListener).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	ln.Close()
-
-	caddy := buildGo(t, "cmd/caddy", "CGO_ENABLED=0") // as `make build`
-	cmd := exec.Command(caddy, "run", "--config", config, "--adapter", "caddyfile")
-	cmd.ExtraFiles = []*os.File{f}
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_CONFIG_HOME="+filepath.Join(dir, "config"), "XDG_DATA_HOME="+filepath.Join(dir, "data"))
-	startProcess(t, "the forward-auth Caddy", cmd, regexp.MustCompile(`"msg":"(serving initial configuration)"`))
+	startCaddyOn(t, "the forward-auth Caddy", ln, global+conf)
 }
 
 // forgedIdentity is an identity JWT for mallory that the gateway did not
