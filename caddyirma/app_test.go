@@ -123,8 +123,14 @@ func TestEndpointsAndIssuePage(t *testing.T) {
 	if code != http.StatusBadRequest || !strings.Contains(body, "SESSION_UNKNOWN") {
 		t.Errorf("unknown session: %d %s", code, body)
 	}
+	// So do the status streams, the gateway's own, of an unknown session.
+	for _, p := range []string{"session/AAAAAAAAAAAAAAAAAAAA/statusevents", "session/AAAAAAAAAAAAAAAAAAAA/frontend/statusevents"} {
+		if code, body := get(t, g.url()+p, nil); code != http.StatusBadRequest || !strings.Contains(body, "SESSION_UNKNOWN") {
+			t.Errorf("GET %s = %d %s, want 400 SESSION_UNKNOWN", p, code, body)
+		}
+	}
 	// irmaserver's other routes are not exposed.
-	for _, p := range []string{"revocation/caddy-demo.gateway.person/updateevents", "session/AAAAAAAAAAAAAAAAAAAA/statusevents", "session/AAAAAAAAAAAAAAAAAAAA/frontend/statusevents"} {
+	for _, p := range []string{"revocation/caddy-demo.gateway.person/updateevents", "session/AAAAAAAAAAAAAAAAAAAA/statusevents/x"} {
 		if code, _ := get(t, g.url()+p, nil); code != http.StatusNotFound {
 			t.Errorf("GET %s = %d, want 404", p, code)
 		}

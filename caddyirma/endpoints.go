@@ -33,11 +33,14 @@ func init() {
 // Endpoints serves the IRMA endpoints of the irma app on a site: the protocol
 // that the Yivi app speaks (under session/), the frontend status and pairing
 // endpoints that a session page uses (under session/{token}/frontend/), the
-// public keys of the identity JWT (jwks.json), login and logout, forward
-// auth (auth), the verification of signatures (verify), and, when the app
-// has a timestamp key, the timestamp service (under timestamp).
-// Other paths under the prefix are not found: irmaserver's revocation,
-// static-session and server-sent-event routes are not exposed.
+// status of a session as server-sent events (statusevents, beside status,
+// as irma server has them with SSE on: served by the gateway, with the
+// sessions in memory or in Redis), the public keys of the identity JWT
+// (jwks.json), login and logout, forward auth (auth), the verification of
+// signatures (verify), and, when the app has a timestamp key, the
+// timestamp service (under timestamp). Other paths under the prefix are
+// not found: irmaserver's revocation and static-session routes are not
+// exposed.
 // It answers requests whose path starts with the path of the app's URL (by
 // default /irma/) and passes every other request on, so it can stand at the
 // top of a site that it shares with the content it protects.
@@ -123,8 +126,8 @@ func (e *Endpoints) notRunning(w http.ResponseWriter, r *http.Request, err error
 // serveIRMA passes what the Yivi app and session pages ask to irmaserver.
 func (e *Endpoints) serveIRMA(w http.ResponseWriter, r *http.Request, rest string) error {
 	if !allowedIRMAPath(r.Method, rest) {
-		// irmaserver also routes revocation, static sessions and server-sent
-		// events; the gateway offers none of those, so none are reachable.
+		// irmaserver also routes revocation and static sessions; the
+		// gateway offers neither, so neither is reachable.
 		// Answered here, not as an error: Caddy would log the request's URI,
 		// and with it the session's client token.
 		e.app.logger.Debug("no such IRMA endpoint", zap.String("path", logbridge.RedactPaths(rest)))
@@ -134,6 +137,9 @@ func (e *Endpoints) serveIRMA(w http.ResponseWriter, r *http.Request, rest strin
 	rs := e.app.srv.Load()
 	if rs == nil {
 		return e.notRunning(w, r, errors.New("irma: the IRMA server is not running"))
+	}
+	if strings.HasSuffix(rest, "/statusevents") {
+		return e.streamStatus(w, r, rest, rs)
 	}
 	if rs.limitCounts == nil { // the sessions are in memory, which is always there
 		return e.passIRMA(w, r, rest, rs)
@@ -262,7 +268,7 @@ func (e *Endpoints) serveForwardAuth(w http.ResponseWriter, r *http.Request) err
 // irmaPath splits the irmaserver routes the gateway exposes, relative to the
 // prefix: the session protocol of the Yivi app, and the frontend endpoints
 // of session pages.
-var irmaPath = regexp.MustCompile(`^/session/[A-Za-z0-9]+(/?|/request|/commitments|/proofs|/status|/frontend/status|/frontend/options|/frontend/pairingcompleted)$`)
+var irmaPath = regexp.MustCompile(`^/session/[A-Za-z0-9]+(/?|/request|/commitments|/proofs|/status|/statusevents|/frontend/status|/frontend/statusevents|/frontend/options|/frontend/pairingcompleted)$`)
 
 // irmaMethods is the method of each exposed route, by its ending. POST on a
 // bare session path is irmaserver's static-session route: not exposed.
@@ -273,7 +279,9 @@ var irmaMethods = map[string][]string{
 	"/commitments":               {http.MethodPost},
 	"/proofs":                    {http.MethodPost},
 	"/status":                    {http.MethodGet},
+	"/statusevents":              {http.MethodGet},
 	"/frontend/status":           {http.MethodGet},
+	"/frontend/statusevents":     {http.MethodGet},
 	"/frontend/options":          {http.MethodPost},
 	"/frontend/pairingcompleted": {http.MethodPost},
 }

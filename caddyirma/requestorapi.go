@@ -20,6 +20,7 @@ import (
 	irma "github.com/privacybydesign/irmago/irma"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/requestor"
+	"github.com/caddy-irma/caddy-irma/caddyirma/sessionpage"
 )
 
 func init() {
@@ -155,6 +156,13 @@ func (h *RequestorAPI) Provision(ctx caddy.Context) error {
 		if outcome == "started" {
 			countSessionStarted(action, "irma_requestor_api")
 		}
+	}
+	cfg.StatusEvents = func(w http.ResponseWriter, r *http.Request, token irma.RequestorToken, status irma.ServerStatus) {
+		if rs := app.srv.Load(); rs != nil {
+			rs.streamRequestorStatus(w, r, token, status)
+			return
+		}
+		sessionpage.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "unavailable"})
 	}
 	if h.handler, err = requestor.New(appServer{app}, cfg); err != nil {
 		return fmt.Errorf("irma_requestor_api: %w", err)

@@ -20,6 +20,7 @@ import (
 	"github.com/caddy-irma/caddy-irma/caddyirma/internal/logbridge"
 	"github.com/caddy-irma/caddy-irma/caddyirma/internal/marks"
 	"github.com/caddy-irma/caddy-irma/caddyirma/requestor"
+	"github.com/caddy-irma/caddy-irma/caddyirma/statusevents"
 	"github.com/caddy-irma/caddy-irma/caddyirma/timestamp"
 )
 
@@ -54,6 +55,11 @@ type runningServer struct {
 	// sessions are in memory.
 	limitCounts *redis.Client
 	redisPrefix string // irmago's prefix of the keys in Redis
+	// events streams the status of sessions (statusstream.go); tokens
+	// maps the client tokens of the sessions started here to their
+	// requestor tokens, with the sessions in memory (else nil).
+	events *statusevents.Hub
+	tokens *sessionTokens
 }
 
 // redisKeyPrefix goes before the keys of the gateway's own state in Redis
@@ -62,6 +68,7 @@ const redisKeyPrefix = "caddy-irma:"
 
 // Destruct implements caddy.Destructor.
 func (s *runningServer) Destruct() error {
+	s.events.Close()
 	s.schemes.close()
 	s.Stop()
 	closeSchemes(s.conf.Load())
@@ -103,8 +110,15 @@ func (a *App) newServer() (caddy.Destructor, error) {
 	if err != nil {
 		return nil, err
 	}
-	rs := &runningServer{Server: srv, settings: &conf, handler: srv.HandlerFunc(), marks: memoryMarks}
+	rs := &runningServer{Server: srv, settings: &conf, handler: srv.HandlerFunc(), marks: memoryMarks,
+		events: statusevents.New()}
 	rs.conf.Store(a.irmaConf)
+	if conf.StoreType != "redis" {
+		// A session runs at most its scan timeout (at most the lifetime)
+		// and then its lifetime.
+		rs.tokens = newSessionTokens(2 * time.Duration(conf.MaxSessionLifetime) * time.Minute)
+	}
+	rs.events.MaxDuration = 2 * time.Duration(conf.MaxSessionLifetime) * time.Minute
 	if conf.StoreType == "redis" {
 		client, err := conf.RedisClient() // the client irmaserver made, cached
 		if err != nil {

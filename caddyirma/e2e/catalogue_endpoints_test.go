@@ -33,6 +33,7 @@ func catalogueEndpointCases() []endpointCase {
 	for _, r := range []struct{ method, path string }{
 		{"GET", ""}, {"GET", "/"}, {"DELETE", ""}, {"GET", "/request"}, {"POST", "/commitments"}, {"POST", "/proofs"},
 		{"GET", "/status"}, {"GET", "/frontend/status"}, {"POST", "/frontend/options"}, {"POST", "/frontend/pairingcompleted"},
+		{"GET", "/statusevents"}, {"GET", "/frontend/statusevents"},
 	} {
 		cases = append(cases, endpointCase{name: "unknown session/" + r.method + " " + r.path, method: r.method,
 			target: "/irma/session/{unknown}" + r.path, body: "{}", status: http.StatusBadRequest, has: "SESSION_UNKNOWN"})
@@ -40,13 +41,14 @@ func catalogueEndpointCases() []endpointCase {
 	for _, r := range []struct{ method, path string }{
 		{"GET", "/proofs"}, {"GET", "/commitments"}, {"PUT", "/request"}, {"POST", "/status"}, {"POST", ""}, {"POST", "/"},
 		{"PATCH", ""}, {"POST", "/frontend/status"}, {"GET", "/frontend/options"}, {"GET", "/frontend/pairingcompleted"},
+		{"POST", "/statusevents"}, {"POST", "/frontend/statusevents"},
 	} {
 		cases = append(cases, endpointCase{name: "wrong method/" + r.method + " " + r.path, method: r.method,
 			target: "/irma/session/{token}" + r.path, status: http.StatusNotFound})
 	}
 	for _, p := range []string{
 		"/irma/revocation/caddy-demo.gateway.person/updateevents", "/irma/revocation/caddy-demo.gateway.person/events/0/0/1",
-		"/irma/revocation/caddy-demo.gateway.person/update/1", "/irma/session/{token}/statusevents", "/irma/session/{token}/frontend/statusevents",
+		"/irma/revocation/caddy-demo.gateway.person/update/1", "/irma/session/{token}/statusevents/x", "/irma/session/{token}/frontend/statusevents/x",
 		"/irma/session/{token}/result", "/irma/session/{token}/getproof", "/irma/session/{token}/proofs/extra", "/irma/session/",
 		"/irma/session", "/irma/session/{token}-x/status", "/irma/staticsessions/x", "/irma/publickey", "/irma/", "/irma/nope",
 		"/irma/jwks.json/x", "/irma/login/x", "/irma/logout/x", "/irma/auth/x",
@@ -66,6 +68,9 @@ func catalogueEndpointCases() []endpointCase {
 			status: http.StatusBadRequest, has: "SESSION_UNKNOWN"},
 		endpointCase{name: "frontend/status without authorization", method: "GET", target: "/irma/session/{token}/frontend/status", status: http.StatusForbidden},
 		endpointCase{name: "frontend/status with another session's authorization", method: "GET", target: "/irma/session/{token}/frontend/status",
+			lines: []string{"Authorization: {otherauth}"}, status: http.StatusForbidden},
+		endpointCase{name: "frontend/statusevents without authorization", method: "GET", target: "/irma/session/{token}/frontend/statusevents", status: http.StatusForbidden},
+		endpointCase{name: "frontend/statusevents with another session's authorization", method: "GET", target: "/irma/session/{token}/frontend/statusevents",
 			lines: []string{"Authorization: {otherauth}"}, status: http.StatusForbidden},
 		endpointCase{name: "frontend/pairing completed with another session's authorization", method: "POST", target: "/irma/session/{token}/frontend/pairingcompleted",
 			lines: []string{"Authorization: {otherauth}"}, status: http.StatusForbidden},

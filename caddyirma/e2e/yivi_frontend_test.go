@@ -232,15 +232,23 @@ func TestYiviFrontend(t *testing.T) {
 		t.Fatalf("the frontend's result: %s", done)
 	}
 
-	// How it followed the session: server-sent events are not offered, so
-	// yivi-frontend falls back to polling frontend/status; no pairing.
+	// How it followed the session: with the server-sent events of
+	// frontend/statusevents, as from irma server with SSE on, which brought
+	// it DONE; it never fell back to polling frontend/status. No pairing.
 	mu.Lock()
 	seen := strings.Join(requests, "\n")
+	said := strings.Join(console, "\n")
 	mu.Unlock()
-	for _, want := range []string{"/frontend/status -> 200", "/api/irma/session/" + string(session.Token) + "/result -> 200"} {
+	for _, want := range []string{"/frontend/statusevents -> 200", "/api/irma/session/" + string(session.Token) + "/result -> 200"} {
 		if !strings.Contains(seen, want) {
 			t.Errorf("the frontend never asked %q", want)
 		}
+	}
+	if strings.Contains(seen, "/frontend/status -> ") {
+		t.Error("the frontend polled frontend/status: it did not follow the session with statusevents")
+	}
+	if !strings.Contains(said, "Server event: Remote state changed to 'DONE'") {
+		t.Error("the frontend did not learn of DONE from a server event")
 	}
 	for _, unwanted := range []string{"/frontend/options", "/frontend/pairingcompleted"} {
 		if strings.Contains(seen, unwanted) {

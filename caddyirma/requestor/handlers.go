@@ -114,10 +114,20 @@ func (h *Handler) handleStatus(w http.ResponseWriter, token irma.RequestorToken)
 	server.WriteJson(w, res.Status)
 }
 
-// handleStatusEvents answers as irma server without server-sent events (its default): 500 SSE_DISABLED
-// for a known session, 501 UNSUPPORTED for an unknown one.
-func (h *Handler) handleStatusEvents(w http.ResponseWriter, token irma.RequestorToken) {
-	if _, err := h.srv.GetSessionResult(token); err != nil {
+// handleStatusEvents streams the session's status with Config.StatusEvents, as irma server does with SSE
+// on; without it, it answers as irma server without server-sent events (its default): 500 SSE_DISABLED for a
+// known session, 501 UNSUPPORTED for an unknown one.
+func (h *Handler) handleStatusEvents(w http.ResponseWriter, r *http.Request, token irma.RequestorToken) {
+	res, err := h.srv.GetSessionResult(token)
+	if h.cfg.StatusEvents != nil {
+		if err != nil {
+			h.mapError(w, err)
+			return
+		}
+		h.cfg.StatusEvents(w, r, token, res.Status)
+		return
+	}
+	if err != nil {
 		server.WriteResponse(w, nil, &irma.RemoteError{
 			Status:      server.ErrorUnsupported.Status,
 			ErrorName:   string(server.ErrorUnsupported.Type),

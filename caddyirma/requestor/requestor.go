@@ -85,6 +85,10 @@ type Config struct {
 	// requests, never a name the request merely claims); action is empty
 	// unless the request was read.
 	Observe func(requestor, outcome string, action irma.Action)
+	// StatusEvents, if set, streams the status of a session at /session/{token}/statusevents as
+	// server-sent events (irma server with SSE on), starting from status, which it just looked up.
+	// Unset, that route answers as irma server without SSE.
+	StatusEvents func(w http.ResponseWriter, r *http.Request, token irma.RequestorToken, status irma.ServerStatus)
 }
 
 // Requestor is one requestor's authentication and permissions.
@@ -206,7 +210,7 @@ func (h *Handler) routeSession(w http.ResponseWriter, r *http.Request, rest stri
 		}
 	case "statusevents":
 		if allow(w, r, http.MethodGet) {
-			h.handleStatusEvents(w, token)
+			h.handleStatusEvents(w, r, token)
 		}
 	case "result":
 		if allow(w, r, http.MethodGet) {

@@ -102,6 +102,11 @@ type FrontendInfo struct {
 	// StatusURL answers GET with {"status": "..."}; the status is one of
 	// INITIALIZED, PAIRING, CONNECTED, DONE, CANCELLED and TIMEOUT.
 	StatusURL string `json:"statusUrl"`
+	// StatusEventsURL answers GET with a stream of server-sent events, one
+	// per change of the status, each with the JSON that StatusURL answers:
+	// the status without polling. A client that cannot open it (an error,
+	// or 429 for too many streams) polls StatusURL instead.
+	StatusEventsURL string `json:"statusEventsUrl"`
 	// PairingCode, if set, is the code the Yivi app shows when it connects
 	// (status PAIRING). Once the person has entered it and it matches, POST
 	// to PairingCompletedURL, and the session goes on.
@@ -112,6 +117,10 @@ type FrontendInfo struct {
 // NewInfo builds the JSON answer for s.
 func NewInfo(s Session) (*Info, error) {
 	status, err := s.StatusURL()
+	if err != nil {
+		return nil, err
+	}
+	events, err := s.frontendURL("statusevents")
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +138,7 @@ func NewInfo(s Session) (*Info, error) {
 	}
 	info := &Info{
 		SessionPtr: s.Pointer,
-		Frontend:   FrontendInfo{Authorization: s.FrontendAuth, StatusURL: status},
+		Frontend:   FrontendInfo{Authorization: s.FrontendAuth, StatusURL: status, StatusEventsURL: events},
 		Link:       link,
 		QR:         qr,
 	}
@@ -288,6 +297,7 @@ func renderPage(w http.ResponseWriter, code int, p Page, info *Info) error {
 		data.QR = template.URL(info.QR)
 		data.Link = info.Link
 		data.Config["statusUrl"] = info.Frontend.StatusURL
+		data.Config["statusEventsUrl"] = info.Frontend.StatusEventsURL
 		data.Config["authorization"] = string(info.Frontend.Authorization)
 		data.Config["pairingCode"] = info.Frontend.PairingCode
 		data.Config["pairingCompletedUrl"] = info.Frontend.PairingCompletedURL
