@@ -25,6 +25,7 @@ const (
 
 	auditGranted = "granted"
 	auditRefused = "refused"
+	auditStarted = "started" // an issuance or a requestor session; its end is outcomeDone, -Cancelled or -Timeout
 )
 
 // auditEntry is one line of the audit log; empty fields are left out.

@@ -156,7 +156,7 @@ func (h *RequestorAPI) Provision(ctx caddy.Context) error {
 			countSessionStarted(action, "irma_requestor_api")
 		}
 	}
-	if h.handler, err = requestor.New(appServer{app}, cfg); err != nil {
+	if h.handler, err = requestor.New(requestorSessions{appServer{app}}, cfg); err != nil {
 		return fmt.Errorf("irma_requestor_api: %w", err)
 	}
 	return nil

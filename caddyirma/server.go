@@ -53,7 +53,8 @@ type runningServer struct {
 	// then spends that pool, not the one of the sessions and marks. Nil: the
 	// sessions are in memory.
 	limitCounts *redis.Client
-	redisPrefix string // irmago's prefix of the keys in Redis
+	redisPrefix string        // irmago's prefix of the keys in Redis
+	stopped     chan struct{} // closed by Destruct: the session watchers stop
 }
 
 // redisKeyPrefix goes before the keys of the gateway's own state in Redis
@@ -62,6 +63,7 @@ const redisKeyPrefix = "caddy-irma:"
 
 // Destruct implements caddy.Destructor.
 func (s *runningServer) Destruct() error {
+	close(s.stopped)
 	s.schemes.close()
 	s.Stop()
 	closeSchemes(s.conf.Load())
@@ -103,7 +105,7 @@ func (a *App) newServer() (caddy.Destructor, error) {
 	if err != nil {
 		return nil, err
 	}
-	rs := &runningServer{Server: srv, settings: &conf, handler: srv.HandlerFunc(), marks: memoryMarks}
+	rs := &runningServer{Server: srv, settings: &conf, handler: srv.HandlerFunc(), marks: memoryMarks, stopped: make(chan struct{})}
 	rs.conf.Store(a.irmaConf)
 	if conf.StoreType == "redis" {
 		client, err := conf.RedisClient() // the client irmaserver made, cached

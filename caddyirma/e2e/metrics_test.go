@@ -94,6 +94,51 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
+// checkTourMetrics: the series of the audit tour's sessions and
+// decisions (TestAuditLog) went up from before to after, and the scrape
+// holds none of its secrets.
+func checkTourMetrics(t *testing.T, before, after metricsScrape, secrets []string) {
+	t.Helper()
+	for _, c := range []struct {
+		series string
+		min    float64
+	}{
+		{`caddy_irma_sessions_started_total{handler="irma_issue",type="issuing"}`, 2},
+		{`caddy_irma_sessions_started_total{handler="irma_sign",type="signing"}`, 2},
+		{`caddy_irma_sessions_started_total{handler="irma_requestor_api",type="disclosing"}`, 2},
+		{`caddy_irma_sessions_finished_total{outcome="done",reason="",type="issuing"}`, 1},
+		{`caddy_irma_sessions_finished_total{outcome="cancelled",reason="",type="issuing"}`, 1},
+		{`caddy_irma_sessions_finished_total{outcome="done",reason="",type="signing"}`, 1},
+		{`caddy_irma_sessions_finished_total{outcome="cancelled",reason="",type="signing"}`, 1},
+		// Logins and the requestor's sessions: a login, a step-up and one
+		// requestor session done; a login cancelled; a login and a
+		// requestor session timed out.
+		{`caddy_irma_sessions_finished_total{outcome="done",reason="",type="disclosing"}`, 3},
+		{`caddy_irma_sessions_finished_total{outcome="cancelled",reason="",type="disclosing"}`, 1},
+		{`caddy_irma_sessions_finished_total{outcome="timeout",reason="",type="disclosing"}`, 2},
+		// The refused step-up and the refused first login.
+		{`caddy_irma_sessions_finished_total{outcome="refused",reason="attributes",type="disclosing"}`, 2},
+		{`caddy_irma_session_duration_seconds_count{type="issuing"}`, 2},
+		{`caddy_irma_session_duration_seconds_count{type="signing"}`, 2},
+		{`caddy_irma_logins_total{kind="login",policy="adults"}`, 1},
+		{`caddy_irma_logins_total{kind="step_up",policy="members"}`, 1},
+		{`caddy_irma_requests_total{decision="allowed",policy="members"}`, 1},
+		{`caddy_irma_requests_total{decision="denied",policy="club"}`, 2},
+		{`caddy_irma_jwts_minted_total{policy="members"}`, 1},
+		{`caddy_irma_requestor_calls_total{outcome="started",requestor="auditapp"}`, 2},
+		{`caddy_irma_requestor_calls_total{outcome="unauthenticated",requestor=""}`, 1},
+	} {
+		if got := after.value(c.series) - before.value(c.series); got < c.min {
+			t.Errorf("%s went up by %v, want at least %v", c.series, got, c.min)
+		}
+	}
+	for _, secret := range secrets {
+		if secret != "" && strings.Contains(after.text, secret) {
+			t.Errorf("the scrape holds %.80q", secret)
+		}
+	}
+}
+
 // metricsScrape is one scrape of /metrics in the text format.
 type metricsScrape struct {
 	text   string

@@ -139,11 +139,12 @@ func setCookies(resp *http.Response) map[string]*http.Cookie {
 	return m
 }
 
-// cookieWithPrefix returns the cookie of resp whose name starts with
-// prefix, or nil.
+// cookieWithPrefix returns the cookie that resp sets whose name starts
+// with prefix, or nil; not one that it clears (a session that ended
+// clears its pending cookie before the next sets it again).
 func cookieWithPrefix(resp *http.Response, prefix string) *http.Cookie {
 	for _, c := range resp.Cookies() {
-		if strings.HasPrefix(c.Name, prefix) {
+		if strings.HasPrefix(c.Name, prefix) && c.MaxAge >= 0 {
 			return c
 		}
 	}
