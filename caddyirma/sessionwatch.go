@@ -35,7 +35,7 @@ func (a *App) watchSession(token irma.RequestorToken, action irma.Action, entry 
 	}
 	started, keep := time.Now(), time.Duration(a.SessionResultLifetime)
 	go func() {
-		outcome := rs.awaitEnd(token, keep)
+		outcome := awaitEnd(rs, rs.stopped, token, keep)
 		if outcome == "" {
 			return
 		}
@@ -45,17 +45,22 @@ func (a *App) watchSession(token irma.RequestorToken, action irma.Action, entry 
 	}()
 }
 
+// sessionResults is what awaitEnd reads of an IRMA server.
+type sessionResults interface {
+	GetSessionResult(irma.RequestorToken) (*server.SessionResult, error)
+}
+
 // awaitEnd reads the status of the session of token every
-// sessionWatchEvery until it ends, and returns its outcome; or "" if the
-// server stops, the session is gone, or the store has failed for longer
-// than keep, how long irmaserver keeps a result.
-func (s *runningServer) awaitEnd(token irma.RequestorToken, keep time.Duration) string {
+// sessionWatchEvery until it ends, and returns its outcome; or "" if
+// stopped is closed (the server stops), the session is gone, or the store
+// has failed for longer than keep, how long irmaserver keeps a result.
+func awaitEnd(s sessionResults, stopped <-chan struct{}, token irma.RequestorToken, keep time.Duration) string {
 	tick := time.NewTicker(sessionWatchEvery)
 	defer tick.Stop()
 	var failing time.Time
 	for {
 		select {
-		case <-s.stopped:
+		case <-stopped:
 			return ""
 		case <-tick.C:
 		}

@@ -22,11 +22,7 @@ import (
 // address.
 func TestMetrics(t *testing.T) {
 	var metricsURL string
-	s := newAuthSiteStore(t, func(s *authSite) string {
-		ln := caddytest.Listen(t)
-		metricsURL = "http://" + ln.Addr() + "/metrics"
-		return fmt.Sprintf("\nhttp://127.0.0.1:%d {\n\t%s\n\tmetrics /metrics\n}\n", ln.Port, ln.Bind())
-	}, "session_limits {\n\t\t\tper_client 3 10m\n\t\t}")
+	s := newAuthSiteStore(t, metricsServer(t, &metricsURL), "session_limits {\n\t\t\tper_client 3 10m\n\t\t}")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	alice := s.newWallet(t, "alice@example.com", "yes")
@@ -91,6 +87,16 @@ func TestMetrics(t *testing.T) {
 		if strings.Contains(after.text, c.Value) {
 			t.Errorf("the scrape holds the value of cookie %s", c.Name)
 		}
+	}
+}
+
+// metricsServer is an extra of newAuthSiteStore: a server of its own for
+// Caddy's /metrics, whose URL it sets in url.
+func metricsServer(t *testing.T, url *string) func(*authSite) string {
+	return func(*authSite) string {
+		ln := caddytest.Listen(t)
+		*url = "http://" + ln.Addr() + "/metrics"
+		return fmt.Sprintf("\nhttp://127.0.0.1:%d {\n\t%s\n\tmetrics /metrics\n}\n", ln.Port, ln.Bind())
 	}
 }
 
