@@ -139,9 +139,8 @@ func setCookies(resp *http.Response) map[string]*http.Cookie {
 	return m
 }
 
-// cookieWithPrefix returns the cookie that resp sets whose name starts
-// with prefix, or nil; not one that it clears (a session that ended
-// clears its pending cookie before the next sets it again).
+// cookieWithPrefix returns the cookie whose name starts with prefix that
+// resp sets (not one it clears before setting it anew), or nil.
 func cookieWithPrefix(resp *http.Response, prefix string) *http.Cookie {
 	for _, c := range resp.Cookies() {
 		if strings.HasPrefix(c.Name, prefix) && c.MaxAge >= 0 {
