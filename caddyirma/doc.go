@@ -53,5 +53,8 @@
 // logouts leave: in the Redis of the sessions, else in the process).
 // irma_issue (issue.go) and irma_sign (sign.go, signresult.go) use the same
 // session path; irma_requestor_api (requestorapi.go) wires package
-// requestor to the server.
+// requestor to the server. What the handlers decide goes to the metrics
+// (metrics.go) and the audit log (audit.go); sessionwatch.go follows an
+// issuance or a requestor's session, which no browser brings back, to its
+// end for both.
 package caddyirma

@@ -219,11 +219,14 @@ func (h *Issue) serve(w http.ResponseWriter, r *http.Request) error {
 	if !admitSession(w, r, h.app.limiter, h.logger) {
 		return nil
 	}
-	if page.Session, _, err = startSession(appServer{h.app}, h.app.prefix, req, h.Pairing, time.Duration(h.app.ScanTimeout)); err != nil {
+	var token irma.RequestorToken
+	if page.Session, token, err = startSession(appServer{h.app}, h.app.prefix, req, h.Pairing, time.Duration(h.app.ScanTimeout)); err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma_issue: %w", err))
 	}
 	countSessionStarted(irma.ActionIssuing, "irma_issue")
-	auditEntry{decision: decisionIssuance, outcome: "started", attributes: issuedTypes(req)}.log(h.app.audit)
+	issuance := auditEntry{decision: decisionIssuance, outcome: auditStarted, attributes: issuedTypes(req)}
+	issuance.log(h.app.audit)
+	h.app.watchSession(token, irma.ActionIssuing, issuance)
 	return showSession(w, r, http.StatusOK, http.StatusOK, page)
 }
 

@@ -144,7 +144,9 @@ func (f *loginFlow) resume(w http.ResponseWriter, r *http.Request, p *pendingSes
 	case state != pendingDone:
 		// Gone, cancelled or timed out (the page said so): this is the retry.
 		if state == pendingEnded {
-			countSessionEnd(irma.ActionDisclosing, sessionEndOutcome(res.Status), "", p.started())
+			outcome := sessionEndOutcome(res.Status)
+			countSessionEnd(irma.ActionDisclosing, outcome, "", p.started())
+			f.decision(login, outcome, "").log(f.audit)
 		}
 		cookies.clear(w, pending)
 		return nil, f.challenge(w, r, login, now, dest)
@@ -192,14 +194,22 @@ func (f *loginFlow) resume(w http.ResponseWriter, r *http.Request, p *pendingSes
 	return next, nil
 }
 
-// refused writes the audit line of a login (or a step-up of login) that a
-// finished session does not give; disclosed are the types it showed.
-func (f *loginFlow) refused(login *loginState, reason string, disclosed []string, err error) {
-	e := auditEntry{decision: loginDecision(login), outcome: auditRefused, reason: reason, policy: f.name, route: f.route,
-		attributes: disclosed, err: err}
+// decision is the audit line of what a session of this flow came to for
+// login (nil: a first login, else a step-up of it): outcome, and the reason
+// of a refusal.
+func (f *loginFlow) decision(login *loginState, outcome, reason string) auditEntry {
+	e := auditEntry{decision: loginDecision(login), outcome: outcome, reason: reason, policy: f.name, route: f.route}
 	if login != nil {
 		e.subject = f.subject(login)
 	}
+	return e
+}
+
+// refused writes the audit line of a login (or a step-up of login) that a
+// finished session does not give; disclosed are the types it showed.
+func (f *loginFlow) refused(login *loginState, reason string, disclosed []string, err error) {
+	e := f.decision(login, auditRefused, reason)
+	e.attributes, e.err = disclosed, err
 	e.log(f.audit)
 }
 

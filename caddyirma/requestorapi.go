@@ -164,7 +164,7 @@ func (h *RequestorAPI) Provision(ctx caddy.Context) error {
 		}
 		sessionpage.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "unavailable"})
 	}
-	if h.handler, err = requestor.New(appServer{app}, cfg); err != nil {
+	if h.handler, err = requestor.New(requestorSessions{appServer{app}}, cfg); err != nil {
 		return fmt.Errorf("irma_requestor_api: %w", err)
 	}
 	return nil

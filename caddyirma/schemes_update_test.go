@@ -10,6 +10,7 @@ import (
 	"time"
 
 	irma "github.com/privacybydesign/irmago/irma"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/demoscheme"
 	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testkit/caddytest"
@@ -45,7 +46,7 @@ func runUpdate(tick chan<- time.Time, done <-chan updateResult) updateResult {
 // TestSchemeUpdates: while the gateway runs, an update that adds a
 // credential type and an issuer key takes effect at the next scheme update,
 // on the same IRMA server; a bad update is refused, and the schemes stay as
-// they were.
+// they were. scheme_updates_total counts each by its outcome.
 func TestSchemeUpdates(t *testing.T) {
 	s := newSchemeSite(t)
 	tick, done := controlUpdates(t)
@@ -58,6 +59,7 @@ func TestSchemeUpdates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	updates := countUpdates(t)
 	v1 := filepath.Join(t.TempDir(), "v1")
 	schemeserver.Copy(t, s.served, v1)
 	conf := app.Configuration()
@@ -118,6 +120,7 @@ func TestSchemeUpdates(t *testing.T) {
 	if !strings.Contains(s.logs(t), "keeping the copy there is") {
 		t.Error("the refusals were not logged")
 	}
+	updates.want("fetch_failed", 4)
 
 	// A good update: a credential type and an issuer key more.
 	addTicket(t, s, true)
@@ -145,6 +148,8 @@ func TestSchemeUpdates(t *testing.T) {
 	if r := runUpdate(tick, done); r.err != nil || r.changed || app.Configuration() != conf {
 		t.Errorf("an update without news: %+v", r)
 	}
+	updates.want("applied", 1)
+	updates.want("unchanged", 1)
 
 	// A reload with a policy on the new credential type loads, on the same
 	// server.
@@ -155,6 +160,39 @@ func TestSchemeUpdates(t *testing.T) {
 		t.Error("the reload replaced the IRMA server")
 	}
 	s.loginStarts(t, "/tickets/")
+}
+
+// updateCounts reads scheme_updates_total by outcome from where
+// countUpdates was called.
+type updateCounts struct {
+	t      *testing.T
+	before map[string]float64
+}
+
+func countUpdates(t *testing.T) updateCounts {
+	t.Helper()
+	c := updateCounts{t: t, before: map[string]float64{}}
+	for _, outcome := range []string{"fetch_failed", "applied", "unchanged"} {
+		c.before[outcome] = schemeUpdatesCounted(outcome)
+	}
+	return c
+}
+
+// want checks that outcome was counted n times since.
+func (c updateCounts) want(outcome string, n float64) {
+	c.t.Helper()
+	if got := schemeUpdatesCounted(outcome) - c.before[outcome]; got != n {
+		c.t.Errorf("scheme_updates_total{outcome=%q} went up by %v, want %v", outcome, got, n)
+	}
+}
+
+// schemeUpdatesCounted is the value of scheme_updates_total{outcome}.
+func schemeUpdatesCounted(outcome string) float64 {
+	var m dto.Metric
+	if err := metrics.schemeUpdates.WithLabelValues(outcome).Write(&m); err != nil {
+		return -1
+	}
+	return m.GetCounter().GetValue()
 }
 
 // addTicket adds the credential type ticket (one attribute, seat) to the

@@ -54,7 +54,8 @@ type runningServer struct {
 	// then spends that pool, not the one of the sessions and marks. Nil: the
 	// sessions are in memory.
 	limitCounts *redis.Client
-	redisPrefix string // irmago's prefix of the keys in Redis
+	redisPrefix string        // irmago's prefix of the keys in Redis
+	stopped     chan struct{} // closed by Destruct: the session watchers stop
 	// events streams the status of sessions (statusstream.go); tokens
 	// maps the client tokens of the sessions started here to their
 	// requestor tokens, with the sessions in memory (else nil).
@@ -68,6 +69,7 @@ const redisKeyPrefix = "caddy-irma:"
 
 // Destruct implements caddy.Destructor.
 func (s *runningServer) Destruct() error {
+	close(s.stopped)
 	s.events.Close()
 	s.schemes.close()
 	s.Stop()
@@ -111,7 +113,7 @@ func (a *App) newServer() (caddy.Destructor, error) {
 		return nil, err
 	}
 	rs := &runningServer{Server: srv, settings: &conf, handler: srv.HandlerFunc(), marks: memoryMarks,
-		events: statusevents.New()}
+		stopped: make(chan struct{}), events: statusevents.New()}
 	rs.conf.Store(a.irmaConf)
 	if conf.StoreType != "redis" {
 		// A session runs at most its scan timeout (at most the lifetime)

@@ -42,7 +42,9 @@ func (h *Sign) resume(w http.ResponseWriter, r *http.Request, p *pendingSession,
 		cookies.clear(w, pending)
 		return caddyhttp.Error(http.StatusGone, errors.New("irma_sign: the signature session is gone; start again"))
 	case state == pendingEnded:
-		countSessionEnd(irma.ActionSigning, sessionEndOutcome(res.Status), "", p.started())
+		outcome := sessionEndOutcome(res.Status)
+		countSessionEnd(irma.ActionSigning, outcome, "", p.started())
+		auditEntry{decision: decisionSignature, outcome: outcome, route: h.route}.log(h.app.audit)
 		cookies.clear(w, pending)
 		return caddyhttp.Error(http.StatusConflict, fmt.Errorf("irma_sign: the signature session ended %s", res.Status))
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -47,30 +46,41 @@ func (a *auditSecrets) cookies() {
 	}
 }
 
-// session answers a GET of target with its JSON 401, keeps the session's
-// secrets (pending cookie, requestor, client and frontend tokens), runs it
-// with w and comes back to target.
-func (a *auditSecrets) session(ctx context.Context, t *testing.T, w *wallet.Wallet, target string) *http.Response {
+// start answers a GET of target in b with its JSON 401, keeps the
+// session's secrets (pending cookie, requestor, client and frontend
+// tokens) and returns its pointer.
+func (a *auditSecrets) start(t *testing.T, b *browser, target string) *irma.Qr {
 	t.Helper()
-	resp, body := a.b.get(a.k.s.base+target, nil)
+	resp, body := b.get(a.k.s.base+target, nil)
 	info := parseInfo(t, body)
 	u, _ := url.Parse(info.SessionPtr.URL)
 	a.all = append(a.all, a.k.pendingSecrets(t, resp)...)
 	a.all = append(a.all, string(info.Frontend.Authorization), path.Base(u.Path))
+	return info.SessionPtr
+}
+
+// session starts a session at target, runs it with w and comes back to
+// target.
+func (a *auditSecrets) session(ctx context.Context, t *testing.T, w *wallet.Wallet, target string) *http.Response {
+	t.Helper()
+	a.start(t, a.b, target)
 	a.b.login(ctx, w, a.k.s.base+target)
 	a.cookies()
-	resp, _ = a.b.get(a.k.s.base+target, nil)
+	resp, _ := a.b.get(a.k.s.base+target, nil)
 	a.cookies()
 	return resp
 }
 
 // TestAuditLog: a tour (a login, a step-up, a refused step-up, forward
-// auth, a signature, an issuance, a requestor session and a logout) writes
-// one audit line per decision, and no line of the whole log at DEBUG
-// (irmago's included) holds an attribute value, a cookie, a token, the
-// identity JWT or the message signed. Caddy's reverse_proxy is left out:
-// at DEBUG it logs the headers it sends upstream, identity headers among
-// them (see the README).
+// auth, a signature, an issuance, a requestor session, a refused first
+// login, a login, a signature and an issuance refused in the app, a login
+// and a requestor session that time out, a requestor with a wrong token,
+// and a logout) writes one audit line per decision, and no line of the
+// whole log at DEBUG (irmago's included) holds an attribute value, a
+// cookie, a token, the identity JWT or the message signed. Caddy's
+// reverse_proxy is left out: at DEBUG it logs the headers it sends
+// upstream, identity headers among them (see the README). Caddy's
+// /metrics counts the tour's sessions and decisions (checkTourMetrics).
 func TestAuditLog(t *testing.T) {
 	dir := t.TempDir()
 	file, tokenFile := filepath.Join(dir, "server.log"), filepath.Join(dir, "requestor.token")
@@ -79,13 +89,16 @@ func TestAuditLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := &logKit{server: file}
-	k.s = newCatalogueSite(t, "log {\n\t\toutput file "+file+"\n\t\tformat json\n\t\tlevel DEBUG\n\t\texclude http.handlers.reverse_proxy\n\t}",
+	k.s = newCatalogueSiteWith(t, "scan_timeout "+auditScanTimeout.String(), "log {\n\t\toutput file "+file+"\n\t\tformat json\n\t\tlevel DEBUG\n\t\texclude http.handlers.reverse_proxy\n\t}",
 		`handle /audit/sign {
 		irma_sign {
 			message "I, {http.request.uri.query.who}, agree."
 			require caddy-demo.gateway.person.fullname
 			pairing off
 		}
+	}
+	handle /metrics {
+		metrics
 	}
 	handle_path /api/irma/* {
 		irma_requestor_api {
@@ -101,6 +114,8 @@ func TestAuditLog(t *testing.T) {
 	alice := k.s.newWalletLevel(t, auditName, auditEmail, "gold")
 	bob := k.s.newWalletLevel(t, bobName, bobEmail, "platinum")
 	a := &auditSecrets{k: k, b: newBrowser(t), all: []string{auditName, auditEmail, bobName, bobEmail, auditClub, auditSigner, auditAPIToken}}
+	before := scrape(t, k.s.base+"/metrics")
+	timedOut := a.abandon(t, "/adults/x")
 
 	if resp := a.session(ctx, t, alice, "/adults/x"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("the login: %d", resp.StatusCode)
@@ -126,12 +141,19 @@ func TestAuditLog(t *testing.T) {
 		t.Fatalf("the issuance: %+v, %v", res, err)
 	}
 	a.requestorSession(ctx, t, alice)
+	a.refusedLogin(ctx, t, alice)
+	a.refusedInApp(ctx, t, alice)
+	a.requestorCalls(t)
+	a.comeBack(t, timedOut)
 	a.cookies()
 	logout, _ := k.s.send(t, k.s.nextCase(), wireRequest{method: "POST", target: "/irma/logout",
 		lines: []string{"Sec-Fetch-Site: same-origin", k.s.cookieLine(a.b)}})
 	if logout.StatusCode != http.StatusSeeOther {
 		t.Fatalf("the logout: %d", logout.StatusCode)
 	}
+
+	waitAudit(t, file, "issuance done", "issuance cancelled", "requestor_session done", "requestor_session timeout")
+	after := scrape(t, k.s.base+"/metrics")
 
 	mark := "X-Irma-Logged-After-" + k.s.nextCase()
 	k.s.send(t, k.s.nextCase(), wireRequest{method: "POST", target: "/open/x", body: "hello", lines: []string{"Trailer: " + mark}})
@@ -147,33 +169,15 @@ func TestAuditLog(t *testing.T) {
 		}
 	}
 	checkAuditLines(t, log, jwtSubject(t, jwt))
+	checkTourMetrics(t, before, after, a.all)
 }
 
 // requestorSession starts a disclosure over the requestor API and runs it
 // with w.
 func (a *auditSecrets) requestorSession(ctx context.Context, t *testing.T, w *wallet.Wallet) {
 	t.Helper()
-	body := `{"@context":"https://irma.app/ld/request/disclosure/v2","disclose":[[["caddy-demo.gateway.person.email"]]]}`
-	req, _ := http.NewRequest("POST", a.k.s.base+"/api/irma/session", strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", auditAPIToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var started struct {
-		SessionPtr      *irma.Qr                       `json:"sessionPtr"`
-		Token           string                         `json:"token"`
-		FrontendRequest struct{ Authorization string } `json:"frontendRequest"`
-	}
-	if err := json.Unmarshal(b, &started); err != nil || started.SessionPtr == nil {
-		t.Fatalf("POST /session: %d %s", resp.StatusCode, b)
-	}
-	u, _ := url.Parse(started.SessionPtr.URL)
-	a.all = append(a.all, started.Token, started.FrontendRequest.Authorization, path.Base(u.Path))
-	if res, err := w.Run(ctx, started.SessionPtr, wallet.Accept); err != nil {
+	ptr := a.requestorStart(t, auditDisclosure)
+	if res, err := w.Run(ctx, ptr, wallet.Accept); err != nil {
 		t.Fatalf("the requestor session: %+v, %v", res, err)
 	}
 }
@@ -195,7 +199,16 @@ type auditLine struct {
 	Attributes                                                                         []string
 }
 
-// checkAuditLines: one line per decision of the tour, with its fields.
+// auditWant is a line that the tour's audit log must hold.
+type auditWant struct {
+	decision, outcome, policy string
+	attributes                []string
+	subject                   bool // the subject of the tour's login
+	check                     func(auditLine) bool
+}
+
+// checkAuditLines: one line per decision of the tour, with its fields (a
+// decision and outcome that the tour has twice: two rows, two lines).
 func checkAuditLines(t *testing.T, log, subject string) {
 	t.Helper()
 	var lines []auditLine
@@ -205,35 +218,53 @@ func checkAuditLines(t *testing.T, log, subject string) {
 			lines = append(lines, line)
 		}
 	}
-	want := []struct {
-		decision, outcome, policy string
-		attributes                []string
-		subject                   bool
-		check                     func(auditLine) bool
-	}{
+	issued := []string{"caddy-demo.gateway.membership.club", "caddy-demo.gateway.membership.level"}
+	auditapp := func(l auditLine) bool { return l.Requestor == "auditapp" && l.Session == "disclosing" }
+	firstLogin := func(l auditLine) bool {
+		return l.Subject == "" && l.Reason == "" && strings.HasPrefix(l.Route, "policy:")
+	}
+	want := []auditWant{
 		{"login", "granted", "adults", []string{"caddy-demo.gateway.person.over18"}, true, nil},
 		{"step_up", "granted", "members", []string{"caddy-demo.gateway.person.email", "caddy-demo.gateway.person.fullname", "caddy-demo.gateway.person.over18"}, true, nil},
 		{"step_up", "refused", "club", nil, true, func(l auditLine) bool { return strings.Contains(l.Reason, "other values") }},
 		{"signature", "granted", "", []string{"caddy-demo.gateway.person.fullname"}, false, nil},
-		{"issuance", "started", "", []string{"caddy-demo.gateway.membership.club", "caddy-demo.gateway.membership.level"}, false, nil},
-		{"requestor_session", "started", "", nil, false, func(l auditLine) bool { return l.Requestor == "auditapp" && l.Session == "disclosing" }},
+		{"issuance", "started", "", issued, false, nil},
+		{"issuance", "started", "", issued, false, nil},
+		{"issuance", "done", "", issued, false, nil},
+		{"issuance", "cancelled", "", issued, false, nil},
+		{"requestor_session", "started", "", nil, false, auditapp},
+		{"requestor_session", "started", "", nil, false, auditapp},
+		{"requestor_session", "done", "", nil, false, auditapp},
+		{"requestor_session", "timeout", "", nil, false, auditapp},
+		{"requestor_session", "unauthenticated", "", nil, false, func(l auditLine) bool { return l.Requestor == "" && l.Session == "" }},
+		{"login", "refused", "club", []string{"caddy-demo.gateway.membership.level"}, false,
+			func(l auditLine) bool {
+				return l.Subject == "" && strings.Contains(l.Reason, "do not satisfy the policy")
+			}},
+		{"login", "cancelled", "members", nil, false, firstLogin},
+		{"login", "timeout", "adults", nil, false, firstLogin},
+		{"signature", "cancelled", "", nil, false, func(l auditLine) bool { return strings.HasPrefix(l.Route, "sign:") }},
 		{"logout", "granted", "", nil, true, nil},
+	}
+	same := func(w auditWant, decision, outcome, policy string) bool {
+		return w.decision == decision && w.outcome == outcome && w.policy == policy
 	}
 	for _, w := range want {
 		var found []auditLine
 		for _, l := range lines {
-			if l.Decision == w.decision && l.Outcome == w.outcome && l.Policy == w.policy {
+			if same(w, l.Decision, l.Outcome, l.Policy) {
 				found = append(found, l)
 			}
 		}
-		if len(found) != 1 {
-			t.Errorf("%s %s %s: %d audit lines, want 1: %+v", w.decision, w.outcome, w.policy, len(found), lines)
+		if n := len(slices.DeleteFunc(slices.Clone(want), func(v auditWant) bool { return !same(w, v.decision, v.outcome, v.policy) })); len(found) != n {
+			t.Errorf("%s %s %s: %d audit lines, want %d: %+v", w.decision, w.outcome, w.policy, len(found), n, lines)
 			continue
 		}
-		l := found[0]
-		if l.Msg != "decision" || (w.attributes != nil && !slices.Equal(l.Attributes, w.attributes)) ||
-			(w.subject && l.Subject != subject) || (w.check != nil && !w.check(l)) {
-			t.Errorf("%s %s: %+v, want attributes %v, subject %v", w.decision, w.outcome, l, w.attributes, fmt.Sprint(w.subject))
+		for _, l := range found {
+			if l.Msg != "decision" || (w.attributes != nil && !slices.Equal(l.Attributes, w.attributes)) ||
+				(w.subject && l.Subject != subject) || (w.check != nil && !w.check(l)) {
+				t.Errorf("%s %s: %+v, want attributes %v, subject %v", w.decision, w.outcome, l, w.attributes, fmt.Sprint(w.subject))
+			}
 		}
 	}
 	if len(lines) != len(want) {

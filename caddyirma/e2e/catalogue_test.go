@@ -60,9 +60,17 @@ const catalogueLabel = `</script><script>alert("label")</script><img src=x onerr
 // site more directives at the top of the site ("" for none).
 func newCatalogueSite(t *testing.T, globals, site string) *catalogueSite {
 	t.Helper()
+	return newCatalogueSiteWith(t, "", globals, site)
+}
+
+// newCatalogueSiteWith is newCatalogueSite with more options of the irma
+// app, irmaOptions.
+func newCatalogueSiteWith(t *testing.T, irmaOptions, globals, site string) *catalogueSite {
+	t.Helper()
 	up := newCaseUpstream(t)
 	g := newGateway(t)
-	config := g.config(`session_limits {
+	config := g.config(irmaOptions+`
+		session_limits {
 			per_client 100000
 		}
 		policy members {

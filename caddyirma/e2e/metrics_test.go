@@ -22,11 +22,7 @@ import (
 // address.
 func TestMetrics(t *testing.T) {
 	var metricsURL string
-	s := newAuthSiteStore(t, func(s *authSite) string {
-		ln := caddytest.Listen(t)
-		metricsURL = "http://" + ln.Addr() + "/metrics"
-		return fmt.Sprintf("\nhttp://127.0.0.1:%d {\n\t%s\n\tmetrics /metrics\n}\n", ln.Port, ln.Bind())
-	}, "session_limits {\n\t\t\tper_client 3 10m\n\t\t}")
+	s := newAuthSiteStore(t, metricsServer(t, &metricsURL), "session_limits {\n\t\t\tper_client 3 10m\n\t\t}")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	alice := s.newWallet(t, "alice@example.com", "yes")
@@ -90,6 +86,61 @@ func TestMetrics(t *testing.T) {
 	for _, c := range b.jar.Cookies(base) {
 		if strings.Contains(after.text, c.Value) {
 			t.Errorf("the scrape holds the value of cookie %s", c.Name)
+		}
+	}
+}
+
+// metricsServer is an extra of newAuthSiteStore: a server of its own for
+// Caddy's /metrics, whose URL it sets in url.
+func metricsServer(t *testing.T, url *string) func(*authSite) string {
+	return func(*authSite) string {
+		ln := caddytest.Listen(t)
+		*url = "http://" + ln.Addr() + "/metrics"
+		return fmt.Sprintf("\nhttp://127.0.0.1:%d {\n\t%s\n\tmetrics /metrics\n}\n", ln.Port, ln.Bind())
+	}
+}
+
+// checkTourMetrics: the series of the audit tour's sessions and
+// decisions (TestAuditLog) went up from before to after, and the scrape
+// holds none of its secrets.
+func checkTourMetrics(t *testing.T, before, after metricsScrape, secrets []string) {
+	t.Helper()
+	for _, c := range []struct {
+		series string
+		min    float64
+	}{
+		{`caddy_irma_sessions_started_total{handler="irma_issue",type="issuing"}`, 2},
+		{`caddy_irma_sessions_started_total{handler="irma_sign",type="signing"}`, 2},
+		{`caddy_irma_sessions_started_total{handler="irma_requestor_api",type="disclosing"}`, 2},
+		{`caddy_irma_sessions_finished_total{outcome="done",reason="",type="issuing"}`, 1},
+		{`caddy_irma_sessions_finished_total{outcome="cancelled",reason="",type="issuing"}`, 1},
+		{`caddy_irma_sessions_finished_total{outcome="done",reason="",type="signing"}`, 1},
+		{`caddy_irma_sessions_finished_total{outcome="cancelled",reason="",type="signing"}`, 1},
+		// Logins and the requestor's sessions: a login, a step-up and one
+		// requestor session done; a login cancelled; a login and a
+		// requestor session timed out.
+		{`caddy_irma_sessions_finished_total{outcome="done",reason="",type="disclosing"}`, 3},
+		{`caddy_irma_sessions_finished_total{outcome="cancelled",reason="",type="disclosing"}`, 1},
+		{`caddy_irma_sessions_finished_total{outcome="timeout",reason="",type="disclosing"}`, 2},
+		// The refused step-up and the refused first login.
+		{`caddy_irma_sessions_finished_total{outcome="refused",reason="attributes",type="disclosing"}`, 2},
+		{`caddy_irma_session_duration_seconds_count{type="issuing"}`, 2},
+		{`caddy_irma_session_duration_seconds_count{type="signing"}`, 2},
+		{`caddy_irma_logins_total{kind="login",policy="adults"}`, 1},
+		{`caddy_irma_logins_total{kind="step_up",policy="members"}`, 1},
+		{`caddy_irma_requests_total{decision="allowed",policy="members"}`, 1},
+		{`caddy_irma_requests_total{decision="denied",policy="club"}`, 2},
+		{`caddy_irma_jwts_minted_total{policy="members"}`, 1},
+		{`caddy_irma_requestor_calls_total{outcome="started",requestor="auditapp"}`, 2},
+		{`caddy_irma_requestor_calls_total{outcome="unauthenticated",requestor=""}`, 1},
+	} {
+		if got := after.value(c.series) - before.value(c.series); got < c.min {
+			t.Errorf("%s went up by %v, want at least %v", c.series, got, c.min)
+		}
+	}
+	for _, secret := range secrets {
+		if secret != "" && strings.Contains(after.text, secret) {
+			t.Errorf("the scrape holds %.80q", secret)
 		}
 	}
 }

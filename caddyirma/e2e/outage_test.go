@@ -25,7 +25,8 @@ import (
 func TestRedisOutage(t *testing.T) {
 	redis := testredis.StartServer(t)
 	logFile := filepath.Join(t.TempDir(), "caddy.log")
-	s := newAuthSiteStore(t, nil, fmt.Sprintf("redis %s {\n\t\t\tdisable_tls\n\t\t}", redis.Addr),
+	var metricsURL string
+	s := newAuthSiteStore(t, metricsServer(t, &metricsURL), fmt.Sprintf("redis %s {\n\t\t\tdisable_tls\n\t\t}", redis.Addr),
 		fmt.Sprintf("log {\n\t\toutput file %s\n\t\tformat json\n\t}", logFile))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -54,6 +55,7 @@ func TestRedisOutage(t *testing.T) {
 		t.Fatalf("health with room again: %d", got)
 	}
 
+	before := scrape(t, metricsURL)
 	redis.Stop()
 	refused := 1 // the health check of the full Redis
 	for _, c := range []struct {
@@ -105,6 +107,11 @@ func TestRedisOutage(t *testing.T) {
 	}
 	if strings.Contains(string(logs), `"status":500`) {
 		t.Errorf("a 500 during the outage:\n%s", logs)
+	}
+	// The login's page and the logout failed on the store of one-use marks.
+	const marksErrors = `caddy_irma_store_errors_total{store="marks"}`
+	if got := scrape(t, metricsURL).value(marksErrors) - before.value(marksErrors); got < 2 {
+		t.Errorf("%s went up by %v during the outage, want at least 2", marksErrors, got)
 	}
 
 	redis.Restart()

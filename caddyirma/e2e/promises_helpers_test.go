@@ -139,11 +139,11 @@ func setCookies(resp *http.Response) map[string]*http.Cookie {
 	return m
 }
 
-// cookieWithPrefix returns the cookie of resp whose name starts with
-// prefix, or nil.
+// cookieWithPrefix returns the cookie whose name starts with prefix that
+// resp sets (not one it clears before setting it anew), or nil.
 func cookieWithPrefix(resp *http.Response, prefix string) *http.Cookie {
 	for _, c := range resp.Cookies() {
-		if strings.HasPrefix(c.Name, prefix) {
+		if strings.HasPrefix(c.Name, prefix) && c.MaxAge >= 0 {
 			return c
 		}
 	}

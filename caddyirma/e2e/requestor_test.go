@@ -78,18 +78,7 @@ func TestRequestorAPI(t *testing.T) {
 
 	post := func(body, contentType, auth string) (int, []byte) {
 		t.Helper()
-		req, _ := http.NewRequest("POST", api+"/session", strings.NewReader(body))
-		req.Header.Set("Content-Type", contentType)
-		if auth != "" {
-			req.Header.Set("Authorization", auth)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, b
+		return postSession(t, api, body, contentType, auth)
 	}
 	get := func(path string) (int, []byte) {
 		t.Helper()
@@ -217,4 +206,22 @@ func TestRequestorAPI(t *testing.T) {
 	if code, body := get("/session/AAAAAAAAAAAAAAAAAAAA/result"); code != 400 || !strings.Contains(string(body), "SESSION_UNKNOWN") {
 		t.Errorf("unknown session: %d %s", code, body)
 	}
+}
+
+// postSession POSTs body to the requestor API at api (its /session), with
+// an Authorization header unless auth is "".
+func postSession(t *testing.T, api, body, contentType, auth string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", api+"/session", strings.NewReader(body))
+	req.Header.Set("Content-Type", contentType)
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
 }
