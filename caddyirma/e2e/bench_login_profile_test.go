@@ -11,13 +11,36 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/benchreport"
 )
+
+// addBreakdown profiles the gateway (t) over further logins into file, and
+// adds to res the share of each bucket of its CPU and the ratio that
+// irmago's verification alone would give.
+func addBreakdown(b *testing.B, res *benchreport.Result, t loginTarget, adminAddr, file string) {
+	b.Helper()
+	shares, perLogin, sampled := profileLogins(b, t, adminAddr, file, envInt(b, "IRMA_BENCH_PROFILE_SECONDS", 30))
+	for bucket, share := range shares {
+		res.Figures["gateway_share_"+bucket] = share
+	}
+	// irmago's verification, which irma server does alike: the ratio of
+	// a gateway that spent nothing else is at least what the samples
+	// of it alone give (the CPU they miss, in the kernel, is counted
+	// as the rest's).
+	irmaMs := res.Figures["irma_server_ms_per_login"]
+	res.Figures["verification_ms_per_login"] = shares["verification"] * sampled
+	res.Figures["ratio_floor"] = shares["verification"] * sampled / irmaMs
+	b.Logf("irmago's verification: %.2f to %.2f ms per login, so a ratio of at least %.3f",
+		shares["verification"]*sampled, shares["verification"]*perLogin, res.Figures["ratio_floor"])
+}
 
 // profileLogins takes a CPU profile of the gateway (target t, whose Caddy
 // admin endpoint is at adminAddr) over seconds of logins into file, and
 // returns the share of the gateway's CPU that went to each bucket
-// (profileBuckets), and its CPU per login meanwhile, in ms.
-func profileLogins(b *testing.B, t loginTarget, adminAddr, file string, seconds int) (map[string]float64, float64) {
+// (profileBuckets), its CPU per login meanwhile, and the part of that which
+// the profile sampled, in ms.
+func profileLogins(b *testing.B, t loginTarget, adminAddr, file string, seconds int) (shares map[string]float64, perLogin, sampled float64) {
 	b.Helper()
 	done := make(chan error, 1)
 	go func() { done <- fetchProfile(adminAddr, file, seconds) }()
@@ -61,17 +84,17 @@ func profileLogins(b *testing.B, t loginTarget, adminAddr, file string, seconds 
 	}
 	// The process's own counters say what a login cost; the samples, how
 	// that divides (they miss some of it, in the kernel).
-	perLogin := ms(after-before) / float64(logins)
-	shares := map[string]float64{}
+	perLogin, sampled = ms(after-before)/float64(logins), ms(total)/float64(logins)
+	shares = map[string]float64{}
 	report := fmt.Sprintf("profile of the gateway over %d logins: %.2f ms CPU per login (%.2f ms sampled)\n",
-		logins, perLogin, ms(total)/float64(logins))
+		logins, perLogin, sampled)
 	for _, bk := range profileBuckets {
 		shares[bk.name] = float64(spent[bk.name]) / float64(total)
 		report += fmt.Sprintf("\t%-20s %6.3f ms per login  %5.1f%%\n", bk.name, shares[bk.name]*perLogin, 100*shares[bk.name])
 	}
 	// Printed, not logged: a benchmark's log keeps its first lines only.
 	fmt.Print(report)
-	return shares, perLogin
+	return shares, perLogin, sampled
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -104,16 +104,7 @@ func BenchmarkLoginCost(b *testing.B) {
 		Figures: map[string]float64{"gateway_ms_per_login": benchreport.Median(gwMs), "irma_server_ms_per_login": benchreport.Median(irmaMs)},
 		Notes:   fmt.Sprintf("%d rounds of %d logins each, alternating; 2048-bit issuer keys; CPU = utime+stime of each process (/proc/<pid>/stat)", rounds, logins)}
 	if file := os.Getenv("IRMA_BENCH_PROFILE"); file != "" {
-		shares, perLogin := profileLogins(b, targets[0], adminAddr, file, envInt(b, "IRMA_BENCH_PROFILE_SECONDS", 30))
-		for bucket, share := range shares {
-			res.Figures["gateway_share_"+bucket] = share
-		}
-		// irmago's verification, which irma server does alike: the ratio
-		// of a gateway that spent nothing else.
-		verification := shares["verification"] * perLogin
-		res.Figures["verification_ms_per_login"] = verification
-		res.Figures["ratio_floor"] = verification / res.Figures["irma_server_ms_per_login"]
-		b.Logf("irmago's verification: %.2f ms per login, %.3f of irma server's CPU per login", verification, res.Figures["ratio_floor"])
+		addBreakdown(b, &res, targets[0], adminAddr, file)
 	}
 	b.ReportMetric(benchreport.Median(ratios), "ratio")
 	b.ReportMetric(res.Figures["gateway_ms_per_login"], "gateway-ms/login")
