@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/privacybydesign/gabi"
 	"go.uber.org/zap"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/internal/logbridge"
@@ -152,7 +153,9 @@ func (e *Endpoints) serveIRMA(w http.ResponseWriter, r *http.Request, rest strin
 func (e *Endpoints) passIRMA(w http.ResponseWriter, r *http.Request, rest string, rs *runningServer) error {
 	h := http.StripPrefix(strings.TrimSuffix(e.app.prefix, "/"), rs.handler)
 	if tok, ok := proofsClientToken(rest); ok && r.Method == http.MethodPost {
-		check := func(body []byte) error { return proofbounds.CheckPosted(rs.conf.Load(), body) }
+		check := func(body []byte) (gabi.ProofList, error) {
+			return proofbounds.CheckPostedDisclosure(rs.conf.Load(), body)
+		}
 		return serveProofs(w, r, h, rs.marks, tok, e.app.markTTL(), check)
 	}
 	if r.Method == http.MethodPost && strings.HasSuffix(rest, "/commitments") {

@@ -72,9 +72,15 @@ func proofsClientToken(rest string) (string, bool) {
 
 // serveProofs passes the app's proofs to irmaserver (next), bounded by
 // check (checkPost), and if irmaserver accepts them, records when their
-// credentials expire, for ttl.
-func serveProofs(w http.ResponseWriter, r *http.Request, next http.Handler, store marks.Store, clientToken string, ttl time.Duration, check func(body []byte) error) error {
-	body, ok := checkPost(w, r, next, check)
+// credentials expire, for ttl. check returns the proofs of a disclosure as
+// it parsed them (nil for any other body), to read the expiry from: the
+// body is parsed once here, not again.
+func serveProofs(w http.ResponseWriter, r *http.Request, next http.Handler, store marks.Store, clientToken string, ttl time.Duration, check func(body []byte) (gabi.ProofList, error)) error {
+	var disclosed gabi.ProofList
+	body, ok := checkPost(w, r, next, func(body []byte) (err error) {
+		disclosed, err = check(body)
+		return err
+	})
 	if !ok {
 		return nil
 	}
@@ -83,7 +89,7 @@ func serveProofs(w http.ResponseWriter, r *http.Request, next http.Handler, stor
 	if rec.status != http.StatusOK || body == nil {
 		return nil
 	}
-	if err := recordCredentialExpiry(r.Context(), store, clientToken, body, ttl); err != nil {
+	if err := recordCredentialExpiry(r.Context(), store, clientToken, disclosed, ttl); err != nil {
 		// The app has its answer; the login finds no record, and refuses.
 		return fmt.Errorf("recording credential expiry: %w", err)
 	}
@@ -188,13 +194,10 @@ func (s *statusOnly) Write(b []byte) (int, error) {
 }
 
 // recordCredentialExpiry records, once per session, when the credentials
-// of proofs that irmaserver accepted expire, for ttl.
-func recordCredentialExpiry(ctx context.Context, store marks.Store, clientToken string, body []byte, ttl time.Duration) error {
-	var disclosure irma.Disclosure
-	if irma.UnmarshalValidate(body, &disclosure) != nil {
-		return nil // a signature's proofs, say: no login takes them
-	}
-	expiry, ok := earliestExpiry(disclosure.Proofs)
+// of the proofs of a disclosure that irmaserver accepted expire, for ttl.
+// A signature's proofs (nil here) no login takes.
+func recordCredentialExpiry(ctx context.Context, store marks.Store, clientToken string, proofs gabi.ProofList, ttl time.Duration) error {
+	expiry, ok := earliestExpiry(proofs)
 	if !ok {
 		return nil
 	}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/privacybydesign/gabi"
+
 	"github.com/caddy-irma/caddy-irma/caddyirma/internal/marks"
 	"github.com/caddy-irma/caddy-irma/caddyirma/proofbounds"
 )
@@ -74,7 +76,7 @@ func TestServeProofsBounds(t *testing.T) {
 		req.Host, req.ContentLength = host, contentLength
 		req.Header.Set("Authorization", "client-authorization")
 		checked := 0
-		counting := func(b []byte) error { checked++; return check(b) }
+		counting := func(b []byte) (gabi.ProofList, error) { checked++; return nil, check(b) }
 		w := httptest.NewRecorder()
 		if err := serveProofs(w, req, http.StripPrefix("/irma", irmaserver), marks.New(marks.Config{}), "tok", time.Hour, counting); err != nil {
 			t.Fatal(err)

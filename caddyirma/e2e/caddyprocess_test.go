@@ -37,7 +37,7 @@ func startCaddy(t *testing.T, name string, config func(base string) string, env 
 // it the socket of ln as fd 3, which the test closes: only the process
 // holds the port, so once it is gone, connections to the port are
 // refused, as with a machine that is down.
-func startCaddyOn(t *testing.T, name string, ln net.Listener, config string, env ...string) *caddyProcess {
+func startCaddyOn(t testing.TB, name string, ln net.Listener, config string, env ...string) *caddyProcess {
 	t.Helper()
 	c := &caddyProcess{name: name, base: "http://" + ln.Addr().String()}
 	dir := t.TempDir()

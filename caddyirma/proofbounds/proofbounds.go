@@ -322,16 +322,27 @@ type postedProofs struct {
 // and checks them with CheckDisclosure. A body that does not parse is refused too (wrapping
 // ErrOutOfBounds): irmaserver would refuse it, and what it holds cannot be bounded.
 func CheckPosted(conf *irma.Configuration, body []byte) error {
+	_, err := CheckPostedDisclosure(conf, body)
+	return err
+}
+
+// CheckPostedDisclosure is CheckPosted that also returns the proofs of a disclosure as it
+// parsed them (nil for a signature's): what a caller reads from them needs no second parse of
+// the body.
+func CheckPostedDisclosure(conf *irma.Configuration, body []byte) (gabi.ProofList, error) {
 	var p postedProofs
 	if err := json.Unmarshal(body, &p); err != nil {
-		return fmt.Errorf("proofs do not parse: %w", ErrOutOfBounds)
+		return nil, fmt.Errorf("proofs do not parse: %w", ErrOutOfBounds)
 	}
 	proofs := p.Proofs
 	if len(p.Signature) > 0 {
 		if len(proofs) > 0 {
-			return fmt.Errorf("both proofs and a signature: %w", ErrOutOfBounds)
+			return nil, fmt.Errorf("both proofs and a signature: %w", ErrOutOfBounds)
 		}
 		proofs = p.Signature
 	}
-	return CheckDisclosure(conf, proofs, p.Indices)
+	if err := CheckDisclosure(conf, proofs, p.Indices); err != nil {
+		return nil, err
+	}
+	return p.Proofs, nil
 }

@@ -226,3 +226,14 @@ func TestRenderLogout(t *testing.T) {
 		t.Errorf("Referrer-Policy %q: %s", got, w.Body)
 	}
 }
+
+// BenchmarkQRDataURL: every JSON answer that starts a session carries one.
+func BenchmarkQRDataURL(b *testing.B) {
+	ptr := `{"u":"https://gateway.example.com/irma/session/sXjkvhxZt9ltVpQx1CYO","irmaqr":"disclosing"}`
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := QRDataURL(ptr); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/sirupsen/logrus"
@@ -25,6 +26,7 @@ type Bridge struct {
 	logger     *logrus.Logger
 	target     atomic.Pointer[zap.Logger]
 	demoteInfo bool
+	mu         sync.Mutex // held while the target and logrus's level change
 }
 
 // New returns a bridge whose logrus logger writes to the bridge's zap logger,
@@ -34,16 +36,19 @@ type Bridge struct {
 // requests and results with attribute values, request bodies and tokens.
 // With demoteInfo, Info becomes Debug: irmago's wallet code logs attribute
 // values at Info.
+//
+// The logrus logger's level follows the target: it is the most verbose
+// level (Info at most) that the target writes, so that irmago builds no
+// entry that the target would drop.
 func New(demoteInfo bool) *Bridge {
 	b := &Bridge{demoteInfo: demoteInfo}
-	b.target.Store(zap.NewNop())
 	l := logrus.New()
 	l.SetOutput(io.Discard)
-	l.SetLevel(logrus.InfoLevel)
 	l.AddHook(b)
 	// A library must not end the process: a Caddy process serves other sites.
 	l.ExitFunc = func(int) {}
 	b.logger = l
+	b.SetTarget(zap.NewNop())
 	return b
 }
 
@@ -51,21 +56,48 @@ func New(demoteInfo bool) *Bridge {
 func (b *Bridge) Logger() *logrus.Logger { return b.logger }
 
 // SetTarget sends the bridge's output to l from now on.
-func (b *Bridge) SetTarget(l *zap.Logger) { b.target.Store(l) }
+func (b *Bridge) SetTarget(l *zap.Logger) { b.Swap(l) }
 
 // Swap sends the bridge's output to l from now on, and returns the logger
 // it went to before.
-func (b *Bridge) Swap(l *zap.Logger) *zap.Logger { return b.target.Swap(l) }
+func (b *Bridge) Swap(l *zap.Logger) *zap.Logger {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	prev := b.target.Swap(l)
+	b.logger.SetLevel(b.levelFor(l))
+	return prev
+}
 
 // Release stops sending to l if it is the current target.
-func (b *Bridge) Release(l *zap.Logger) { b.target.CompareAndSwap(l, zap.NewNop()) }
+func (b *Bridge) Release(l *zap.Logger) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.target.CompareAndSwap(l, zap.NewNop()) {
+		b.logger.SetLevel(b.levelFor(zap.NewNop()))
+	}
+}
+
+// levelFor is the logrus level for target l: the most verbose of Info,
+// Warn and Error that l writes (Error if none).
+func (b *Bridge) levelFor(l *zap.Logger) logrus.Level {
+	for _, level := range []logrus.Level{logrus.InfoLevel, logrus.WarnLevel} {
+		if l.Core().Enabled(b.zapLevel(level)) {
+			return level
+		}
+	}
+	return logrus.ErrorLevel
+}
 
 // Levels implements logrus.Hook.
 func (b *Bridge) Levels() []logrus.Level { return logrus.AllLevels }
 
 // Fire implements logrus.Hook.
 func (b *Bridge) Fire(e *logrus.Entry) error {
-	ce := b.target.Load().Check(b.zapLevel(e.Level), redactMessage(e.Message))
+	target, level := b.target.Load(), b.zapLevel(e.Level)
+	if !target.Core().Enabled(level) {
+		return nil // before the work of redacting what is dropped
+	}
+	ce := target.Check(level, redactMessage(e.Message))
 	if ce == nil {
 		return nil
 	}

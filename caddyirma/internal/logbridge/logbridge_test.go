@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sirupsen/logrus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -107,6 +108,44 @@ func TestRedactsSecrets(t *testing.T) {
 	for _, kept := range []string{Fingerprint(token), `"disclose":[[["a.b.c.d"]]]`, "signature/v2"} {
 		if !strings.Contains(all.String(), kept) {
 			t.Errorf("the log lost %q:\n%s", kept, all.String())
+		}
+	}
+}
+
+// TestLevelFollowsTarget: irmago builds no entry that the target drops
+// (logrus's level is the target's), and never one below Info, whatever the
+// target takes.
+func TestLevelFollowsTarget(t *testing.T) {
+	for _, tc := range []struct {
+		demote bool
+		target zapcore.Level
+		want   logrus.Level
+	}{
+		{false, zapcore.DebugLevel, logrus.InfoLevel},
+		{false, zapcore.InfoLevel, logrus.InfoLevel},
+		{false, zapcore.WarnLevel, logrus.WarnLevel},
+		{false, zapcore.ErrorLevel, logrus.ErrorLevel},
+		{true, zapcore.DebugLevel, logrus.InfoLevel},
+		{true, zapcore.InfoLevel, logrus.WarnLevel},
+	} {
+		b := New(tc.demote)
+		if got := b.logger.GetLevel(); got != logrus.ErrorLevel {
+			t.Errorf("without a target: %s", got)
+		}
+		core, logs := observer.New(tc.target)
+		l := zap.New(core)
+		b.SetTarget(l)
+		if got := b.logger.GetLevel(); got != tc.want {
+			t.Errorf("demote %v, target %s: logrus at %s, want %s", tc.demote, tc.target, got, tc.want)
+		}
+		b.logger.Info("info")
+		b.logger.Warn("warn")
+		if want := map[bool]int{true: 2, false: 1}[tc.want == logrus.InfoLevel]; tc.target <= zapcore.WarnLevel && logs.Len() != want {
+			t.Errorf("demote %v, target %s: %d entries, want %d", tc.demote, tc.target, logs.Len(), want)
+		}
+		b.Release(l)
+		if got := b.logger.GetLevel(); got != logrus.ErrorLevel {
+			t.Errorf("released: %s", got)
 		}
 	}
 }
