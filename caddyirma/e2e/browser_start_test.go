@@ -108,7 +108,7 @@ func TestBrowserDeferredStart(t *testing.T) {
 
 // scanPage reads the QR code that the page shows, as a phone's camera
 // would, once its image has loaded, and checks it against the app link.
-func scanPage(t *testing.T, browser context.Context) *irma.Qr {
+func scanPage(t testing.TB, browser context.Context) *irma.Qr {
 	t.Helper()
 	var png []byte
 	var link string

@@ -23,7 +23,7 @@ import (
 // newChromium starts headless Chromium (Debian's chromium package, which
 // .ci/run installs) for the test, with the options extra besides the
 // tests' own.
-func newChromium(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
+func newChromium(t testing.TB, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	bin, err := exec.LookPath("chromium")
 	if err != nil {
@@ -198,7 +198,7 @@ func TestBrowserLogin(t *testing.T) {
 }
 
 // decodeQR reads the QR code in a PNG.
-func decodeQR(t *testing.T, png []byte) string {
+func decodeQR(t testing.TB, png []byte) string {
 	t.Helper()
 	text, err := readQR(png)
 	if err != nil {
@@ -226,7 +226,7 @@ func readQR(png []byte) (string, error) {
 
 // screenshot saves what the browser shows, for a person to look at, when
 // CADDY_IRMA_SCREENSHOTS names a directory.
-func screenshot(t *testing.T, browser context.Context, name string) {
+func screenshot(t testing.TB, browser context.Context, name string) {
 	dir := os.Getenv("CADDY_IRMA_SCREENSHOTS")
 	if dir == "" {
 		return
