@@ -361,7 +361,7 @@ func (a *App) newLoginFlow(p policy.Policy, route, name, pairing, audience strin
 		login: a.Login, backend: appServer{a}, prefix: a.prefix, appURL: a.serverURL,
 		maxSession: time.Duration(a.MaxSessionLifetime), scanTimeout: time.Duration(a.ScanTimeout),
 		proofsWait: defaultProofsWait, now: time.Now, logger: logger, audit: a.audit,
-		limiter: a.limiter,
+		limiter: a.limiter, counters: newFlowCounters(name),
 	}
 }
 

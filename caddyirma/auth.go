@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -191,7 +190,7 @@ func (h *Auth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	}
 	ret := requestReturn(r)
 	login, err := h.flow.check(w, r, destination{ret: ret, done: ret, code: http.StatusUnauthorized})
-	countRequest(h.flow.name, login != nil && err == nil)
+	h.flow.counters.request(login != nil && err == nil)
 	if login == nil || err != nil {
 		return answerStoreDown(w, r, h.flow.logger, err)
 	}
@@ -200,7 +199,8 @@ func (h *Auth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 
 // pass sends the logged-in request on.
 func (h *Auth) pass(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, login *loginState) error {
-	token, err := h.flow.token(login)
+	view := h.flow.view(login)
+	token, err := h.flow.jwt(view)
 	if err != nil {
 		return err
 	}
@@ -214,12 +214,9 @@ func (h *Auth) pass(w http.ResponseWriter, r *http.Request, next caddyhttp.Handl
 	if !ok {
 		return caddyhttp.Error(http.StatusInternalServerError, errors.New("irma_auth: no replacer in the request"))
 	}
-	for id, v := range login.Attributes {
-		repl.Set(placeholderPrefix+"attr."+id, v)
+	for _, p := range view.placeholders {
+		repl.Set(p.key, p.value)
 	}
-	repl.Set(placeholderPrefix+"policy", h.flow.name)
-	repl.Set(placeholderPrefix+"login_id", h.flow.subject(login))
-	repl.Set(placeholderPrefix+"login_expires", login.Expires.UTC().Format(time.RFC3339))
 	return next.ServeHTTP(&privateResponse{ResponseWriter: w}, r)
 }
 

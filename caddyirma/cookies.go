@@ -30,6 +30,7 @@ type gatewayCookies struct {
 	domain     string
 	secure     bool
 	keys       *sealedcookie.KeyRing // from Start on
+	logins     *loginCache           // of keys: made with them
 }
 
 // newGatewayCookies returns the cookies of the login settings.
@@ -51,6 +52,10 @@ type loginState struct {
 	// Expires is when the login ends: the cookie's lifetime, or the first
 	// expiry of the credentials disclosed, whichever comes first.
 	Expires time.Time `json:"exp"`
+
+	// views are what flows derive from a login that loginCache keeps; nil
+	// for one that it does not.
+	views *loginViews
 }
 
 func newLoginID() (string, error) {
@@ -106,16 +111,37 @@ func (c *gatewayCookies) options() sealedcookie.CookieOptions {
 	return sealedcookie.CookieOptions{Domain: c.domain, Path: "/", Secure: c.secure, SameSite: http.SameSiteLaxMode}
 }
 
-// readLogin returns the login of r, or nil if it has none that opens.
+// readLogin returns the login of r, or nil if it has none that opens. If r
+// carries several session cookies, the first that opens wins (currentLogin
+// refuses such a request before).
 func (c *gatewayCookies) readLogin(r *http.Request, now time.Time) *loginState {
-	var s loginState
-	if err := c.keys.ReadCookie(cookieSource(r), c.name, &s, now); err != nil {
+	for _, cookie := range cookieSource(r).CookiesNamed(c.name) {
+		if s := c.openLogin(cookie.Value, now); s != nil {
+			return s
+		}
+	}
+	return nil
+}
+
+// openLogin returns the login that a session cookie's value holds, or nil
+// if it does not open or the login has ended. A value that opened before is
+// taken from the cache of logins, until it expires.
+func (c *gatewayCookies) openLogin(value string, now time.Time) *loginState {
+	if c.logins != nil {
+		if s := c.logins.get(value, now); s != nil {
+			return s
+		}
+	}
+	s := new(loginState)
+	until, err := c.keys.OpenUntil(c.name, value, s, now)
+	if err != nil || s.ID == "" || len(s.Attributes) == 0 || !now.Before(s.Expires) {
 		return nil
 	}
-	if s.ID == "" || len(s.Attributes) == 0 || !now.Before(s.Expires) {
-		return nil
+	if c.logins != nil {
+		s.views = new(loginViews)
+		c.logins.put(value, s, until)
 	}
-	return &s
+	return s
 }
 
 // setLogin sets the session cookie.

@@ -233,7 +233,7 @@ func (e *Endpoints) serveForwardAuth(w http.ResponseWriter, r *http.Request) err
 		return nil
 	}
 	login, err := f.satisfied(r)
-	countRequest(f.name, login != nil && err == nil)
+	f.counters.request(login != nil && err == nil)
 	if err != nil {
 		return err
 	} else if login != nil {

@@ -10,7 +10,6 @@ import (
 	irma "github.com/privacybydesign/irmago/irma"
 	"go.uber.org/zap"
 
-	"github.com/caddy-irma/caddy-irma/caddyirma/assertion"
 	"github.com/caddy-irma/caddy-irma/caddyirma/policy"
 	"github.com/caddy-irma/caddy-irma/caddyirma/sessionlimit"
 	"github.com/caddy-irma/caddy-irma/caddyirma/sessionpage"
@@ -45,6 +44,7 @@ type loginFlow struct {
 	logger      *zap.Logger
 	audit       *zap.Logger          // nil: no audit log (unit tests)
 	limiter     sessionlimit.Limiter // nil: no bound
+	counters    flowCounters
 }
 
 // destination says where a login goes: ret is the same-site path to land
@@ -106,21 +106,25 @@ func (f *loginFlow) currentLogin(r *http.Request, now time.Time) (*loginState, e
 
 // token returns the identity JWT of login for this policy: with the
 // attributes that the policy asks for, not everything the login holds
-// (another route's step-up may have added more).
+// (another route's step-up may have added more). v is what the flow makes
+// of login: it keeps the JWT for reuse, until the Issuer's deadline (on
+// the Issuer's clock, time.Now).
 func (f *loginFlow) token(login *loginState) (string, error) {
-	attrs := map[string]string{}
-	for _, id := range f.policy.AttributeTypes() {
-		if v, ok := login.Attributes[id.String()]; ok {
-			attrs[id.String()] = v
-		}
+	return f.jwt(f.view(login))
+}
+
+// jwt is token of the view v of a login.
+func (f *loginFlow) jwt(v *loginView) (string, error) {
+	if t := v.token.Load(); t != nil && time.Now().Before(t.until) {
+		f.counters.jwt()
+		return t.token, nil
 	}
-	token, err := f.login.tokens.Token(assertion.Identity{
-		Subject: f.subject(login), Attributes: attrs, Policy: f.name, Audience: f.audience, LoginID: login.ID, Expires: login.Expires,
-	})
+	token, until, err := f.login.tokens.TokenUntil(v.identity)
 	if err != nil {
 		return "", caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma: signing the identity token: %w", err))
 	}
-	countJWT(f.name)
+	v.token.Store(&reusableToken{token: token, until: until})
+	f.counters.jwt()
 	return token, nil
 }
 
