@@ -188,8 +188,10 @@ func (h *Auth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	if err := h.app.waitStarted(r.Context()); err != nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma_auth: %w", err))
 	}
-	ret := requestReturn(r)
-	login, err := h.flow.check(w, r, destination{ret: ret, done: ret, code: http.StatusUnauthorized})
+	login, err := h.flow.check(w, r, func() destination {
+		ret := requestReturn(r)
+		return destination{ret: ret, done: ret, code: http.StatusUnauthorized}
+	})
 	h.flow.counters.request(login != nil && err == nil)
 	if login == nil || err != nil {
 		return answerStoreDown(w, r, h.flow.logger, err)

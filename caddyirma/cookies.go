@@ -85,25 +85,52 @@ func (c *gatewayCookies) ours(name string) bool {
 // site planted one (a sibling subdomain, a plain-http page: cookie tossing):
 // which one is the visitor's, nobody can tell.
 func (c *gatewayCookies) duplicate(r *http.Request) string {
-	seen := map[string]bool{}
-	for _, cookie := range cookieSource(r).Cookies() {
+	return c.duplicateIn(cookieSource(r).Cookies())
+}
+
+// duplicateIn is duplicate of a request's cookies.
+func (c *gatewayCookies) duplicateIn(cookies []*http.Cookie) string {
+	seen := make([]string, 0, 4)
+	for _, cookie := range cookies {
 		if !c.ours(cookie.Name) {
 			continue
 		}
-		if seen[cookie.Name] {
+		if slices.Contains(seen, cookie.Name) {
 			return cookie.Name
 		}
-		seen[cookie.Name] = true
+		seen = append(seen, cookie.Name)
 	}
 	return ""
 }
 
 // refuseDuplicate answers 400 if r carries a cookie of the gateway twice.
 func (c *gatewayCookies) refuseDuplicate(r *http.Request) error {
-	if name := c.duplicate(r); name != "" {
+	return duplicateError(c.duplicate(r))
+}
+
+// duplicateError is the answer (400) to a request that carries the cookie
+// name twice; nil for "".
+func duplicateError(name string) error {
+	if name != "" {
 		return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("irma: two cookies named %s: one was set by another site; remove the cookies of this site", name))
 	}
 	return nil
+}
+
+// loginValue returns the value of r's session cookie, "" for none, reading
+// r's cookies once; a request that carries a cookie of the gateway twice
+// gets 400, as with refuseDuplicate.
+func (c *gatewayCookies) loginValue(r *http.Request) (string, error) {
+	cookies := cookieSource(r).Cookies()
+	if err := duplicateError(c.duplicateIn(cookies)); err != nil {
+		return "", err
+	}
+	for _, cookie := range cookies {
+		if cookie.Name == c.name {
+			return cookie.Value, nil
+		}
+	}
+	return "", nil
 }
 
 // options are the attributes of every cookie of the gateway.

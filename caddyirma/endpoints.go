@@ -186,7 +186,9 @@ func (e *Endpoints) serveLogin(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ret := returnTo(r.URL.Query().Get("return"))
-	login, err := f.check(w, r, destination{ret: ret, done: e.loginURL(f.name, ret), code: http.StatusOK})
+	login, err := f.check(w, r, func() destination {
+		return destination{ret: ret, done: e.loginURL(f.name, ret), code: http.StatusOK}
+	})
 	if login == nil {
 		return err
 	}

@@ -95,11 +95,13 @@ type loginViews struct {
 	views atomic.Pointer[[]*loginView] // copied on write
 }
 
-// loginView is what a flow makes of a login: the identity its JWT asserts
-// (the pseudonym for the flow's audience, the attributes its policy asks),
-// the placeholders it sets, and the JWT last signed, for reuse.
+// loginView is what a flow makes of a login: whether it satisfies the
+// flow's policy, the identity its JWT asserts (the pseudonym for the flow's
+// audience, the attributes its policy asks), the placeholders it sets, and
+// the JWT last signed, for reuse.
 type loginView struct {
 	flow         *loginFlow
+	satisfied    bool
 	identity     assertion.Identity
 	placeholders []placeholder
 	token        atomic.Pointer[reusableToken]
@@ -153,7 +155,7 @@ func (f *loginFlow) newView(login *loginState) *loginView {
 		}
 	}
 	subject := f.subject(login)
-	v := &loginView{flow: f, identity: assertion.Identity{
+	v := &loginView{flow: f, satisfied: f.policy.SatisfiedBy(toAttributes(login.Attributes)), identity: assertion.Identity{
 		Subject: subject, Attributes: attrs, Policy: f.name, Audience: f.audience, LoginID: login.ID, Expires: login.Expires,
 	}}
 	for id, value := range login.Attributes {

@@ -58,39 +58,51 @@ type destination struct {
 // check returns the visitor's login if it satisfies the policy, picking up
 // the result of a login session the visitor ran. Otherwise it answers the
 // request itself (a login page, a JSON 401, a refusal) and returns nil.
-func (f *loginFlow) check(w http.ResponseWriter, r *http.Request, dest destination) (*loginState, error) {
+// dest says where the login goes; it is asked only then, not for a login
+// that passes.
+func (f *loginFlow) check(w http.ResponseWriter, r *http.Request, dest func() destination) (*loginState, error) {
 	now := f.now()
 	login, err := f.currentLogin(r, now)
 	if err != nil {
 		return nil, err
 	}
-	if login != nil && f.policy.SatisfiedBy(toAttributes(login.Attributes)) {
+	if login != nil && f.satisfiedBy(login) {
 		return login, nil
 	}
 	if p := f.login.cookies.readPending(r, f.route, now); p != nil {
-		return f.resume(w, r, p, login, now, dest)
+		return f.resume(w, r, p, login, now, dest())
 	}
-	return nil, f.challenge(w, r, login, now, dest)
+	return nil, f.challenge(w, r, login, now, dest())
 }
 
 // satisfied returns the visitor's login if it satisfies the policy, else
 // nil; it starts nothing.
 func (f *loginFlow) satisfied(r *http.Request) (*loginState, error) {
 	login, err := f.currentLogin(r, f.now())
-	if err != nil || login == nil || !f.policy.SatisfiedBy(toAttributes(login.Attributes)) {
+	if err != nil || login == nil || !f.satisfiedBy(login) {
 		return nil, err
 	}
 	return login, nil
+}
+
+// satisfiedBy says whether login satisfies the policy; for a login that
+// the cache keeps, the answer is kept with it.
+func (f *loginFlow) satisfiedBy(login *loginState) bool {
+	if login.views == nil {
+		return f.policy.SatisfiedBy(toAttributes(login.Attributes))
+	}
+	return f.view(login).satisfied
 }
 
 // currentLogin returns the login of the session cookie, or nil if there
 // is none or a logout revoked it. If the store of marks cannot say which,
 // it fails closed: 503, neither the login nor a new one.
 func (f *loginFlow) currentLogin(r *http.Request, now time.Time) (*loginState, error) {
-	if err := f.login.cookies.refuseDuplicate(r); err != nil {
+	value, err := f.login.cookies.loginValue(r)
+	if err != nil || value == "" {
 		return nil, err
 	}
-	login := f.login.cookies.readLogin(r, now)
+	login := f.login.cookies.openLogin(value, now)
 	if login == nil {
 		return nil, nil
 	}

@@ -43,7 +43,7 @@ func (p *process) output() string {
 // address a program listens on, for instance). Programs that bind port 0
 // and print the address they got cannot race another for a port. Output
 // goes to the test's log if the test fails.
-func startProcess(t *testing.T, name string, cmd *exec.Cmd, ready *regexp.Regexp) (string, *process) {
+func startProcess(t testing.TB, name string, cmd *exec.Cmd, ready *regexp.Regexp) (string, *process) {
 	t.Helper()
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -148,7 +148,7 @@ type build struct {
 // returns the binary's path; a later call with the same pkg and env gets
 // the same binary. env is added to the build's environment (CGO_ENABLED=0,
 // for instance). Tests only run the binary: none may change it.
-func buildGo(t *testing.T, pkg string, env ...string) string {
+func buildGo(t testing.TB, pkg string, env ...string) string {
 	t.Helper()
 	key := pkg + "\x00" + strings.Join(env, "\x00")
 	builds.Lock()
@@ -177,7 +177,7 @@ func buildGo(t *testing.T, pkg string, env ...string) string {
 }
 
 // goBuild builds pkg with env into its own directory n under dir.
-func goBuild(t *testing.T, dir string, n int, pkg string, env []string) (string, error) {
+func goBuild(t testing.TB, dir string, n int, pkg string, env []string) (string, error) {
 	t.Helper()
 	bin := filepath.Join(dir, strconv.Itoa(n), filepath.Base(pkg))
 	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
@@ -202,7 +202,7 @@ func TestMain(m *testing.M) {
 }
 
 // repoRoot is the repository's directory (the tests run in caddyirma/e2e).
-func repoRoot(t *testing.T) string {
+func repoRoot(t testing.TB) string {
 	t.Helper()
 	root, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {
