@@ -1,7 +1,6 @@
 package caddyirma
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -218,22 +217,20 @@ func (c *gatewayCookies) clearAll(w http.ResponseWriter, r *http.Request) {
 }
 
 // hide removes the gateway's cookies from r's Cookie headers, so that no
-// upstream ever sees them, keeping the headers as they arrived in r's
-// context for the gateway's own handlers. Other cookies are left byte for
-// byte as they were: rebuilding them would drop values that Go's cookie
-// parser does not like.
-func (c *gatewayCookies) hide(r *http.Request) *http.Request {
-	orig := r.Header.Values("Cookie")
-	if len(orig) == 0 {
-		return r
+// upstream ever sees them, and returns the headers as they arrived, for the
+// gateway's own handlers (shield keeps them in r's context). Other cookies
+// are left byte for byte as they were: rebuilding them would drop values
+// that Go's cookie parser does not like.
+func (c *gatewayCookies) hide(r *http.Request) []string {
+	orig := r.Header["Cookie"]
+	if !slices.ContainsFunc(orig, func(line string) bool { return strings.Contains(line, c.base) }) {
+		return orig // none of ours: every name of ours holds the base
 	}
-	if _, stashed := r.Context().Value(gatewayCookiesKey{}).([]string); !stashed {
-		r = r.WithContext(context.WithValue(r.Context(), gatewayCookiesKey{}, slices.Clone(orig)))
-	}
+	orig = slices.Clone(orig)
 	var kept []string
 	for _, line := range orig {
 		var parts []string
-		for _, pair := range strings.Split(line, ";") {
+		for pair := range strings.SplitSeq(line, ";") {
 			name, _, _ := strings.Cut(strings.TrimSpace(pair), "=")
 			if !c.ours(strings.TrimSpace(name)) {
 				parts = append(parts, pair)
@@ -243,21 +240,18 @@ func (c *gatewayCookies) hide(r *http.Request) *http.Request {
 			kept = append(kept, v)
 		}
 	}
-	r.Header.Del("Cookie")
-	for _, v := range kept {
-		r.Header.Add("Cookie", v)
+	if len(kept) == 0 {
+		delete(r.Header, "Cookie")
+	} else {
+		r.Header["Cookie"] = kept
 	}
-	return r
+	return orig
 }
-
-// gatewayCookiesKey keeps, in a request's context, the Cookie headers as
-// they arrived, before the gateway removed its own cookies from them.
-type gatewayCookiesKey struct{}
 
 // cookieSource returns a request whose cookies are those r arrived with.
 func cookieSource(r *http.Request) *http.Request {
-	if orig, ok := r.Context().Value(gatewayCookiesKey{}).([]string); ok {
-		return &http.Request{Header: http.Header{"Cookie": orig}}
+	if s, ok := r.Context().Value(shieldedKey{}).(*shielded); ok && s.cookies != nil {
+		return &http.Request{Header: http.Header{"Cookie": s.cookies}}
 	}
 	return r
 }

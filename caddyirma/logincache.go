@@ -1,7 +1,7 @@
 package caddyirma
 
 import (
-	"crypto/sha256"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,12 +11,15 @@ import (
 
 // loginCacheSize bounds the logins that a loginCache keeps: one per visitor
 // active lately; a visitor beyond it costs one opening of the cookie more.
+// The values are the keys: some hundred bytes each for a login of a few
+// attributes, so a few MB when full; sealedcookie.MaxValueSize (4 KiB)
+// each at the very most.
 const loginCacheSize = 10000
 
 // loginCache keeps the logins that session cookies opened to, keyed by the
-// SHA-256 of the cookie's whole value, so that a visitor's requests do not
-// each verify, decrypt and decode the same cookie (HMAC-SHA256, AES, base64
-// and two JSON decodings). It holds only values that opened, and gives a
+// cookie's whole value, so that a visitor's requests do not each verify,
+// decrypt and decode the same cookie (HMAC-SHA256, AES, base64 and two JSON
+// decodings). It holds only values that opened, and gives a
 // login only until the sealed value expires or the login ends, whichever
 // comes first. Whether a logout revoked the login is not its business:
 // currentLogin asks the store of marks on every request.
@@ -27,13 +30,11 @@ const loginCacheSize = 10000
 // in first.
 type loginCache struct {
 	mu      sync.RWMutex
-	entries map[loginCacheKey]cachedLogin
-	order   []loginCacheKey // a ring, in the order of taking in
-	next    int             // the slot of order to fill next
-	full    bool            // every slot of order holds a key
+	entries map[string]cachedLogin
+	order   []string // a ring of the values, in the order of taking in
+	next    int      // the slot of order to fill next
+	full    bool     // every slot of order holds a key
 }
-
-type loginCacheKey [sha256.Size]byte
 
 // cachedLogin is a login that a cookie value opened to, and until when it
 // may be used.
@@ -44,15 +45,14 @@ type cachedLogin struct {
 
 // newLoginCache returns a cache of at most size logins.
 func newLoginCache(size int) *loginCache {
-	return &loginCache{entries: make(map[loginCacheKey]cachedLogin, size), order: make([]loginCacheKey, size)}
+	return &loginCache{entries: make(map[string]cachedLogin, size), order: make([]string, size)}
 }
 
 // get returns the login that value opened to, if it is kept and usable at
 // now; else nil.
 func (c *loginCache) get(value string, now time.Time) *loginState {
-	key := loginCacheKey(sha256.Sum256([]byte(value)))
 	c.mu.RLock()
-	e, ok := c.entries[key]
+	e, ok := c.entries[value]
 	c.mu.RUnlock()
 	if !ok || !now.Before(e.until) {
 		return nil
@@ -66,7 +66,7 @@ func (c *loginCache) put(value string, login *loginState, until time.Time) {
 	if login.Expires.Before(until) {
 		until = login.Expires
 	}
-	key := loginCacheKey(sha256.Sum256([]byte(value)))
+	key := strings.Clone(value) // not the request's header line it is part of
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.entries[key]; !ok {

@@ -51,16 +51,23 @@ func (a *App) shield(w http.ResponseWriter, r *http.Request) (*http.Request, boo
 		return r, false
 	}
 	a.stripNamespace(r)
-	r = a.Login.cookies.hide(r)
-	r = r.WithContext(context.WithValue(r.Context(), shieldedKey{}, true))
+	cookies := a.Login.cookies.hide(r)
+	r = r.WithContext(context.WithValue(r.Context(), shieldedKey{}, &shielded{cookies: cookies}))
 	if r.Trailer != nil && r.Body != nil && r.Body != http.NoBody {
 		r.Body = &trailerGuard{ReadCloser: r.Body, trailer: r.Trailer, refused: a.refusedTrailer}
 	}
 	return r, true
 }
 
-// shieldedKey marks, in a request's context, that shield has done its work.
+// shieldedKey marks, in a request's context, that shield has done its work;
+// its value is a *shielded.
 type shieldedKey struct{}
+
+// shielded is what shield keeps of a request: the Cookie headers as they
+// arrived, before it removed the gateway's cookies from them.
+type shielded struct {
+	cookies []string
+}
 
 // inNamespace says whether name is a header of the gateway's namespace.
 func (a *App) inNamespace(name string) bool {
