@@ -166,7 +166,7 @@ func (h *Auth) provisionHeaders() error {
 		if reservedHeaders[normalizeHeader(name)] || normalizeHeader(name) == normalizeHeader(h.app.Login.IdentityHeader) {
 			return fmt.Errorf("attribute %s: header %q is not for attributes", id, name)
 		}
-		h.app.identityHeaders.Store(normalizeHeader(name), true)
+		h.app.identityHeaders.add(name)
 	}
 	return nil
 }

@@ -1,11 +1,14 @@
 package caddyirma
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
@@ -70,13 +73,59 @@ type shielded struct {
 }
 
 // inNamespace says whether name is a header of the gateway's namespace.
+// It runs for every header of every request: it normalizes into a buffer
+// on the stack, not into a new string.
 func (a *App) inNamespace(name string) bool {
-	n := normalizeHeader(name)
-	if strings.HasPrefix(n, namespacePrefix) {
-		return true
+	var buf [64]byte
+	n, ok := appendNormalized(buf[:0], name)
+	if !ok {
+		n = []byte(normalizeHeader(name))
 	}
-	_, ours := a.identityHeaders.Load(n)
-	return ours
+	return bytes.HasPrefix(n, []byte(namespacePrefix)) || a.identityHeaders.has(n)
+}
+
+// appendNormalized appends normalizeHeader(name) to b, for an ASCII name;
+// false for any other (which normalizeHeader folds by Unicode's rules).
+func appendNormalized(b []byte, name string) ([]byte, bool) {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 0x80:
+			return nil, false
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		case c == '_' || c == '.':
+			c = '-'
+		}
+		b = append(b, c)
+	}
+	return b, true
+}
+
+// headerSet is a set of normalized header names that requests read
+// without a lock: adding (at provision) copies it.
+type headerSet struct {
+	mu    sync.Mutex
+	names atomic.Pointer[map[string]bool]
+}
+
+// add adds name, normalized.
+func (s *headerSet) add(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	names := map[string]bool{normalizeHeader(name): true}
+	if old := s.names.Load(); old != nil {
+		for n := range *old {
+			names[n] = true
+		}
+	}
+	s.names.Store(&names)
+}
+
+// has says whether the set holds the normalized name n.
+func (s *headerSet) has(n []byte) bool {
+	names := s.names.Load()
+	return names != nil && (*names)[string(n)]
 }
 
 // stripNamespace removes from r every header of the gateway's namespace,
