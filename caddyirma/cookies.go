@@ -84,7 +84,7 @@ func (c *gatewayCookies) ours(name string) bool {
 // site planted one (a sibling subdomain, a plain-http page: cookie tossing):
 // which one is the visitor's, nobody can tell.
 func (c *gatewayCookies) duplicate(r *http.Request) string {
-	return c.duplicateIn(cookieSource(r).Cookies())
+	return c.duplicateIn(arrivedCookies(r))
 }
 
 // duplicateIn is duplicate of a request's cookies.
@@ -120,7 +120,7 @@ func duplicateError(name string) error {
 // r's cookies once; a request that carries a cookie of the gateway twice
 // gets 400, as with refuseDuplicate.
 func (c *gatewayCookies) loginValue(r *http.Request) (string, error) {
-	cookies := cookieSource(r).Cookies()
+	cookies := arrivedCookies(r)
 	if err := duplicateError(c.duplicateIn(cookies)); err != nil {
 		return "", err
 	}
@@ -141,7 +141,10 @@ func (c *gatewayCookies) options() sealedcookie.CookieOptions {
 // carries several session cookies, the first that opens wins (currentLogin
 // refuses such a request before).
 func (c *gatewayCookies) readLogin(r *http.Request, now time.Time) *loginState {
-	for _, cookie := range cookieSource(r).CookiesNamed(c.name) {
+	for _, cookie := range arrivedCookies(r) {
+		if cookie.Name != c.name {
+			continue
+		}
 		if s := c.openLogin(cookie.Value, now); s != nil {
 			return s
 		}
@@ -209,7 +212,7 @@ func (c *gatewayCookies) clear(w http.ResponseWriter, name string) {
 // clearAll removes every cookie of the gateway that r carries.
 func (c *gatewayCookies) clearAll(w http.ResponseWriter, r *http.Request) {
 	c.clear(w, c.name)
-	for _, cookie := range cookieSource(r).Cookies() {
+	for _, cookie := range arrivedCookies(r) {
 		if c.ours(cookie.Name) && cookie.Name != c.name {
 			c.clear(w, cookie.Name)
 		}
@@ -246,6 +249,16 @@ func (c *gatewayCookies) hide(r *http.Request) []string {
 		r.Header["Cookie"] = kept
 	}
 	return orig
+}
+
+// arrivedCookies returns the cookies that r arrived with, as cookieSource;
+// without a request to return, it makes none on the heap.
+func arrivedCookies(r *http.Request) []*http.Cookie {
+	if s, ok := r.Context().Value(shieldedKey{}).(*shielded); ok && s.cookies != nil {
+		src := http.Request{Header: http.Header{"Cookie": s.cookies}}
+		return src.Cookies()
+	}
+	return r.Cookies()
 }
 
 // cookieSource returns a request whose cookies are those r arrived with.

@@ -47,24 +47,26 @@ func BenchmarkLoadRatio(b *testing.B) {
 	defer up.Close()
 	upstream := strings.TrimPrefix(up.URL, "http://")
 	_, config, cookie := loggedInGateway(b, "", fmt.Sprintf("irma_auth /members/* members\n\treverse_proxy %s", upstream))
-	gw, plain, admin := loadGateway(b, config, upstream)
+	gw, plain, admin, pid := loadGateway(b, config, upstream)
 
 	pairs, secs := benchEnv(b, "IRMA_BENCH_PAIRS", 7), benchEnv(b, "IRMA_BENCH_SECONDS", 3)
-	run := func(base string, secs int) float64 {
-		return runWrk(b, wrk, base+"/members/page", cookie.Name+"="+cookie.Value, secs)
+	run := func(base string, secs int) loadRun {
+		return runLoad(b, wrk, pid, base+"/members/page", cookie.Name+"="+cookie.Value, secs)
 	}
 	run(gw, 1) // warm up both: connections, the JWT, the cache of logins
 	run(plain, 1)
-	var ratios, authRPS, plainRPS []float64
+	var ratios, authRPS, plainRPS, authCPU, plainCPU []float64
 	for i := range pairs {
-		var a, p float64
+		var a, p loadRun
 		if i%2 == 0 { // alternate which goes first, too
 			p, a = run(plain, secs), run(gw, secs)
 		} else {
 			a, p = run(gw, secs), run(plain, secs)
 		}
-		authRPS, plainRPS, ratios = append(authRPS, a), append(plainRPS, p), append(ratios, a/p)
-		b.Logf("pair %d: irma_auth %.0f/s, reverse_proxy %.0f/s, ratio %.3f", i+1, a, p, a/p)
+		authRPS, plainRPS, ratios = append(authRPS, a.rps), append(plainRPS, p.rps), append(ratios, a.rps/p.rps)
+		authCPU, plainCPU = append(authCPU, a.cpu), append(plainCPU, p.cpu)
+		b.Logf("pair %d: irma_auth %.0f/s (Caddy %.1f µs CPU a request), reverse_proxy %.0f/s (%.1f µs), ratio %.3f",
+			i+1, a.rps, a.cpu, p.rps, p.cpu, a.rps/p.rps)
 	}
 	if dir := os.Getenv("IRMA_BENCH_PROFILE"); dir != "" {
 		profileLoad(b, admin, filepath.Join(dir, "load-irma_auth.prof"), func() { run(gw, secs) })
@@ -76,12 +78,16 @@ func BenchmarkLoadRatio(b *testing.B) {
 	b.ReportMetric(median, "ratio")
 	b.ReportMetric(benchreport.Median(authRPS), "irma_auth_req/s")
 	b.ReportMetric(benchreport.Median(plainRPS), "reverse_proxy_req/s")
+	b.ReportMetric(benchreport.Median(authCPU), "irma_auth_cpu_µs/req")
+	b.ReportMetric(benchreport.Median(plainCPU), "reverse_proxy_cpu_µs/req")
 	path, err := benchreport.Write(benchreport.Result{
 		Name: "load", Title: "authenticated request (irma_auth vs reverse_proxy)",
 		Metric: "throughput of irma_auth / reverse_proxy", Unit: "ratio", Samples: ratios, Goal: 0.95,
-		Figures: map[string]float64{"irma_auth_rps": benchreport.Median(authRPS), "reverse_proxy_rps": benchreport.Median(plainRPS)},
+		Figures: map[string]float64{"irma_auth_rps": benchreport.Median(authRPS), "reverse_proxy_rps": benchreport.Median(plainRPS),
+			"irma_auth_caddy_cpu_us": benchreport.Median(authCPU), "reverse_proxy_caddy_cpu_us": benchreport.Median(plainCPU)},
 		Notes: fmt.Sprintf("wrk -t%d -c%d, %d alternating pairs of %ds runs against one Caddy process serving "+
-			"irma_auth + reverse_proxy and plain reverse_proxy to the same upstream; a logged-in GET with the session cookie on both; %d CPUs",
+			"irma_auth + reverse_proxy and plain reverse_proxy to the same upstream; a logged-in GET with the session cookie on both; %d CPUs; "+
+			"the *_caddy_cpu_us figures are the Caddy process's CPU time per request (from /proc), which other load on the machine moves less",
 			benchEnv(b, "IRMA_BENCH_THREADS", 2), benchEnv(b, "IRMA_BENCH_CONNECTIONS", 32), pairs, secs, runtime.NumCPU()),
 	})
 	if err != nil {
@@ -95,8 +101,9 @@ func BenchmarkLoadRatio(b *testing.B) {
 // loadGateway runs the gateway of config in a Caddy process of its own
 // (same keys and storage, so the session cookie opens there too), with a
 // second site of plain reverse_proxy to upstream and the admin endpoint on
-// (for its pprof). It returns the bases of the two sites and the admin's.
-func loadGateway(b *testing.B, config, upstream string) (gw, plain, admin string) {
+// (for its pprof). It returns the bases of the two sites, the admin's, and
+// the process's id.
+func loadGateway(b *testing.B, config, upstream string) (gw, plain, admin string, pid int) {
 	lns := make([]net.Listener, 3)
 	for i := range lns {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -115,32 +122,63 @@ func loadGateway(b *testing.B, config, upstream string) (gw, plain, admin string
 	config = strings.Replace(config, "\tadmin off\n", "\tadmin "+admin+"\n\tpersist_config off\n", 1)
 	config += fmt.Sprintf("\nhttp://%s {\n\tbind fd/4\n\treverse_proxy %s\n}\n", lns[1].Addr(), upstream)
 	c := startCaddyOnAll(b, "the gateway under load", lns[:2], config)
-	return c.base, "http://" + lns[1].Addr().String(), admin
+	return c.base, "http://" + lns[1].Addr().String(), admin, c.cmd.Process.Pid
 }
 
-// runWrk runs wrk against url with the cookie for secs seconds and returns
-// the requests per second; any answer but 2xx/3xx (a login that did not
-// count) fails the benchmark.
-func runWrk(b *testing.B, wrk, url, cookie string, secs int) float64 {
+// loadRun is what one run of wrk measured: requests per second, and the
+// CPU time of the Caddy process per request, in µs (0 without /proc).
+type loadRun struct{ rps, cpu float64 }
+
+// runLoad runs wrk against url with the cookie for secs seconds, reading
+// the CPU time of process pid before and after; any answer but 2xx/3xx (a
+// login that did not count) fails the benchmark.
+func runLoad(b *testing.B, wrk string, pid int, url, cookie string, secs int) loadRun {
 	b.Helper()
+	before := cpuTicks(pid)
 	out, err := exec.Command(wrk, "-t", strconv.Itoa(benchEnv(b, "IRMA_BENCH_THREADS", 2)),
 		"-c", strconv.Itoa(benchEnv(b, "IRMA_BENCH_CONNECTIONS", 32)), "-d", strconv.Itoa(secs)+"s",
 		"-H", "Cookie: "+cookie, url).CombinedOutput()
+	ticks := cpuTicks(pid) - before
 	if err != nil {
 		b.Fatalf("wrk: %v\n%s", err, out)
 	}
 	if strings.Contains(string(out), "Non-2xx or 3xx responses") || strings.Contains(string(out), "Socket errors") {
 		b.Fatalf("wrk against %s: not every request passed:\n%s", url, out)
 	}
-	m := regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`).FindSubmatch(out)
-	if m == nil {
-		b.Fatalf("wrk said no Requests/sec:\n%s", out)
+	rps := regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`).FindSubmatch(out)
+	n := regexp.MustCompile(`(\d+) requests in`).FindSubmatch(out)
+	if rps == nil || n == nil {
+		b.Fatalf("wrk said no Requests/sec or requests:\n%s", out)
 	}
-	rps, err := strconv.ParseFloat(string(m[1]), 64)
+	var run loadRun
+	run.rps, _ = strconv.ParseFloat(string(rps[1]), 64)
+	if requests, _ := strconv.ParseFloat(string(n[1]), 64); requests > 0 && ticks > 0 {
+		run.cpu = float64(ticks) * 1e6 / clockTicks / requests
+	}
+	return run
+}
+
+// clockTicks is the unit of the CPU times in /proc/<pid>/stat (USER_HZ,
+// 100 on Linux).
+const clockTicks = 100
+
+// cpuTicks is the user and system CPU time of process pid so far, in clock
+// ticks; 0 if /proc cannot say.
+func cpuTicks(pid int) int64 {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		b.Fatal(err)
+		return 0
 	}
-	return rps
+	// The fields after the command (which may hold spaces) in parentheses:
+	// state is field 3, utime 14 and stime 15.
+	i := strings.LastIndexByte(string(stat), ')')
+	f := strings.Fields(string(stat[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return utime + stime
 }
 
 // profileLoad writes to file a CPU profile of the Caddy process whose admin
