@@ -213,12 +213,11 @@ func (h *Auth) pass(w http.ResponseWriter, r *http.Request, next caddyhttp.Handl
 		}
 	}
 	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	if !ok {
-		return caddyhttp.Error(http.StatusInternalServerError, errors.New("irma_auth: no replacer in the request"))
+	state, shielded := r.Context().Value(shieldedKey{}).(*shielded)
+	if !ok || !shielded {
+		return caddyhttp.Error(http.StatusInternalServerError, errors.New("irma_auth: no replacer or shield in the request"))
 	}
-	for _, p := range view.placeholders {
-		repl.Set(p.key, p.value)
-	}
+	state.setPlaceholders(repl, view)
 	return next.ServeHTTP(&privateResponse{ResponseWriter: w}, r)
 }
 

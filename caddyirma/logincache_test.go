@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+
 	"github.com/caddy-irma/caddy-irma/caddyirma/internal/keystore"
 )
 
@@ -175,5 +177,31 @@ func BenchmarkReadLogin(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// The {irma.*} placeholders are those of the last irma_auth that passed the
+// request, as when each copied its values into the replacer.
+func TestPlaceholders(t *testing.T) {
+	s := newFlowSite(t, 12*time.Hour, emailID)
+	login := cachedLoginOf("alice")
+	first := *s.flow
+	second := *s.flow
+	second.name = "second"
+	repl := caddy.NewReplacer()
+	state := new(shielded)
+	if got := repl.ReplaceAll("{irma.policy}", "-"); got != "-" {
+		t.Errorf("before irma_auth: %q", got)
+	}
+	state.setPlaceholders(repl, first.view(login))
+	if got := repl.ReplaceAll("{irma.policy} {irma.attr."+emailID+"}", "-"); got != "test alice@example.com" {
+		t.Errorf("after the first: %q", got)
+	}
+	state.setPlaceholders(repl, second.view(login))
+	if got := repl.ReplaceAll("{irma.policy} {irma.attr.x.y.z.w} {irma.nothing} {http.nothing}", "-"); got != "second - - -" {
+		t.Errorf("after the second: %q", got)
+	}
+	if got := repl.ReplaceAll("{irma.login_expires}", "-"); got != login.Expires.Format(time.RFC3339) {
+		t.Errorf("login_expires: %q", got)
 	}
 }

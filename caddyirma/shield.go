@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 )
@@ -67,9 +68,37 @@ func (a *App) shield(w http.ResponseWriter, r *http.Request) (*http.Request, boo
 type shieldedKey struct{}
 
 // shielded is what shield keeps of a request: the Cookie headers as they
-// arrived, before it removed the gateway's cookies from them.
+// arrived, before it removed the gateway's cookies from them; and the
+// {irma.*} placeholders of the last irma_auth that passed the request.
 type shielded struct {
 	cookies []string
+	view    atomic.Pointer[loginView] // whose placeholders the replacer has
+	mapped  atomic.Bool               // the replacer asks placeholder
+}
+
+// setPlaceholders gives the request's placeholders under {irma.*} the
+// values of view, in place of those of an irma_auth before. The replacer
+// asks for them (placeholder) instead of getting a copy of each: a copy
+// into its map costs a request more than the rest of irma_auth.
+func (s *shielded) setPlaceholders(repl *caddy.Replacer, view *loginView) {
+	s.view.Store(view)
+	if !s.mapped.Swap(true) {
+		repl.Map(s.placeholder)
+	}
+}
+
+// placeholder is the value of the {irma.*} placeholder key.
+func (s *shielded) placeholder(key string) (any, bool) {
+	view := s.view.Load()
+	if view == nil || !strings.HasPrefix(key, placeholderPrefix) {
+		return nil, false
+	}
+	for _, p := range view.placeholders {
+		if p.key == key {
+			return p.value, true
+		}
+	}
+	return nil, false
 }
 
 // inNamespace says whether name is a header of the gateway's namespace.
