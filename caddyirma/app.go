@@ -155,7 +155,7 @@ type App struct {
 	// identityHeaders holds the normalized names of the identity header and
 	// of the plain attribute headers: with the X-Irma- prefix, the gateway's
 	// header namespace (shield.go), removed from every request first.
-	identityHeaders sync.Map
+	identityHeaders headerSet
 	storage         certmagic.Storage
 	policyFlows     map[string]*loginFlow // the login flow of each named policy
 	started         chan struct{}         // closed when Start has succeeded
@@ -341,7 +341,7 @@ func (a *App) provisionLogin(*caddy.Replacer) error {
 	if err := a.Login.provision(a.serverURL); err != nil {
 		return fmt.Errorf("irma: %w", err)
 	}
-	a.identityHeaders.Store(normalizeHeader(a.Login.IdentityHeader), true)
+	a.identityHeaders.add(a.Login.IdentityHeader)
 	a.policyFlows = map[string]*loginFlow{}
 	for name, p := range a.Policies {
 		a.policyFlows[name] = a.newLoginFlow(p, "policy:"+name, name, "", "", a.logger.Named("login"))
@@ -361,7 +361,7 @@ func (a *App) newLoginFlow(p policy.Policy, route, name, pairing, audience strin
 		login: a.Login, backend: appServer{a}, prefix: a.prefix, appURL: a.serverURL,
 		maxSession: time.Duration(a.MaxSessionLifetime), scanTimeout: time.Duration(a.ScanTimeout),
 		proofsWait: defaultProofsWait, now: time.Now, logger: logger, audit: a.audit,
-		limiter: a.limiter,
+		limiter: a.limiter, counters: newFlowCounters(name),
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -167,7 +166,7 @@ func (h *Auth) provisionHeaders() error {
 		if reservedHeaders[normalizeHeader(name)] || normalizeHeader(name) == normalizeHeader(h.app.Login.IdentityHeader) {
 			return fmt.Errorf("attribute %s: header %q is not for attributes", id, name)
 		}
-		h.app.identityHeaders.Store(normalizeHeader(name), true)
+		h.app.identityHeaders.add(name)
 	}
 	return nil
 }
@@ -189,9 +188,11 @@ func (h *Auth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	if err := h.app.waitStarted(r.Context()); err != nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma_auth: %w", err))
 	}
-	ret := requestReturn(r)
-	login, err := h.flow.check(w, r, destination{ret: ret, done: ret, code: http.StatusUnauthorized})
-	countRequest(h.flow.name, login != nil && err == nil)
+	login, err := h.flow.check(w, r, func() destination {
+		ret := requestReturn(r)
+		return destination{ret: ret, done: ret, code: http.StatusUnauthorized}
+	})
+	h.flow.counters.request(login != nil && err == nil)
 	if login == nil || err != nil {
 		return answerStoreDown(w, r, h.flow.logger, err)
 	}
@@ -200,7 +201,8 @@ func (h *Auth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 
 // pass sends the logged-in request on.
 func (h *Auth) pass(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, login *loginState) error {
-	token, err := h.flow.token(login)
+	view := h.flow.view(login)
+	token, err := h.flow.jwt(view)
 	if err != nil {
 		return err
 	}
@@ -211,15 +213,11 @@ func (h *Auth) pass(w http.ResponseWriter, r *http.Request, next caddyhttp.Handl
 		}
 	}
 	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	if !ok {
-		return caddyhttp.Error(http.StatusInternalServerError, errors.New("irma_auth: no replacer in the request"))
+	state, shielded := r.Context().Value(shieldedKey{}).(*shielded)
+	if !ok || !shielded {
+		return caddyhttp.Error(http.StatusInternalServerError, errors.New("irma_auth: no replacer or shield in the request"))
 	}
-	for id, v := range login.Attributes {
-		repl.Set(placeholderPrefix+"attr."+id, v)
-	}
-	repl.Set(placeholderPrefix+"policy", h.flow.name)
-	repl.Set(placeholderPrefix+"login_id", h.flow.subject(login))
-	repl.Set(placeholderPrefix+"login_expires", login.Expires.UTC().Format(time.RFC3339))
+	state.setPlaceholders(repl, view)
 	return next.ServeHTTP(&privateResponse{ResponseWriter: w}, r)
 }
 

@@ -1,7 +1,6 @@
 package caddyirma
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -30,6 +29,7 @@ type gatewayCookies struct {
 	domain     string
 	secure     bool
 	keys       *sealedcookie.KeyRing // from Start on
+	logins     *loginCache           // of keys: made with them
 }
 
 // newGatewayCookies returns the cookies of the login settings.
@@ -51,6 +51,10 @@ type loginState struct {
 	// Expires is when the login ends: the cookie's lifetime, or the first
 	// expiry of the credentials disclosed, whichever comes first.
 	Expires time.Time `json:"exp"`
+
+	// views are what flows derive from a login that loginCache keeps; nil
+	// for one that it does not.
+	views *loginViews
 }
 
 func newLoginID() (string, error) {
@@ -80,25 +84,52 @@ func (c *gatewayCookies) ours(name string) bool {
 // site planted one (a sibling subdomain, a plain-http page: cookie tossing):
 // which one is the visitor's, nobody can tell.
 func (c *gatewayCookies) duplicate(r *http.Request) string {
-	seen := map[string]bool{}
-	for _, cookie := range cookieSource(r).Cookies() {
+	return c.duplicateIn(arrivedCookies(r))
+}
+
+// duplicateIn is duplicate of a request's cookies.
+func (c *gatewayCookies) duplicateIn(cookies []*http.Cookie) string {
+	seen := make([]string, 0, 4)
+	for _, cookie := range cookies {
 		if !c.ours(cookie.Name) {
 			continue
 		}
-		if seen[cookie.Name] {
+		if slices.Contains(seen, cookie.Name) {
 			return cookie.Name
 		}
-		seen[cookie.Name] = true
+		seen = append(seen, cookie.Name)
 	}
 	return ""
 }
 
 // refuseDuplicate answers 400 if r carries a cookie of the gateway twice.
 func (c *gatewayCookies) refuseDuplicate(r *http.Request) error {
-	if name := c.duplicate(r); name != "" {
+	return duplicateError(c.duplicate(r))
+}
+
+// duplicateError is the answer (400) to a request that carries the cookie
+// name twice; nil for "".
+func duplicateError(name string) error {
+	if name != "" {
 		return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("irma: two cookies named %s: one was set by another site; remove the cookies of this site", name))
 	}
 	return nil
+}
+
+// loginValue returns the value of r's session cookie, "" for none, reading
+// r's cookies once; a request that carries a cookie of the gateway twice
+// gets 400, as with refuseDuplicate.
+func (c *gatewayCookies) loginValue(r *http.Request) (string, error) {
+	cookies := arrivedCookies(r)
+	if err := duplicateError(c.duplicateIn(cookies)); err != nil {
+		return "", err
+	}
+	for _, cookie := range cookies {
+		if cookie.Name == c.name {
+			return cookie.Value, nil
+		}
+	}
+	return "", nil
 }
 
 // options are the attributes of every cookie of the gateway.
@@ -106,16 +137,40 @@ func (c *gatewayCookies) options() sealedcookie.CookieOptions {
 	return sealedcookie.CookieOptions{Domain: c.domain, Path: "/", Secure: c.secure, SameSite: http.SameSiteLaxMode}
 }
 
-// readLogin returns the login of r, or nil if it has none that opens.
+// readLogin returns the login of r, or nil if it has none that opens. If r
+// carries several session cookies, the first that opens wins (currentLogin
+// refuses such a request before).
 func (c *gatewayCookies) readLogin(r *http.Request, now time.Time) *loginState {
-	var s loginState
-	if err := c.keys.ReadCookie(cookieSource(r), c.name, &s, now); err != nil {
+	for _, cookie := range arrivedCookies(r) {
+		if cookie.Name != c.name {
+			continue
+		}
+		if s := c.openLogin(cookie.Value, now); s != nil {
+			return s
+		}
+	}
+	return nil
+}
+
+// openLogin returns the login that a session cookie's value holds, or nil
+// if it does not open or the login has ended. A value that opened before is
+// taken from the cache of logins, until it expires.
+func (c *gatewayCookies) openLogin(value string, now time.Time) *loginState {
+	if c.logins != nil {
+		if s := c.logins.get(value, now); s != nil {
+			return s
+		}
+	}
+	s := new(loginState)
+	until, err := c.keys.OpenUntil(c.name, value, s, now)
+	if err != nil || s.ID == "" || len(s.Attributes) == 0 || !now.Before(s.Expires) {
 		return nil
 	}
-	if s.ID == "" || len(s.Attributes) == 0 || !now.Before(s.Expires) {
-		return nil
+	if c.logins != nil {
+		s.views = new(loginViews)
+		c.logins.put(value, s, until)
 	}
-	return &s
+	return s
 }
 
 // setLogin sets the session cookie.
@@ -157,7 +212,7 @@ func (c *gatewayCookies) clear(w http.ResponseWriter, name string) {
 // clearAll removes every cookie of the gateway that r carries.
 func (c *gatewayCookies) clearAll(w http.ResponseWriter, r *http.Request) {
 	c.clear(w, c.name)
-	for _, cookie := range cookieSource(r).Cookies() {
+	for _, cookie := range arrivedCookies(r) {
 		if c.ours(cookie.Name) && cookie.Name != c.name {
 			c.clear(w, cookie.Name)
 		}
@@ -165,22 +220,20 @@ func (c *gatewayCookies) clearAll(w http.ResponseWriter, r *http.Request) {
 }
 
 // hide removes the gateway's cookies from r's Cookie headers, so that no
-// upstream ever sees them, keeping the headers as they arrived in r's
-// context for the gateway's own handlers. Other cookies are left byte for
-// byte as they were: rebuilding them would drop values that Go's cookie
-// parser does not like.
-func (c *gatewayCookies) hide(r *http.Request) *http.Request {
-	orig := r.Header.Values("Cookie")
-	if len(orig) == 0 {
-		return r
+// upstream ever sees them, and returns the headers as they arrived, for the
+// gateway's own handlers (shield keeps them in r's context). Other cookies
+// are left byte for byte as they were: rebuilding them would drop values
+// that Go's cookie parser does not like.
+func (c *gatewayCookies) hide(r *http.Request) []string {
+	orig := r.Header["Cookie"]
+	if !slices.ContainsFunc(orig, func(line string) bool { return strings.Contains(line, c.base) }) {
+		return orig // none of ours: every name of ours holds the base
 	}
-	if _, stashed := r.Context().Value(gatewayCookiesKey{}).([]string); !stashed {
-		r = r.WithContext(context.WithValue(r.Context(), gatewayCookiesKey{}, slices.Clone(orig)))
-	}
+	orig = slices.Clone(orig)
 	var kept []string
 	for _, line := range orig {
 		var parts []string
-		for _, pair := range strings.Split(line, ";") {
+		for pair := range strings.SplitSeq(line, ";") {
 			name, _, _ := strings.Cut(strings.TrimSpace(pair), "=")
 			if !c.ours(strings.TrimSpace(name)) {
 				parts = append(parts, pair)
@@ -190,21 +243,28 @@ func (c *gatewayCookies) hide(r *http.Request) *http.Request {
 			kept = append(kept, v)
 		}
 	}
-	r.Header.Del("Cookie")
-	for _, v := range kept {
-		r.Header.Add("Cookie", v)
+	if len(kept) == 0 {
+		delete(r.Header, "Cookie")
+	} else {
+		r.Header["Cookie"] = kept
 	}
-	return r
+	return orig
 }
 
-// gatewayCookiesKey keeps, in a request's context, the Cookie headers as
-// they arrived, before the gateway removed its own cookies from them.
-type gatewayCookiesKey struct{}
+// arrivedCookies returns the cookies that r arrived with, as cookieSource;
+// without a request to return, it makes none on the heap.
+func arrivedCookies(r *http.Request) []*http.Cookie {
+	if s, ok := r.Context().Value(shieldedKey{}).(*shielded); ok && s.cookies != nil {
+		src := http.Request{Header: http.Header{"Cookie": s.cookies}}
+		return src.Cookies()
+	}
+	return r.Cookies()
+}
 
 // cookieSource returns a request whose cookies are those r arrived with.
 func cookieSource(r *http.Request) *http.Request {
-	if orig, ok := r.Context().Value(gatewayCookiesKey{}).([]string); ok {
-		return &http.Request{Header: http.Header{"Cookie": orig}}
+	if s, ok := r.Context().Value(shieldedKey{}).(*shielded); ok && s.cookies != nil {
+		return &http.Request{Header: http.Header{"Cookie": s.cookies}}
 	}
 	return r
 }

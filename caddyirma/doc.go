@@ -23,10 +23,11 @@
 //     every spelling, and a request that declares one as a trailer is
 //     refused; the gateway's cookies are hidden from the upstream.
 //   - auth.go: irma_auth hands the request to its login flow.
-//   - loginflow.go: the flow reads the session cookie (cookies.go), looks
-//     up in the store of marks whether a logout revoked its login
-//     (logout.go; 503 if the store cannot say), and checks the route's
-//     policy. A login that satisfies it goes back to irma_auth.
+//   - loginflow.go: the flow reads the session cookie (cookies.go; a value
+//     that opened before comes from the bounded cache of logins,
+//     logincache.go), looks up in the store of marks whether a logout
+//     revoked its login (logout.go, on every request; 503 if the store
+//     cannot say), and checks the route's policy. A login that satisfies it goes back to irma_auth.
 //     Otherwise, if the visitor has a pending cookie for the route, the flow
 //     looks up that session (session.go), takes the credential expiry that
 //     the proofs left as a mark (proofs.go), and grants the login; if not,
@@ -38,8 +39,9 @@
 //     the Redis of the sessions, else in the process; 429 over a bound,
 //     503 if they cannot be counted).
 //   - auth.go: the logged-in request goes on with the identity JWT, plain
-//     attribute headers and {irma.*} placeholders, and a response that no
-//     shared cache keeps (shield.go).
+//     attribute headers and {irma.*} placeholders (what the route makes of
+//     a cached login is derived once and kept with it, logincache.go), and
+//     a response that no shared cache keeps (shield.go).
 //
 // The sessions run on the app: app.go (its settings, Provision as a list of
 // steps), schemes.go (where the schemes come from: schemes_path, and the

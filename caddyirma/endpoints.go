@@ -195,7 +195,9 @@ func (e *Endpoints) serveLogin(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ret := returnTo(r.URL.Query().Get("return"))
-	login, err := f.check(w, r, destination{ret: ret, done: e.loginURL(f.name, ret), code: http.StatusOK})
+	login, err := f.check(w, r, func() destination {
+		return destination{ret: ret, done: e.loginURL(f.name, ret), code: http.StatusOK}
+	})
 	if login == nil {
 		return err
 	}
@@ -242,7 +244,7 @@ func (e *Endpoints) serveForwardAuth(w http.ResponseWriter, r *http.Request) err
 		return nil
 	}
 	login, err := f.satisfied(r)
-	countRequest(f.name, login != nil && err == nil)
+	f.counters.request(login != nil && err == nil)
 	if err != nil {
 		return err
 	} else if login != nil {

@@ -167,7 +167,9 @@ func (s *flowSite) do(method string, header ...string) (*httptest.ResponseRecord
 		r.AddCookie(c)
 	}
 	w := httptest.NewRecorder()
-	login, err := s.flow.check(w, r, destination{ret: "/members/", done: "/members/", code: http.StatusUnauthorized})
+	login, err := s.flow.check(w, r, func() destination {
+		return destination{ret: "/members/", done: "/members/", code: http.StatusUnauthorized}
+	})
 	for _, c := range w.Result().Cookies() {
 		if c.MaxAge < 0 {
 			delete(s.cookies, c.Name)

@@ -206,7 +206,7 @@ func (l *LoginConfig) start(ctx context.Context, storage keystore.Storage) error
 	} else if keys, err = assertion.LoadOrCreateKeyRing(ctx, storage, storageIdentityKeys+l.Algorithm, assertion.Algorithm(l.Algorithm)); err != nil {
 		return fmt.Errorf("login: identity keys in storage: %w", err)
 	}
-	l.cookies.keys, l.keys = cookies, keys
+	l.cookies.keys, l.cookies.logins, l.keys = cookies, newLoginCache(loginCacheSize), keys
 	// Kept in storage, as the cookie keys are: a restart or another
 	// instance gives an upstream the same pseudonym of a login.
 	pseudonymKeys, err := sealedcookie.LoadOrCreateKeys(ctx, storage, storagePseudonymKey)

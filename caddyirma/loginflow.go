@@ -10,7 +10,6 @@ import (
 	irma "github.com/privacybydesign/irmago/irma"
 	"go.uber.org/zap"
 
-	"github.com/caddy-irma/caddy-irma/caddyirma/assertion"
 	"github.com/caddy-irma/caddy-irma/caddyirma/policy"
 	"github.com/caddy-irma/caddy-irma/caddyirma/sessionlimit"
 	"github.com/caddy-irma/caddy-irma/caddyirma/sessionpage"
@@ -45,6 +44,7 @@ type loginFlow struct {
 	logger      *zap.Logger
 	audit       *zap.Logger          // nil: no audit log (unit tests)
 	limiter     sessionlimit.Limiter // nil: no bound
+	counters    flowCounters
 }
 
 // destination says where a login goes: ret is the same-site path to land
@@ -58,39 +58,51 @@ type destination struct {
 // check returns the visitor's login if it satisfies the policy, picking up
 // the result of a login session the visitor ran. Otherwise it answers the
 // request itself (a login page, a JSON 401, a refusal) and returns nil.
-func (f *loginFlow) check(w http.ResponseWriter, r *http.Request, dest destination) (*loginState, error) {
+// dest says where the login goes; it is asked only then, not for a login
+// that passes.
+func (f *loginFlow) check(w http.ResponseWriter, r *http.Request, dest func() destination) (*loginState, error) {
 	now := f.now()
 	login, err := f.currentLogin(r, now)
 	if err != nil {
 		return nil, err
 	}
-	if login != nil && f.policy.SatisfiedBy(toAttributes(login.Attributes)) {
+	if login != nil && f.satisfiedBy(login) {
 		return login, nil
 	}
 	if p := f.login.cookies.readPending(r, f.route, now); p != nil {
-		return f.resume(w, r, p, login, now, dest)
+		return f.resume(w, r, p, login, now, dest())
 	}
-	return nil, f.challenge(w, r, login, now, dest)
+	return nil, f.challenge(w, r, login, now, dest())
 }
 
 // satisfied returns the visitor's login if it satisfies the policy, else
 // nil; it starts nothing.
 func (f *loginFlow) satisfied(r *http.Request) (*loginState, error) {
 	login, err := f.currentLogin(r, f.now())
-	if err != nil || login == nil || !f.policy.SatisfiedBy(toAttributes(login.Attributes)) {
+	if err != nil || login == nil || !f.satisfiedBy(login) {
 		return nil, err
 	}
 	return login, nil
+}
+
+// satisfiedBy says whether login satisfies the policy; for a login that
+// the cache keeps, the answer is kept with it.
+func (f *loginFlow) satisfiedBy(login *loginState) bool {
+	if login.views == nil {
+		return f.policy.SatisfiedBy(toAttributes(login.Attributes))
+	}
+	return f.view(login).satisfied
 }
 
 // currentLogin returns the login of the session cookie, or nil if there
 // is none or a logout revoked it. If the store of marks cannot say which,
 // it fails closed: 503, neither the login nor a new one.
 func (f *loginFlow) currentLogin(r *http.Request, now time.Time) (*loginState, error) {
-	if err := f.login.cookies.refuseDuplicate(r); err != nil {
+	value, err := f.login.cookies.loginValue(r)
+	if err != nil || value == "" {
 		return nil, err
 	}
-	login := f.login.cookies.readLogin(r, now)
+	login := f.login.cookies.openLogin(value, now)
 	if login == nil {
 		return nil, nil
 	}
@@ -106,21 +118,25 @@ func (f *loginFlow) currentLogin(r *http.Request, now time.Time) (*loginState, e
 
 // token returns the identity JWT of login for this policy: with the
 // attributes that the policy asks for, not everything the login holds
-// (another route's step-up may have added more).
+// (another route's step-up may have added more). v is what the flow makes
+// of login: it keeps the JWT for reuse, until the Issuer's deadline (on
+// the Issuer's clock, time.Now).
 func (f *loginFlow) token(login *loginState) (string, error) {
-	attrs := map[string]string{}
-	for _, id := range f.policy.AttributeTypes() {
-		if v, ok := login.Attributes[id.String()]; ok {
-			attrs[id.String()] = v
-		}
+	return f.jwt(f.view(login))
+}
+
+// jwt is token of the view v of a login.
+func (f *loginFlow) jwt(v *loginView) (string, error) {
+	if t := v.token.Load(); t != nil && time.Now().Before(t.until) {
+		f.counters.jwt()
+		return t.token, nil
 	}
-	token, err := f.login.tokens.Token(assertion.Identity{
-		Subject: f.subject(login), Attributes: attrs, Policy: f.name, Audience: f.audience, LoginID: login.ID, Expires: login.Expires,
-	})
+	token, until, err := f.login.tokens.TokenUntil(v.identity)
 	if err != nil {
 		return "", caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma: signing the identity token: %w", err))
 	}
-	countJWT(f.name)
+	v.token.Store(&reusableToken{token: token, until: until})
+	f.counters.jwt()
 	return token, nil
 }
 

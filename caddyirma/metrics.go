@@ -134,20 +134,39 @@ func countLogin(policy string, stepUp bool) {
 	metrics.logins.WithLabelValues(policy, kind).Inc()
 }
 
-func countRequest(policy string, allowed bool) {
-	if metrics.requests == nil {
-		return
-	}
-	decision := "denied"
-	if allowed {
-		decision = "allowed"
-	}
-	metrics.requests.WithLabelValues(policy, decision).Inc()
+// flowCounters are the per-request counters of one flow's policy, with
+// their labels resolved once, when the flow is made: a request only adds
+// to them. Zero (in unit tests that build a flow by hand) counts nothing.
+type flowCounters struct {
+	allowed, denied, jwts prometheus.Counter
 }
 
-func countJWT(policy string) {
-	if metrics.jwts != nil {
-		metrics.jwts.WithLabelValues(policy).Inc()
+// newFlowCounters returns the counters of policy; it makes the collectors
+// if registerMetrics has not yet.
+func newFlowCounters(policy string) flowCounters {
+	metrics.once.Do(newMetrics)
+	return flowCounters{
+		allowed: metrics.requests.WithLabelValues(policy, "allowed"),
+		denied:  metrics.requests.WithLabelValues(policy, "denied"),
+		jwts:    metrics.jwts.WithLabelValues(policy),
+	}
+}
+
+// request counts a request through irma_auth, allowed or denied.
+func (c flowCounters) request(allowed bool) {
+	switch {
+	case c.allowed == nil:
+	case allowed:
+		c.allowed.Inc()
+	default:
+		c.denied.Inc()
+	}
+}
+
+// jwt counts an identity JWT handed out.
+func (c flowCounters) jwt() {
+	if c.jwts != nil {
+		c.jwts.Inc()
 	}
 }
 

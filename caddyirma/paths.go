@@ -39,18 +39,25 @@ func (a *App) refuseAmbiguousPath(w http.ResponseWriter, r *http.Request) bool {
 // ambiguousPath checks the path that r goes on with, and, if a rewrite
 // changed it, the path that the client sent.
 func ambiguousPath(r *http.Request) error {
-	if err := checkPath(r.URL); err != nil {
+	p := r.URL.EscapedPath()
+	if err := checkEscapedPath(p); err != nil {
 		return err
 	}
 	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && orig.URL != nil {
-		return checkPath(orig.URL)
+		if op := orig.URL.EscapedPath(); op != p { // the same path passed just now
+			return checkEscapedPath(op)
+		}
 	}
 	return nil
 }
 
 // checkPath checks the path of u as it goes on the wire.
 func checkPath(u *url.URL) error {
-	p := u.EscapedPath()
+	return checkEscapedPath(u.EscapedPath())
+}
+
+// checkEscapedPath checks a path as it goes on the wire.
+func checkEscapedPath(p string) error {
 	if p == "" || p == "*" {
 		// An absolute-form target without a path, or OPTIONS *: nothing
 		// to route on.

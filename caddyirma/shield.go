@@ -1,12 +1,16 @@
 package caddyirma
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 )
@@ -51,25 +55,106 @@ func (a *App) shield(w http.ResponseWriter, r *http.Request) (*http.Request, boo
 		return r, false
 	}
 	a.stripNamespace(r)
-	r = a.Login.cookies.hide(r)
-	r = r.WithContext(context.WithValue(r.Context(), shieldedKey{}, true))
+	cookies := a.Login.cookies.hide(r)
+	r = r.WithContext(context.WithValue(r.Context(), shieldedKey{}, &shielded{cookies: cookies}))
 	if r.Trailer != nil && r.Body != nil && r.Body != http.NoBody {
 		r.Body = &trailerGuard{ReadCloser: r.Body, trailer: r.Trailer, refused: a.refusedTrailer}
 	}
 	return r, true
 }
 
-// shieldedKey marks, in a request's context, that shield has done its work.
+// shieldedKey marks, in a request's context, that shield has done its work;
+// its value is a *shielded.
 type shieldedKey struct{}
 
-// inNamespace says whether name is a header of the gateway's namespace.
-func (a *App) inNamespace(name string) bool {
-	n := normalizeHeader(name)
-	if strings.HasPrefix(n, namespacePrefix) {
-		return true
+// shielded is what shield keeps of a request: the Cookie headers as they
+// arrived, before it removed the gateway's cookies from them; and the
+// {irma.*} placeholders of the last irma_auth that passed the request.
+type shielded struct {
+	cookies []string
+	view    atomic.Pointer[loginView] // whose placeholders the replacer has
+	mapped  atomic.Bool               // the replacer asks placeholder
+}
+
+// setPlaceholders gives the request's placeholders under {irma.*} the
+// values of view, in place of those of an irma_auth before. The replacer
+// asks for them (placeholder) instead of getting a copy of each: a copy
+// into its map costs a request more than the rest of irma_auth.
+func (s *shielded) setPlaceholders(repl *caddy.Replacer, view *loginView) {
+	s.view.Store(view)
+	if !s.mapped.Swap(true) {
+		repl.Map(s.placeholder)
 	}
-	_, ours := a.identityHeaders.Load(n)
-	return ours
+}
+
+// placeholder is the value of the {irma.*} placeholder key.
+func (s *shielded) placeholder(key string) (any, bool) {
+	view := s.view.Load()
+	if view == nil || !strings.HasPrefix(key, placeholderPrefix) {
+		return nil, false
+	}
+	for _, p := range view.placeholders {
+		if p.key == key {
+			return p.value, true
+		}
+	}
+	return nil, false
+}
+
+// inNamespace says whether name is a header of the gateway's namespace.
+// It runs for every header of every request: it normalizes into a buffer
+// on the stack, not into a new string.
+func (a *App) inNamespace(name string) bool {
+	var buf [64]byte
+	n, ok := appendNormalized(buf[:0], name)
+	if !ok {
+		n = []byte(normalizeHeader(name))
+	}
+	return bytes.HasPrefix(n, []byte(namespacePrefix)) || a.identityHeaders.has(n)
+}
+
+// appendNormalized appends normalizeHeader(name) to b, for an ASCII name;
+// false for any other (which normalizeHeader folds by Unicode's rules).
+func appendNormalized(b []byte, name string) ([]byte, bool) {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 0x80:
+			return nil, false
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		case c == '_' || c == '.':
+			c = '-'
+		}
+		b = append(b, c)
+	}
+	return b, true
+}
+
+// headerSet is a set of normalized header names that requests read
+// without a lock: adding (at provision) copies it.
+type headerSet struct {
+	mu    sync.Mutex
+	names atomic.Pointer[map[string]bool]
+}
+
+// add adds name, normalized.
+func (s *headerSet) add(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	names := map[string]bool{normalizeHeader(name): true}
+	if old := s.names.Load(); old != nil {
+		for n := range *old {
+			names[n] = true
+		}
+	}
+	s.names.Store(&names)
+}
+
+// has says whether the set holds the normalized name n.
+func (s *headerSet) has(n []byte) bool {
+	names := s.names.Load()
+	return names != nil && (*names)[string(n)]
 }
 
 // stripNamespace removes from r every header of the gateway's namespace,

@@ -13,7 +13,7 @@ import (
 func TestInNamespace(t *testing.T) {
 	a := new(App)
 	for _, name := range []string{"X-Auth-Identity", "X-Email"} {
-		a.identityHeaders.Store(normalizeHeader(name), true)
+		a.identityHeaders.add(name)
 	}
 	for name, want := range map[string]bool{
 		"X-Irma-Identity": true, "x-irma-identity": true, "X_IRMA_IDENTITY": true, "X.Irma.Identity": true,
@@ -124,4 +124,17 @@ func (f *fillAtEOF) Read(p []byte) (int, error) {
 		f.fill = nil
 	}
 	return n, err
+}
+
+// The allocation-free normalization of inNamespace is normalizeHeader's.
+func TestAppendNormalized(t *testing.T) {
+	for _, name := range []string{"X-Irma-Identity", "x_IRMA.attr", "Accept", "", "A.B_C-d", "X-Ü-Irma", "\u212a-Irma"} {
+		got, ok := appendNormalized(nil, name)
+		if !ok {
+			got = []byte(normalizeHeader(name))
+		}
+		if string(got) != normalizeHeader(name) {
+			t.Errorf("%q: %q, want %q", name, got, normalizeHeader(name))
+		}
+	}
 }

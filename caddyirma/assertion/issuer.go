@@ -148,9 +148,17 @@ func (i *Issuer) sign(id Identity, now time.Time) (string, time.Time, error) {
 // is left (or while a new token would expire no later, at the end of the login): signing on
 // every request costs too much, RSA most.
 func (i *Issuer) Token(id Identity) (string, error) {
+	token, _, err := i.TokenUntil(id)
+	return token, err
+}
+
+// TokenUntil is Token that also says until when the token may be handed out again for the
+// same id: a caller that keeps it per login (and so need not hash id on every request) reuses
+// it before then, and asks again after. The zero time means not at all (reuse is off).
+func (i *Issuer) TokenUntil(id Identity) (token string, reuseUntil time.Time, err error) {
 	if i.CacheSize < 0 || i.Keys == nil {
 		token, _, err := i.Sign(id)
-		return token, err
+		return token, time.Time{}, err
 	}
 	now := i.clock()
 	key := i.cacheKey(id)
@@ -160,7 +168,7 @@ func (i *Issuer) Token(id Identity) (string, error) {
 		c := el.Value.(*cached)
 		if i.reusable(c, id, now) {
 			i.mu.Unlock()
-			return c.token, nil
+			return c.token, i.reuseUntil(c.exp, id), nil
 		}
 	}
 	i.mu.Unlock()
@@ -169,12 +177,22 @@ func (i *Issuer) Token(id Identity) (string, error) {
 	// than making every other visitor wait.
 	token, exp, err := i.sign(id, now)
 	if err != nil {
-		return "", err
+		return "", time.Time{}, err
 	}
 	i.mu.Lock()
 	i.put(&cached{key: key, token: token, exp: exp}, now)
 	i.mu.Unlock()
-	return token, nil
+	return token, i.reuseUntil(exp, id), nil
+}
+
+// reuseUntil is when a token for id that expires at exp stops being reusable: once less than
+// half its TTL is left, unless it expires with the login (a new token would expire no later).
+// Never later than reusable allows.
+func (i *Issuer) reuseUntil(exp time.Time, id Identity) time.Time {
+	if !id.Expires.IsZero() && exp.Unix() >= id.Expires.Unix() {
+		return exp
+	}
+	return exp.Add(-i.ttl() / 2)
 }
 
 // reusable reports whether c may be handed out for id at now.

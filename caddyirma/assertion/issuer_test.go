@@ -85,6 +85,38 @@ func TestTokenNearLoginEnd(t *testing.T) {
 	}
 }
 
+// TokenUntil's deadline is never later than Token's own reuse: a caller that keeps the token
+// until then hands out what Token would.
+func TestTokenUntil(t *testing.T) {
+	kr := testRing(t, testKey(t, EdDSA, 0))
+	c := testclock.New(t0)
+	iss := testIssuer(kr, c)
+	first, until, err := iss.TokenUntil(alice)
+	if err != nil || !until.Equal(t0.Add(DefaultTTL/2)) {
+		t.Fatalf("until %s, %v; want half the TTL", until.Sub(t0), err)
+	}
+	c.Advance(until.Sub(c.Now()) - time.Nanosecond)
+	if got := mustToken(t, iss, alice); got != first {
+		t.Error("Token re-signed before TokenUntil's deadline")
+	}
+
+	id := alice
+	id.Expires = c.Now().Add(20 * time.Second)
+	token, until, err := iss.TokenUntil(id)
+	if err != nil || until.Unix() != id.Expires.Unix() {
+		t.Fatalf("near the login's end: until %s, %v; want the login's end", until, err)
+	}
+	c.Advance(until.Sub(c.Now()) - time.Nanosecond)
+	if got := mustToken(t, iss, id); got != token {
+		t.Error("Token re-signed before TokenUntil's deadline at the login's end")
+	}
+
+	iss.CacheSize = -1
+	if _, until, err := iss.TokenUntil(alice); err != nil || !until.IsZero() {
+		t.Errorf("reuse off: until %s, %v; want zero", until, err)
+	}
+}
+
 func TestTokenCacheBounded(t *testing.T) {
 	kr := testRing(t, testKey(t, EdDSA, 0))
 	c := testclock.New(t0)

@@ -114,10 +114,12 @@ func checkForm(form string) error {
 			}
 		}
 	}
-	segments := strings.Split(form[1:], "/")
-	for i, seg := range segments {
+	// The segments one by one, not split into a slice: this runs for every request.
+	for rest, more := form[1:], true; more; {
+		var seg string
+		seg, rest, more = strings.Cut(rest, "/")
 		switch {
-		case seg == "" && i < len(segments)-1:
+		case seg == "" && more:
 			return errors.New("empty segment (//)")
 		case seg == "." || seg == "..":
 			return errors.New("dot segment (. or ..)")

@@ -42,33 +42,9 @@ func benchGateway(b *testing.B, irmaStore string) {
 		_, _ = io.WriteString(w, "ok")
 	}))
 	defer up.Close()
-	g := newGateway(b)
-	base, scheme := g.base, g.scheme
-	app := g.start(b, `policy members {
-			require caddy-demo.gateway.person.email
-		}
-		`+irmaStore, fmt.Sprintf(`irma_auth /members/* members
+	g, _, cookie := loggedInGateway(b, irmaStore, fmt.Sprintf(`irma_auth /members/* members
 	reverse_proxy %s`, strings.TrimPrefix(up.URL, "http://")))
-
-	// Log in once, with a real wallet.
-	w, err := wallet.Open(wallet.Options{Dir: b.TempDir(), SchemesPath: scheme.SchemesPath})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer w.Close()
-	site := &authSite{base: base, scheme: scheme, app: app}
-	site.issue(b, w, "alice@example.com", "yes")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	br := newBrowser(b)
-	br.login(ctx, w, base+"/members/")
-	if resp, _ := br.get(base+"/members/", nil); resp.StatusCode != 200 {
-		b.Fatalf("after login: %d", resp.StatusCode)
-	}
-	cookie := br.cookie(base, "irma_session")
-	if cookie == nil {
-		b.Fatal("no session cookie")
-	}
+	base := g.base
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	run := func(b *testing.B, path string, header http.Header) {
@@ -97,6 +73,38 @@ func benchGateway(b *testing.B, irmaStore string) {
 	b.Run("irma_auth", func(b *testing.B) {
 		run(b, "/members/page", http.Header{"Cookie": {cookie.Name + "=" + cookie.Value}})
 	})
+}
+
+// loggedInGateway runs the gateway with the policy members (an email
+// address) and irmaExtra in the irma option, and site as its site's
+// directives; logs in once at /members/ with a real wallet, as a browser
+// does; and returns the gateway, its Caddyfile, and the session cookie.
+func loggedInGateway(b *testing.B, irmaExtra, site string) (*gateway, string, *http.Cookie) {
+	b.Helper()
+	g := newGateway(b)
+	irma := `policy members {
+			require caddy-demo.gateway.person.email
+		}
+		` + irmaExtra
+	app := g.start(b, irma, site)
+	w, err := wallet.Open(wallet.Options{Dir: b.TempDir(), SchemesPath: g.scheme.SchemesPath})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { w.Close() })
+	(&authSite{base: g.base, scheme: g.scheme, app: app}).issue(b, w, "alice@example.com", "yes")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	br := newBrowser(b)
+	br.login(ctx, w, g.base+"/members/")
+	if resp, _ := br.get(g.base+"/members/", nil); resp.StatusCode != 200 {
+		b.Fatalf("after login: %d", resp.StatusCode)
+	}
+	cookie := br.cookie(g.base, "irma_session")
+	if cookie == nil {
+		b.Fatal("no session cookie")
+	}
+	return g, g.config(irma, site), cookie
 }
 
 // BenchmarkFakeProofs measures what a 10 MB post to the proofs of a

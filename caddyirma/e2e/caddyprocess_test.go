@@ -24,7 +24,7 @@ type caddyProcess struct {
 // for base, the URL of a loopback port that the process alone listens on
 // (its site takes it with "bind fd/3"), with env added to its environment,
 // until the test ends. It returns once Caddy serves the config.
-func startCaddy(t *testing.T, name string, config func(base string) string, env ...string) *caddyProcess {
+func startCaddy(t testing.TB, name string, config func(base string) string, env ...string) *caddyProcess {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -39,20 +39,31 @@ func startCaddy(t *testing.T, name string, config func(base string) string, env 
 // refused, as with a machine that is down.
 func startCaddyOn(t testing.TB, name string, ln net.Listener, config string, env ...string) *caddyProcess {
 	t.Helper()
-	c := &caddyProcess{name: name, base: "http://" + ln.Addr().String()}
+	return startCaddyOnAll(t, name, []net.Listener{ln}, config, env...)
+}
+
+// startCaddyOnAll is startCaddyOn with several listeners: the socket of
+// lns[i] is fd 3+i; base is the URL of lns[0].
+func startCaddyOnAll(t testing.TB, name string, lns []net.Listener, config string, env ...string) *caddyProcess {
+	t.Helper()
+	c := &caddyProcess{name: name, base: "http://" + lns[0].Addr().String()}
 	dir := t.TempDir()
 	file := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(file, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f, err := ln.(*net.TCPListener).File()
-	if err != nil {
-		t.Fatal(err)
+	var files []*os.File
+	for _, ln := range lns {
+		f, err := ln.(*net.TCPListener).File()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		ln.Close()
+		files = append(files, f)
 	}
-	defer f.Close()
-	ln.Close()
 	c.cmd = exec.Command(buildGo(t, "cmd/caddy", "CGO_ENABLED=0"), "run", "--config", file, "--adapter", "caddyfile")
-	c.cmd.ExtraFiles = []*os.File{f} // fd 3
+	c.cmd.ExtraFiles = files // fd 3 on
 	c.cmd.Dir = dir
 	c.cmd.Env = append(append(os.Environ(), "HOME="+dir, "XDG_CONFIG_HOME="+filepath.Join(dir, "config"), "XDG_DATA_HOME="+filepath.Join(dir, "data")), env...)
 	_, c.proc = startProcess(t, name, c.cmd, regexp.MustCompile(`"msg":"(serving initial configuration)"`))

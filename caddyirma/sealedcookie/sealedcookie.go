@@ -187,23 +187,31 @@ func (k *KeyRing) Seal(name string, v any, expires time.Time) (string, error) {
 // v alone. A genuine value that does not decode into v (the caller's type changed since it was
 // sealed) is ErrInvalid too.
 func (k *KeyRing) Open(name string, value string, v any, now time.Time) error {
+	_, err := k.OpenUntil(name, value, v, now)
+	return err
+}
+
+// OpenUntil is Open that also returns when the sealed value expires: from then on, Open
+// refuses it. A caller that keeps what it opened (a cache keyed by the value) must not use
+// it from that time on.
+func (k *KeyRing) OpenUntil(name string, value string, v any, now time.Time) (time.Time, error) {
 	if len(value) > MaxValueSize || !canonicalBase64(value) {
-		return ErrInvalid
+		return time.Time{}, ErrInvalid
 	}
 	var env envelope
 	if err := securecookie.DecodeMulti(name, value, &env, k.codecs...); err != nil {
 		// Wrong key, wrong name, tampering, or sealed more than MaxLifetime ago: one answer
 		// for all, as the value says nothing trustworthy about which.
-		return ErrInvalid
+		return time.Time{}, ErrInvalid
 	}
 	if now.Unix() >= env.Expires {
-		return ErrExpired
+		return time.Time{}, ErrExpired
 	}
 	if err := json.Unmarshal(env.Value, v); err != nil {
 		// The value was genuine, so this is the caller's type not matching what was sealed.
-		return fmt.Errorf("%w: cookie %q: %w", ErrInvalid, name, err)
+		return time.Time{}, fmt.Errorf("%w: cookie %q: %w", ErrInvalid, name, err)
 	}
-	return nil
+	return time.Unix(env.Expires, 0), nil
 }
 
 // canonicalBase64 reports whether s is base64url as securecookie writes it (padded) in its one

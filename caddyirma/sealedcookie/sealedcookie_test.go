@@ -82,6 +82,13 @@ func TestExpiry(t *testing.T) {
 	if err := k.Open("n", sealed, &got, expires.Add(-time.Second)); err != nil {
 		t.Errorf("a second before expiry: %v", err)
 	}
+	// OpenUntil says when Open starts refusing: what a cache of opened values honours.
+	if until, err := k.OpenUntil("n", sealed, &got, now); err != nil || !until.Equal(expires) {
+		t.Errorf("OpenUntil: %s, %v; want %s", until, err, expires)
+	}
+	if until, err := k.OpenUntil("n", sealed, &got, expires); !errors.Is(err, ErrExpired) || !until.IsZero() {
+		t.Errorf("OpenUntil at expiry: %s, %v; want ErrExpired", until, err)
+	}
 	for _, at := range []time.Time{expires, expires.Add(time.Second), expires.Add(MaxLifetime)} {
 		var got session
 		if err := k.Open("n", sealed, &got, at); !errors.Is(err, ErrExpired) || errors.Is(err, ErrInvalid) {
