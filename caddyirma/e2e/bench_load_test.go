@@ -134,11 +134,12 @@ type loadRun struct{ rps, cpu float64 }
 // login that did not count) fails the benchmark.
 func runLoad(b *testing.B, wrk string, pid int, url, cookie string, secs int) loadRun {
 	b.Helper()
-	before := cpuTicks(pid)
+	before, _ := processCPU(pid)
 	out, err := exec.Command(wrk, "-t", strconv.Itoa(benchEnv(b, "IRMA_BENCH_THREADS", 2)),
 		"-c", strconv.Itoa(benchEnv(b, "IRMA_BENCH_CONNECTIONS", 32)), "-d", strconv.Itoa(secs)+"s",
 		"-H", "Cookie: "+cookie, url).CombinedOutput()
-	ticks := cpuTicks(pid) - before
+	after, _ := processCPU(pid)
+	spent := after - before
 	if err != nil {
 		b.Fatalf("wrk: %v\n%s", err, out)
 	}
@@ -152,33 +153,10 @@ func runLoad(b *testing.B, wrk string, pid int, url, cookie string, secs int) lo
 	}
 	var run loadRun
 	run.rps, _ = strconv.ParseFloat(string(rps[1]), 64)
-	if requests, _ := strconv.ParseFloat(string(n[1]), 64); requests > 0 && ticks > 0 {
-		run.cpu = float64(ticks) * 1e6 / clockTicks / requests
+	if requests, _ := strconv.ParseFloat(string(n[1]), 64); requests > 0 && spent > 0 {
+		run.cpu = float64(spent.Microseconds()) / requests
 	}
 	return run
-}
-
-// clockTicks is the unit of the CPU times in /proc/<pid>/stat (USER_HZ,
-// 100 on Linux).
-const clockTicks = 100
-
-// cpuTicks is the user and system CPU time of process pid so far, in clock
-// ticks; 0 if /proc cannot say.
-func cpuTicks(pid int) int64 {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// The fields after the command (which may hold spaces) in parentheses:
-	// state is field 3, utime 14 and stime 15.
-	i := strings.LastIndexByte(string(stat), ')')
-	f := strings.Fields(string(stat[i+1:]))
-	if i < 0 || len(f) < 13 {
-		return 0
-	}
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return utime + stime
 }
 
 // profileLoad writes to file a CPU profile of the Caddy process whose admin

@@ -10,9 +10,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	"github.com/makiuchi-d/gozxing"
 	"github.com/makiuchi-d/gozxing/qrcode"
@@ -84,6 +86,19 @@ func TestBrowserLogin(t *testing.T) {
 	browser := newChromium(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	// What the page asks to follow the session: its statusevents stream.
+	var mu sync.Mutex
+	var asked []string
+	chromedp.ListenTarget(browser, func(ev any) {
+		if ev, ok := ev.(*network.EventRequestWillBeSent); ok {
+			mu.Lock()
+			asked = append(asked, ev.Request.URL)
+			mu.Unlock()
+		}
+	})
+	if err := chromedp.Run(browser, network.Enable()); err != nil {
+		t.Fatal(err)
+	}
 
 	var link, lang string
 	if err := chromedp.Run(browser,
@@ -109,6 +124,12 @@ func TestBrowserLogin(t *testing.T) {
 		chromedp.Text("body", &body, chromedp.ByQuery),
 	); err != nil {
 		t.Fatalf("the browser did not land on the upstream: %v", err)
+	}
+	mu.Lock()
+	followed := strings.Join(asked, "\n") + "\n"
+	mu.Unlock()
+	if !strings.Contains(followed, "/frontend/statusevents") || strings.Contains(followed, "/frontend/status\n") {
+		t.Errorf("the page did not follow the session with statusevents alone; it asked:\n%s", followed)
 	}
 
 	// A session refused in the app: the page says so and offers a retry.

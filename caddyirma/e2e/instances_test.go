@@ -302,6 +302,7 @@ func TestSeveralInstances(t *testing.T) {
 
 	t.Run("login through the balancer", func(t *testing.T) { c.loginThroughBalancer(ctx, t, w) })
 	t.Run("login: page and start on a, the wallet on b, the poll on c", func(t *testing.T) { c.loginForced(ctx, t, w) })
+	t.Run("status events: started on a, followed on b, the wallet on c", func(t *testing.T) { c.eventsAcrossInstances(ctx, t, w) })
 	t.Run("a requestor JWT starts one session on all instances", func(t *testing.T) { c.requestorReplay(ctx, t, w) })
 	t.Run("a signature result is taken once on all instances", func(t *testing.T) { c.signOnce(ctx, t, w) })
 	t.Run("session limits count each visitor on all instances together", func(t *testing.T) { c.limitsPerVisitor(t) })
