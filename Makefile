@@ -15,7 +15,7 @@ DEMO_KEY_BITS ?= 1024
 HTTPS_DEMO_DIR = .demo-https
 HTTPS_DEMO_ORIGIN = https://localhost:8443
 
-.PHONY: all build wallet upstream demo-scheme run run-https test vet staticcheck fmt-check clean
+.PHONY: all build wallet upstream demo-scheme run run-https test vet staticcheck fmt-check fuzz bench clean
 
 all: build wallet
 
@@ -90,6 +90,28 @@ fuzz:
 			cp -n $$cache/$$pkg/$$t/* $$dir/testdata/fuzz/$$t/ 2>/dev/null || true; \
 		done; \
 	done
+
+## bench: the published benchmarks (not part of make test; about 10
+## minutes, more the first time: it builds `yivi` from the Go module proxy
+## and generates a 2048-bit scheme, cached in ~/.cache/caddy-irma): the
+## load run (cost per request against plain reverse_proxy, wrk), the unlock
+## benchmark (Chromium and the wallet, memory and Redis) and the login-cost
+## run (CPU per login against irma server). Each writes its result into
+## $(BENCH_OUT); irma-benchreport gathers them, with the machine, into
+## $(BENCH_DIR)/results.json and draws $(BENCH_DIR)/bench.svg, which the
+## README shows. Run it on a machine that does nothing else meanwhile.
+BENCH_OUT ?= .bench
+BENCH_DIR ?= caddyirma/e2e/benchresults
+BENCH_UNLOCKS ?= 40
+bench:
+	rm -rf $(BENCH_OUT) && mkdir -p $(BENCH_OUT) $(BENCH_DIR)
+	IRMA_BENCH_OUT=$(abspath $(BENCH_OUT)) CGO_ENABLED=1 $(GO) test -count=1 -timeout 60m -run '^$$' \
+		-bench '^BenchmarkLoadRatio$$' -benchtime 1x ./caddyirma/e2e
+	IRMA_BENCH_OUT=$(abspath $(BENCH_OUT)) CGO_ENABLED=1 $(GO) test -count=1 -timeout 60m -run '^$$' \
+		-bench '^BenchmarkUnlock$$' -benchtime $(BENCH_UNLOCKS)x ./caddyirma/e2e
+	IRMA_BENCH_OUT=$(abspath $(BENCH_OUT)) CGO_ENABLED=1 $(GO) test -count=1 -timeout 60m -run '^$$' \
+		-bench '^BenchmarkLoginCost$$' -benchtime 1x ./caddyirma/e2e
+	$(GO) run ./cmd/irma-benchreport -in $(BENCH_OUT) -json $(BENCH_DIR)/results.json -svg $(BENCH_DIR)/bench.svg
 
 clean:
 	rm -rf $(BIN)

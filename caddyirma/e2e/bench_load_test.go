@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddy-irma/caddy-irma/caddyirma/internal/benchreport"
+	"github.com/caddy-irma/caddy-irma/caddyirma/benchreport"
 )
 
 // BenchmarkLoadRatio measures the throughput of an authenticated request

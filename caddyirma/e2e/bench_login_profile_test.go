@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddy-irma/caddy-irma/caddyirma/internal/benchreport"
+	"github.com/caddy-irma/caddy-irma/caddyirma/benchreport"
 )
 
 // addBreakdown profiles the gateway (t) over further logins into file, and

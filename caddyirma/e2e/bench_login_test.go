@@ -21,7 +21,7 @@ import (
 	irma "github.com/privacybydesign/irmago/irma"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/demoscheme"
-	"github.com/caddy-irma/caddy-irma/caddyirma/internal/benchreport"
+	"github.com/caddy-irma/caddy-irma/caddyirma/benchreport"
 	"github.com/caddy-irma/caddy-irma/caddyirma/wallet"
 )
 

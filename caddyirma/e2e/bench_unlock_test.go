@@ -19,7 +19,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
-	"github.com/caddy-irma/caddy-irma/caddyirma/internal/benchreport"
+	"github.com/caddy-irma/caddy-irma/caddyirma/benchreport"
 	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testkit/testredis"
 	"github.com/caddy-irma/caddy-irma/caddyirma/wallet"
 )
