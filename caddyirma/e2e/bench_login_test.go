@@ -20,8 +20,8 @@ import (
 
 	irma "github.com/privacybydesign/irmago/irma"
 
-	"github.com/caddy-irma/caddy-irma/caddyirma/demoscheme"
 	"github.com/caddy-irma/caddy-irma/caddyirma/benchreport"
+	"github.com/caddy-irma/caddy-irma/caddyirma/demoscheme"
 	"github.com/caddy-irma/caddy-irma/caddyirma/wallet"
 )
 
