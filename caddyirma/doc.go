@@ -58,5 +58,7 @@
 // requestor to the server. What the handlers decide goes to the metrics
 // (metrics.go) and the audit log (audit.go); sessionwatch.go follows an
 // issuance or a requestor's session, which no browser brings back, to its
-// end for both.
+// end for both. statusstream.go serves the statusevents routes (of the
+// endpoints and of the requestor API) with package statusevents: a page, the
+// Yivi frontend or a requestor hears that a session changed when it did.
 package caddyirma

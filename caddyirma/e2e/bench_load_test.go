@@ -39,7 +39,7 @@ import (
 func BenchmarkLoadRatio(b *testing.B) {
 	wrk, err := exec.LookPath("wrk")
 	if err != nil {
-		b.Skip("wrk is not installed")
+		b.Fatalf("wrk is needed for the load run (apt-get install wrk; .ci/run does): %v", err)
 	}
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "ok")

@@ -27,6 +27,7 @@ const (
 	DefaultHeartbeat    = 15 * time.Second
 	DefaultMaxPerClient = 8
 	DefaultMaxStreams   = 10000
+	DefaultMaxPolling   = 1000
 	DefaultMaxDuration  = 15 * time.Minute
 )
 
@@ -59,7 +60,8 @@ type Source struct {
 }
 
 // ErrBusy is Stream's answer when the client has too many streams open, or
-// the Hub is full: nothing was written.
+// the Hub is full (of streams, or of sessions it polls): nothing was
+// written.
 var ErrBusy = errors.New("statusevents: too many status streams")
 
 // Hub holds the watches of the sessions that streams follow. Its zero
@@ -75,11 +77,16 @@ type Hub struct {
 	MaxPerClient int
 	// MaxStreams bounds the open streams in all. Default 10,000.
 	MaxStreams int
+	// MaxPolling bounds the sessions watched by polling at once (each
+	// costs a look-up every PollInterval: 40 a second by default).
+	// Default 1,000.
+	MaxPolling int
 	// MaxDuration is the longest a stream stays open. Default 15 minutes.
 	MaxDuration time.Duration
 
 	mu      sync.Mutex
 	watches map[string]*watch
+	polling int // watches that poll
 	clients map[string]int
 	streams int
 	closed  chan struct{}
@@ -93,6 +100,7 @@ func New() *Hub {
 		Heartbeat:    DefaultHeartbeat,
 		MaxPerClient: DefaultMaxPerClient,
 		MaxStreams:   DefaultMaxStreams,
+		MaxPolling:   DefaultMaxPolling,
 		MaxDuration:  DefaultMaxDuration,
 		watches:      map[string]*watch{},
 		clients:      map[string]int{},
@@ -161,6 +169,14 @@ func (h *Hub) Stream(w http.ResponseWriter, r *http.Request, key, client string,
 		return ErrBusy
 	}
 	defer h.release(client)
+	var wt *watch
+	var sub chan struct{}
+	if !first.Final {
+		if wt, sub = h.subscribe(key, first, src); wt == nil {
+			return ErrBusy
+		}
+		defer h.unsubscribe(wt, sub)
+	}
 	rc := http.NewResponseController(w)
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
@@ -178,8 +194,6 @@ func (h *Hub) Stream(w http.ResponseWriter, r *http.Request, key, client string,
 			return nil
 		}
 	}
-	wt, sub := h.subscribe(key, first, src)
-	defer h.unsubscribe(wt, sub)
 
 	deadline := time.NewTimer(h.MaxDuration)
 	defer deadline.Stop()

@@ -355,3 +355,33 @@ func TestStaleLookUpNotAnnounced(t *testing.T) {
 	// a learns it through the watch, which took b's newer look.
 	a.expect(t, `"CONNECTED"`)
 }
+
+func TestPollingWatchesBounded(t *testing.T) {
+	h := New()
+	h.MaxPolling = 1
+	one, two := &session{status: "INITIALIZED"}, &session{status: "INITIALIZED"}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sess, key := one, "one"
+		if r.URL.Path == "/two" {
+			sess, key = two, "two"
+		}
+		first, _ := sess.probe(r.Context())
+		if errors.Is(h.Stream(w, r, key, r.Header.Get("X-Client"), first, 0, sess.source()), ErrBusy) {
+			http.Error(w, "busy", http.StatusTooManyRequests)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(h.Close)
+	a := open(t, srv.URL+"/one", "a")
+	a.expect(t, "open")
+	// Another stream of the polled session joins its watch; another
+	// session would need a second one.
+	open(t, srv.URL+"/one", "b").expect(t, "open")
+	if s := open(t, srv.URL+"/two", "c"); s.resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("a second polled session: %d, want 429", s.resp.StatusCode)
+	}
+	one.set("DONE")
+	a.expect(t, `"DONE"`, "")
+	eventually(t, "the first watch gone", func() bool { return h.Watches() == 0 })
+	open(t, srv.URL+"/two", "c").expect(t, "open")
+}

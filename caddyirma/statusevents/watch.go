@@ -27,19 +27,28 @@ type watch struct {
 	status  Status
 	ended   bool
 	polling bool // no channel of changes: stop with the last stream
+	counted bool // started polling: one of the hub's MaxPolling
 	subs    map[chan struct{}]struct{}
 }
 
-// subscribe joins the watch of key, starting it with src if none runs.
-// The channel returned receives a value when the state changed.
+// subscribe joins the watch of key, starting it with src if none runs;
+// nil if it would have to start one that polls, and MaxPolling run. The
+// channel returned receives a value when the state changed.
 func (h *Hub) subscribe(key string, first Status, src Source) (*watch, chan struct{}) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	w := h.watches[key]
 	if w == nil {
-		w = &watch{hub: h, key: key, src: src, status: first, polling: src.Changes == nil,
+		polls := src.Changes == nil
+		if polls && h.polling >= h.MaxPolling {
+			return nil, nil
+		}
+		w = &watch{hub: h, key: key, src: src, status: first, polling: polls, counted: polls,
 			stop: make(chan struct{}), subs: map[chan struct{}]struct{}{}}
 		h.watches[key] = w
+		if polls {
+			h.polling++
+		}
 		go w.run()
 	}
 	sub := make(chan struct{}, 1)
@@ -73,9 +82,18 @@ func (w *watch) stopIfIdle() {
 	if len(w.subs) == 0 && w.polling && !w.ended {
 		w.ended = true
 		close(w.stop)
-		if w.hub.watches[w.key] == w {
-			delete(w.hub.watches, w.key)
-		}
+		w.removeLocked()
+	}
+}
+
+// removeLocked takes the watch out of the hub, whose lock is held.
+func (w *watch) removeLocked() {
+	if w.hub.watches[w.key] != w {
+		return
+	}
+	delete(w.hub.watches, w.key)
+	if w.counted {
+		w.hub.polling--
 	}
 }
 
@@ -135,9 +153,7 @@ func (w *watch) signal() {
 // time.
 func (w *watch) end() {
 	w.hub.mu.Lock()
-	if w.hub.watches[w.key] == w {
-		delete(w.hub.watches, w.key)
-	}
+	w.removeLocked()
 	w.hub.mu.Unlock()
 	w.mu.Lock()
 	defer w.mu.Unlock()
