@@ -103,13 +103,16 @@ fuzz:
 BENCH_OUT ?= .bench
 BENCH_DIR ?= caddyirma/e2e/benchresults
 BENCH_UNLOCKS ?= 40
+BENCH_LOGINS ?= 100
+BENCH_ROUNDS ?= 6
 bench:
 	rm -rf $(BENCH_OUT) && mkdir -p $(BENCH_OUT) $(BENCH_DIR)
 	IRMA_BENCH_OUT=$(abspath $(BENCH_OUT)) CGO_ENABLED=1 $(GO) test -count=1 -timeout 60m -run '^$$' \
 		-bench '^BenchmarkLoadRatio$$' -benchtime 1x ./caddyirma/e2e
 	IRMA_BENCH_OUT=$(abspath $(BENCH_OUT)) CGO_ENABLED=1 $(GO) test -count=1 -timeout 60m -run '^$$' \
 		-bench '^BenchmarkUnlock$$' -benchtime $(BENCH_UNLOCKS)x ./caddyirma/e2e
-	IRMA_BENCH_OUT=$(abspath $(BENCH_OUT)) CGO_ENABLED=1 $(GO) test -count=1 -timeout 60m -run '^$$' \
+	IRMA_BENCH_OUT=$(abspath $(BENCH_OUT)) IRMA_BENCH_LOGINS=$(BENCH_LOGINS) IRMA_BENCH_ROUNDS=$(BENCH_ROUNDS) \
+		CGO_ENABLED=1 $(GO) test -count=1 -timeout 60m -run '^$$' \
 		-bench '^BenchmarkLoginCost$$' -benchtime 1x ./caddyirma/e2e
 	$(GO) run ./cmd/irma-benchreport -in $(BENCH_OUT) -json $(BENCH_DIR)/results.json -svg $(BENCH_DIR)/bench.svg
 

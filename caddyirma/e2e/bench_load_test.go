@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,90 +22,114 @@ import (
 
 // BenchmarkLoadRatio measures the throughput of an authenticated request
 // through irma_auth against the same request through plain reverse_proxy,
-// with wrk, in one Caddy process of its own that serves both: the site of
-// the gateway (irma_auth, then reverse_proxy) and a site with reverse_proxy
-// alone, to the same trivial upstream. It logs in once with the real
-// wallet, then runs wrk against the two in alternating runs, so that what
-// else the machine does falls on both alike, and reports the median of the
-// ratios of the pairs (the goal: at least 0.95):
+// with wrk, in one Caddy process of its own that serves: the site of the
+// gateway (irma_auth, then reverse_proxy), a site with reverse_proxy alone,
+// and a site whose reverse_proxy sends upstream what the gateway's does (an
+// identity header of the same length instead of the session cookie), all to
+// the same trivial upstream. It logs in once with the real wallet, then
+// runs wrk against the three in turn, in a rotating order, so that what
+// else the machine does falls on all alike, and reports the medians of the
+// ratios of each round: against plain reverse_proxy (the goal: at least
+// 0.95), and against reverse_proxy with the identity header, which leaves
+// out the cost of carrying the header, and so measures the gateway's own
+// work:
 //
 //	go test -run '^$' -bench BenchmarkLoadRatio -benchtime 1x ./caddyirma/e2e
 //
-// The environment sets the run: IRMA_BENCH_PAIRS (default 7),
+// The environment sets the run: IRMA_BENCH_PAIRS, rounds (default 7),
 // IRMA_BENCH_SECONDS per run (3), IRMA_BENCH_CONNECTIONS (32) and
 // IRMA_BENCH_THREADS (2) of wrk; IRMA_BENCH_PROFILE, a directory, gets a
 // CPU profile of the Caddy process under each route's load
-// (load-irma_auth.prof, load-reverse_proxy.prof), taken after the pairs;
-// IRMA_BENCH_OUT the result (see package benchreport).
+// (load-irma_auth.prof, load-reverse_proxy.prof), taken after the rounds;
+// IRMA_BENCH_OUT the results "load" and "load-header" (package
+// benchreport).
 func BenchmarkLoadRatio(b *testing.B) {
 	wrk, err := exec.LookPath("wrk")
 	if err != nil {
 		b.Fatalf("wrk is needed for the load run (apt-get install wrk; .ci/run does): %v", err)
 	}
+	var identityLen atomic.Int64
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if id := r.Header.Get("X-Irma-Identity"); id != "" {
+			identityLen.Store(int64(len(id)))
+		}
 		_, _ = io.WriteString(w, "ok")
 	}))
 	defer up.Close()
 	upstream := strings.TrimPrefix(up.URL, "http://")
 	_, config, cookie := loggedInGateway(b, "", fmt.Sprintf("irma_auth /members/* members\n\treverse_proxy %s", upstream))
-	gw, plain, admin, pid := loadGateway(b, config, upstream)
+	if identityLen.Load() == 0 {
+		b.Fatal("the upstream saw no identity header after the login")
+	}
+	bases, admin, pid := loadGateway(b, config, upstream, int(identityLen.Load()))
+	gw, plain, header := bases[0], bases[1], bases[2]
 
 	pairs, secs := benchEnv(b, "IRMA_BENCH_PAIRS", 7), benchEnv(b, "IRMA_BENCH_SECONDS", 3)
 	run := func(base string, secs int) loadRun {
 		return runLoad(b, wrk, pid, base+"/members/page", cookie.Name+"="+cookie.Value, secs)
 	}
-	run(gw, 1) // warm up both: connections, the JWT, the cache of logins
-	run(plain, 1)
-	var ratios, authRPS, plainRPS, authCPU, plainCPU []float64
+	for _, base := range bases { // warm up: connections, the JWT, the cache of logins
+		run(base, 1)
+	}
+	var ratios, headerRatios, authRPS, plainRPS, authCPU, plainCPU []float64
 	for i := range pairs {
-		var a, p loadRun
-		if i%2 == 0 { // alternate which goes first, too
-			p, a = run(plain, secs), run(gw, secs)
-		} else {
-			a, p = run(gw, secs), run(plain, secs)
+		runs := map[string]loadRun{}
+		for k := range bases { // a rotating order, so none goes first always
+			base := bases[(i+k)%len(bases)]
+			runs[base] = run(base, secs)
 		}
-		authRPS, plainRPS, ratios = append(authRPS, a.rps), append(plainRPS, p.rps), append(ratios, a.rps/p.rps)
+		a, p, h := runs[gw], runs[plain], runs[header]
+		ratios, headerRatios = append(ratios, a.rps/p.rps), append(headerRatios, a.rps/h.rps)
+		authRPS, plainRPS = append(authRPS, a.rps), append(plainRPS, p.rps)
 		authCPU, plainCPU = append(authCPU, a.cpu), append(plainCPU, p.cpu)
-		b.Logf("pair %d: irma_auth %.0f/s (Caddy %.1f µs CPU a request), reverse_proxy %.0f/s (%.1f µs), ratio %.3f",
-			i+1, a.rps, a.cpu, p.rps, p.cpu, a.rps/p.rps)
+		b.Logf("round %d: irma_auth %.0f/s (Caddy %.1f µs CPU a request), reverse_proxy %.0f/s (%.1f µs), with the header %.0f/s (%.1f µs): ratios %.3f, %.3f",
+			i+1, a.rps, a.cpu, p.rps, p.cpu, h.rps, h.cpu, a.rps/p.rps, a.rps/h.rps)
 	}
 	if dir := os.Getenv("IRMA_BENCH_PROFILE"); dir != "" {
 		profileLoad(b, admin, filepath.Join(dir, "load-irma_auth.prof"), func() loadRun { return run(gw, secs) })
 		profileLoad(b, admin, filepath.Join(dir, "load-reverse_proxy.prof"), func() loadRun { return run(plain, secs) })
 	}
-
-	median := benchreport.Median(ratios)
 	b.ReportMetric(0, "ns/op")
-	b.ReportMetric(median, "ratio")
+	b.ReportMetric(benchreport.Median(ratios), "ratio")
+	b.ReportMetric(benchreport.Median(headerRatios), "ratio-vs-header")
 	b.ReportMetric(benchreport.Median(authRPS), "irma_auth_req/s")
 	b.ReportMetric(benchreport.Median(plainRPS), "reverse_proxy_req/s")
-	b.ReportMetric(benchreport.Median(authCPU), "irma_auth_cpu_µs/req")
-	b.ReportMetric(benchreport.Median(plainCPU), "reverse_proxy_cpu_µs/req")
-	path, err := benchreport.Write(benchreport.Result{
-		Name: "load", Title: "authenticated request (irma_auth vs reverse_proxy)",
-		Metric: "throughput of irma_auth / reverse_proxy", Unit: "ratio", Samples: ratios, Goal: 0.95,
-		Figures: map[string]float64{"irma_auth_rps": benchreport.Median(authRPS), "reverse_proxy_rps": benchreport.Median(plainRPS),
-			"irma_auth_caddy_cpu_us": benchreport.Median(authCPU), "reverse_proxy_caddy_cpu_us": benchreport.Median(plainCPU)},
-		Notes: fmt.Sprintf("wrk -t%d -c%d, %d alternating pairs of %ds runs against one Caddy process serving "+
-			"irma_auth + reverse_proxy and plain reverse_proxy to the same upstream; a logged-in GET with the session cookie on both; %d CPUs; "+
-			"the *_caddy_cpu_us figures are the Caddy process's CPU time per request (from /proc), which other load on the machine moves less",
-			benchEnv(b, "IRMA_BENCH_THREADS", 2), benchEnv(b, "IRMA_BENCH_CONNECTIONS", 32), pairs, secs, runtime.NumCPU()),
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if path != "" {
-		b.Logf("wrote %s", path)
+	writeLoadResults(b, ratios, headerRatios, map[string]float64{
+		"irma_auth_rps": benchreport.Median(authRPS), "reverse_proxy_rps": benchreport.Median(plainRPS),
+		"irma_auth_caddy_cpu_us": benchreport.Median(authCPU), "reverse_proxy_caddy_cpu_us": benchreport.Median(plainCPU),
+		"identity_header_bytes": float64(identityLen.Load())}, pairs, secs)
+}
+
+// writeLoadResults writes the load run's two results (with IRMA_BENCH_OUT).
+func writeLoadResults(b *testing.B, ratios, headerRatios []float64, figures map[string]float64, rounds, secs int) {
+	how := fmt.Sprintf("wrk -t%d -c%d, %d rounds of %ds runs against one Caddy process with three sites to the same upstream, "+
+		"in a rotating order; a logged-in GET with the session cookie; %d CPUs; the *_caddy_cpu_us figures are the Caddy "+
+		"process's CPU time per request (from /proc)",
+		benchEnv(b, "IRMA_BENCH_THREADS", 2), benchEnv(b, "IRMA_BENCH_CONNECTIONS", 32), rounds, secs, runtime.NumCPU())
+	for _, r := range []benchreport.Result{
+		{Name: "load", Title: "authenticated request vs reverse_proxy",
+			Metric: "throughput of irma_auth / plain reverse_proxy", Unit: "ratio", Samples: ratios, Goal: 0.95, Figures: figures, Notes: how},
+		{Name: "load-header", Title: "… vs reverse_proxy with the header",
+			Metric: "irma_auth / reverse_proxy sending the same identity header", Unit: "ratio", Samples: headerRatios, Goal: 0.95, Notes: how},
+	} {
+		path, err := benchreport.Write(r)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if path != "" {
+			b.Logf("wrote %s", path)
+		}
 	}
 }
 
 // loadGateway runs the gateway of config in a Caddy process of its own
-// (same keys and storage, so the session cookie opens there too), with a
-// second site of plain reverse_proxy to upstream and the admin endpoint on
-// (for its pprof). It returns the bases of the two sites, the admin's, and
-// the process's id.
-func loadGateway(b *testing.B, config, upstream string) (gw, plain, admin string, pid int) {
-	lns := make([]net.Listener, 3)
+// (same keys and storage, so the session cookie opens there too), with two
+// more sites to upstream: plain reverse_proxy, and reverse_proxy that sends
+// an identity header of headerLen bytes instead of the cookie, as the
+// gateway does; and with the admin endpoint on (for its pprof). It returns
+// the bases of the three sites, the admin's, and the process's id.
+func loadGateway(b *testing.B, config, upstream string, headerLen int) (bases []string, admin string, pid int) {
+	lns := make([]net.Listener, 4)
 	for i := range lns {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -112,8 +137,8 @@ func loadGateway(b *testing.B, config, upstream string) (gw, plain, admin string
 		}
 		lns[i] = ln
 	}
-	admin = lns[2].Addr().String()
-	lns[2].Close() // the admin endpoint binds its own address
+	admin = lns[3].Addr().String()
+	lns[3].Close() // the admin endpoint binds its own address
 	site := regexp.MustCompile(`(?m)^http://127\.0\.0\.1:\d+ \{\n\tbind fd/\d+$`)
 	if n := len(site.FindAllString(config, -1)); n != 1 {
 		b.Fatalf("the site's address and bind line are in the config %d times, want 1", n)
@@ -121,8 +146,10 @@ func loadGateway(b *testing.B, config, upstream string) (gw, plain, admin string
 	config = site.ReplaceAllString(config, "http://"+lns[0].Addr().String()+" {\n\tbind fd/3")
 	config = strings.Replace(config, "\tadmin off\n", "\tadmin "+admin+"\n\tpersist_config off\n", 1)
 	config += fmt.Sprintf("\nhttp://%s {\n\tbind fd/4\n\treverse_proxy %s\n}\n", lns[1].Addr(), upstream)
-	c := startCaddyOnAll(b, "the gateway under load", lns[:2], config)
-	return c.base, "http://" + lns[1].Addr().String(), admin, c.cmd.Process.Pid
+	config += fmt.Sprintf("\nhttp://%s {\n\tbind fd/5\n\treverse_proxy %s {\n\t\theader_up X-Irma-Identity %s\n\t\theader_up -Cookie\n\t}\n}\n",
+		lns[2].Addr(), upstream, strings.Repeat("x", headerLen))
+	c := startCaddyOnAll(b, "the gateway under load", lns[:3], config)
+	return []string{c.base, "http://" + lns[1].Addr().String(), "http://" + lns[2].Addr().String()}, admin, c.cmd.Process.Pid
 }
 
 // loadRun is what one run of wrk measured: requests per second, and the
