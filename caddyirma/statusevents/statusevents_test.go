@@ -385,3 +385,39 @@ func TestPollingWatchesBounded(t *testing.T) {
 	eventually(t, "the first watch gone", func() bool { return h.Watches() == 0 })
 	open(t, srv.URL+"/two", "c").expect(t, "open")
 }
+
+func TestPollBudget(t *testing.T) {
+	// Ten polled sessions at a 1 ms interval, on a budget of 20 look-ups a
+	// second: together they make no more than the budget allows, however
+	// fast or slow the machine (a slow one makes fewer).
+	h := New()
+	h.PollInterval, h.PollBudget = time.Millisecond, 20
+	sessions := make([]*session, 10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sess := sessions[len(r.URL.Path)-1]
+		first, _ := sess.probe(r.Context())
+		_ = h.Stream(w, r, r.URL.Path, r.URL.Path, first, 0, sess.source())
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(h.Close)
+	for i := range sessions {
+		sessions[i] = &session{status: "INITIALIZED"}
+		open(t, srv.URL+"/"+strings.Repeat("x", i), "c").expect(t, "open")
+	}
+	eventually(t, "ten watches", func() bool { return h.Watches() == 10 })
+	count := func() (n int64) {
+		for _, s := range sessions {
+			n += s.probes.Load() - 1 // the stream's own first look
+		}
+		return n
+	}
+	start, before := time.Now(), count()
+	time.Sleep(500 * time.Millisecond)
+	made, elapsed := count()-before, time.Since(start)
+	if allowed := int64(1 + 20*elapsed.Seconds() + 1); made > allowed {
+		t.Errorf("%d look-ups in %s, the budget allows %d", made, elapsed, allowed)
+	}
+	if made == 0 {
+		t.Error("no look-ups at all")
+	}
+}

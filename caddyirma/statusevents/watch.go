@@ -189,7 +189,7 @@ func (w *watch) run() {
 				return
 			}
 		case <-ticker.C:
-			if !w.watching() {
+			if !w.watching() || (changes == nil && !w.waitForBudget()) {
 				continue
 			}
 		}
@@ -198,6 +198,30 @@ func (w *watch) run() {
 			return
 		}
 	}
+}
+
+// waitForBudget waits until the hub's budget of look-ups allows one more;
+// false if the watch stopped or the hub closed meanwhile (the loop then
+// sees why).
+func (w *watch) waitForBudget() bool {
+	r := w.hub.pollBudget().Reserve()
+	if !r.OK() {
+		return false
+	}
+	d := r.Delay()
+	if d == 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-w.stop:
+	case <-w.hub.closed:
+	}
+	r.Cancel()
+	return false
 }
 
 // probe looks the status up and records it; false means the watch is
