@@ -107,9 +107,9 @@ func writeLoadResults(b *testing.B, ratios, headerRatios []float64, figures map[
 		"process's CPU time per request (from /proc)",
 		benchEnv(b, "IRMA_BENCH_THREADS", 2), benchEnv(b, "IRMA_BENCH_CONNECTIONS", 32), rounds, secs, runtime.NumCPU())
 	for _, r := range []benchreport.Result{
-		{Name: "load", Title: "authenticated request vs reverse_proxy",
+		{Name: "load", Title: "per request: vs reverse_proxy",
 			Metric: "throughput of irma_auth / plain reverse_proxy", Unit: "ratio", Samples: ratios, Goal: 0.95, Figures: figures, Notes: how},
-		{Name: "load-header", Title: "… vs reverse_proxy with the header",
+		{Name: "load-header", Title: "per request: vs proxy + header",
 			Metric: "irma_auth / reverse_proxy sending the same identity header", Unit: "ratio", Samples: headerRatios, Goal: 0.95, Notes: how},
 	} {
 		path, err := benchreport.Write(r)
