@@ -2,6 +2,7 @@ package caddyirma
 
 import (
 	"crypto/ed25519"
+	"crypto/rsa"
 	"errors"
 	"fmt"
 	"net"
@@ -139,6 +140,26 @@ type App struct {
 	// this gateway. Default: no timestamp service.
 	TimestampKeyFile string `json:"timestamp_key_file,omitempty"`
 
+	// JWTPrivateKeyFile is a PEM RSA private key (PKCS #1 or PKCS #8) that
+	// signs session results as JWTs (RS256), as irma server's
+	// jwt_privkey_file: the results that irmaserver posts to a session
+	// request's callbackUrl, and those of irma_requestor_api's
+	// /result-jwt and /getproof, whose /publickey serves its public key.
+	// Default: none; then callbacks are refused unless
+	// AllowUnsignedCallbacks, and those routes answer as irma server
+	// without a key.
+	JWTPrivateKeyFile string `json:"jwt_privkey_file,omitempty"`
+
+	// JWTIssuer is the iss of the session result JWTs. Default:
+	// "irmaserver", as irma server's jwt_issuer.
+	JWTIssuer string `json:"jwt_issuer,omitempty"`
+
+	// AllowUnsignedCallbacks lets requestors ask for a callbackUrl without
+	// JWTPrivateKeyFile: irmaserver then posts the result as plain JSON,
+	// which the receiver cannot tell from a forgery. As irma server's
+	// allow_unsigned_callbacks. Default: off.
+	AllowUnsignedCallbacks bool `json:"allow_unsigned_callbacks,omitempty"`
+
 	// Policies are named disclosure policies that irma_auth routes and the
 	// forward-auth endpoint refer to. Each is checked against the schemes
 	// when the config loads. Default: none.
@@ -171,7 +192,9 @@ type App struct {
 	timestampKey    ed25519.PrivateKey
 	ownTimestampKey *timestamp.OwnKey
 	irmagoLogger    *zap.Logger
-	ownsConf        bool // irmaConf is this app's to close, not a running server's
+	resultKey       *rsa.PrivateKey // signs result JWTs and callbacks, or nil
+	resultIssuerSet bool            // JWTIssuer was configured, not defaulted
+	ownsConf        bool            // irmaConf is this app's to close, not a running server's
 	// schemeChecks: what a scheme update must have (requireSchemes).
 	schemeChecksMu sync.Mutex
 	schemeChecks   []func(*irma.Configuration) error
@@ -206,6 +229,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.provisionSchemes,    // the schemes (fetched the first time) and keys, parsed and checked
 		a.provisionTimestamps, // the timestamp service, with a key
 		a.provisionServer,     // irmaserver's configuration, with Redis
+		a.provisionResultJWT,  // the key and issuer of result JWTs and callbacks
 		a.provisionPolicies,   // named policies, checked against the schemes
 		a.provisionLimits,     // how many sessions clients may start
 		a.provisionLogin,      // cookies, identity JWT, a login flow per policy
@@ -347,22 +371,6 @@ func (a *App) provisionLogin(*caddy.Replacer) error {
 		a.policyFlows[name] = a.newLoginFlow(p, "policy:"+name, name, "", "", a.logger.Named("login"))
 	}
 	return nil
-}
-
-// newLoginFlow returns a login flow for a policy on the app's server and
-// login settings: route identifies the policy in pending cookies, name is
-// its name for the JWT and {irma.policy}.
-func (a *App) newLoginFlow(p policy.Policy, route, name, pairing, audience string, logger *zap.Logger) *loginFlow {
-	if audience == "" {
-		audience = a.Login.Audience
-	}
-	return &loginFlow{
-		policy: p, route: route, name: name, pairing: pairing, audience: audience,
-		login: a.Login, backend: appServer{a}, prefix: a.prefix, appURL: a.serverURL,
-		maxSession: time.Duration(a.MaxSessionLifetime), scanTimeout: time.Duration(a.ScanTimeout),
-		proofsWait: defaultProofsWait, now: time.Now, logger: logger, audit: a.audit,
-		limiter: a.limiter, counters: newFlowCounters(name),
-	}
 }
 
 // markTTL is how long the marks of a session are kept: as long as the

@@ -29,6 +29,9 @@ func init() {
 //		session_result_lifetime  <duration>
 //		production
 //		timestamp_key_file       <file>
+//		jwt_privkey_file         <RSA PEM file>
+//		jwt_issuer               <iss>
+//		allow_unsigned_callbacks
 //		policy <name> {
 //			require <expression> [{
 //				label <lang> <text>
@@ -128,10 +131,15 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "session_result_lifetime":
 			err = durationValue(d, &a.SessionResultLifetime)
 		case "production":
-			if d.NextArg() {
-				return d.Errf("irma: production takes no argument, got %q", d.Val())
-			}
+			err = noArg(d)
 			a.Production = true
+		case "jwt_privkey_file":
+			err = oneArg(d, &a.JWTPrivateKeyFile)
+		case "jwt_issuer":
+			err = oneArg(d, &a.JWTIssuer)
+		case "allow_unsigned_callbacks":
+			err = noArg(d)
+			a.AllowUnsignedCallbacks = true
 		case "redis":
 			a.Redis = new(RedisConfig)
 			err = a.Redis.unmarshalCaddyfile(d)
@@ -274,6 +282,14 @@ func oneArg(d *caddyfile.Dispenser, v *string) error {
 	*v = d.Val()
 	if d.NextArg() {
 		return d.Errf("%s takes one value, got also %q", name, d.Val())
+	}
+	return nil
+}
+
+// noArg checks that the current directive, a flag, has no argument.
+func noArg(d *caddyfile.Dispenser) error {
+	if name := d.Val(); d.NextArg() {
+		return d.Errf("irma: %s takes no argument, got %q", name, d.Val())
 	}
 	return nil
 }

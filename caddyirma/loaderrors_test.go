@@ -2,6 +2,10 @@ package caddyirma
 
 import (
 	"bytes"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"os"
@@ -75,6 +79,13 @@ func TestLoadErrors(t *testing.T) {
 		}
 		return strings.Replace(good, old, new, 1)
 	}
+	resultKey, otherResultKey := writeRSAKey(t), writeRSAKey(t)
+	withResultKey := func() string {
+		return replace("schemes_update off", "schemes_update off\n\t\tjwt_privkey_file "+resultKey+"\n\t\tjwt_issuer gw")
+	}
+	api := func(config, settings string) string {
+		return strings.Replace(config, "respond \"next handler\"", "irma_requestor_api /api/* {\n\t\t"+settings+"\n\t}\n\trespond \"next handler\"", 1)
+	}
 	// Production mode: an https url, as it requires.
 	production := strings.Replace(replace("schemes_update off", "schemes_update off\n\t\tproduction"), "url http://", "url https://", 1)
 	inProduction := func(old, new string) string {
@@ -129,6 +140,11 @@ func TestLoadErrors(t *testing.T) {
 		{"unknown attribute", replace("over18 yes", "over18 yes\n\t\t\t\tshoesize 42"), []string{`unknown attribute "shoesize"`}},
 		{"missing attribute", replace("over18 yes", ""), []string{`attribute "over18" is required`}},
 		{"missing timestamp key", replace("timestamp_key_file "+g.scheme.TimestampKeyFile, "timestamp_key_file /nonexistent/ts.key"), []string{`timestamp_key_file "/nonexistent/ts.key"`}},
+		{"missing jwt_privkey_file", replace("schemes_update off", "schemes_update off\n\t\tjwt_privkey_file /nonexistent/result.pem"), []string{`jwt_privkey_file "/nonexistent/result.pem"`}},
+		{"jwt_privkey_file not RSA", replace("schemes_update off", "schemes_update off\n\t\tjwt_privkey_file "+g.scheme.TimestampKeyFile), []string{`jwt_privkey_file "` + g.scheme.TimestampKeyFile + `"`, "not an RSA private key"}},
+		{"requestor api key not the app's", api(withResultKey(), "jwt_key_file "+otherResultKey), []string{"irma_requestor_api", `jwt_key_file "` + otherResultKey + `"`, `jwt_privkey_file "` + resultKey + `"`, "deprecated"}},
+		{"requestor api issuer not the app's", api(withResultKey(), "jwt_issuer other"), []string{"irma_requestor_api", `jwt_issuer "other"`, `jwt_issuer "gw"`}},
+		{"requestor api missing key file", api(good, "jwt_key_file /nonexistent/result.pem"), []string{"irma_requestor_api", `jwt_key_file "/nonexistent/result.pem"`}},
 		{"lifetime not whole minutes", replace("schemes_update off", "schemes_update off\n\t\tmax_session_lifetime 90s"), []string{"max_session_lifetime", "whole minutes"}},
 		{"unreachable redis", replace("schemes_update off", fmt.Sprintf("schemes_update off\n\t\tredis %s {\n\t\t\tdisable_tls\n\t\t}", dead)), []string{fmt.Sprintf(`redis at %q`, dead)}},
 		{"port in use", strings.ReplaceAll(strings.ReplaceAll(good, g.ln.Bind(), ""), fmt.Sprintf("127.0.0.1:%d {", g.port), fmt.Sprintf("127.0.0.1:%d {", busyPort)), []string{fmt.Sprint(busyPort), "address already in use"}},
@@ -170,4 +186,20 @@ func loadFails(t *testing.T, config string, want ...string) {
 		}
 	}
 	assertNoServers(t)
+}
+
+// writeRSAKey writes a new RSA private key in a PEM file, and returns its
+// name.
+func writeRSAKey(t *testing.T) string {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "result.pem")
+	block := &pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}
+	if err := os.WriteFile(file, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
 }

@@ -372,3 +372,19 @@ func fromAttributes(a policy.Attributes) map[string]string {
 	}
 	return m
 }
+
+// newLoginFlow returns a login flow for a policy on the app's server and
+// login settings: route identifies the policy in pending cookies, name is
+// its name for the JWT and {irma.policy}.
+func (a *App) newLoginFlow(p policy.Policy, route, name, pairing, audience string, logger *zap.Logger) *loginFlow {
+	if audience == "" {
+		audience = a.Login.Audience
+	}
+	return &loginFlow{
+		policy: p, route: route, name: name, pairing: pairing, audience: audience,
+		login: a.Login, backend: appServer{a}, prefix: a.prefix, appURL: a.serverURL,
+		maxSession: time.Duration(a.MaxSessionLifetime), scanTimeout: time.Duration(a.ScanTimeout),
+		proofsWait: defaultProofsWait, now: time.Now, logger: logger, audit: a.audit,
+		limiter: a.limiter, counters: newFlowCounters(name),
+	}
+}

@@ -2,11 +2,8 @@ package caddyirma
 
 import (
 	"context"
-	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
@@ -51,13 +48,16 @@ type RequestorAPI struct {
 	// when allowed. Default: none.
 	Unauthenticated *RequestorConfig `json:"unauthenticated,omitempty"`
 
-	// JWTKeyFile is a PEM RSA private key that signs session result JWTs
-	// (/result-jwt, /getproof); /publickey serves its public
-	// key. Default: none, and those routes answer as irma server does
-	// without a key.
+	// JWTKeyFile is deprecated, and goes in the next release: set the irma
+	// app's jwt_privkey_file, which signs the results posted to callback
+	// URLs too. A PEM RSA private key that signs the result JWTs of
+	// /result-jwt and /getproof, whose public key /publickey serves; it
+	// must be the app's key if the app has one. Default: the app's key.
 	JWTKeyFile string `json:"jwt_key_file,omitempty"`
 
-	// JWTIssuer is the iss of the result JWTs. Default: none.
+	// JWTIssuer is deprecated, and goes in the next release: set the irma
+	// app's jwt_issuer. The iss of the result JWTs of /result-jwt and
+	// /getproof. Default: the app's jwt_issuer ("irmaserver" unless set).
 	JWTIssuer string `json:"jwt_issuer,omitempty"`
 
 	// MaxRequestAge is how old a requestor JWT may be (its iat). Default:
@@ -111,13 +111,17 @@ func (h *RequestorAPI) Provision(ctx caddy.Context) error {
 	h.app = app
 	repl := caddy.NewReplacer()
 	cfg := requestor.Config{
-		Requestors:           map[string]requestor.Requestor{},
-		AllowUnauthenticated: h.AllowUnauthenticated,
-		JWTIssuer:            h.JWTIssuer,
-		MaxRequestAge:        time.Duration(h.MaxRequestAge),
-		URL:                  app.ServerURL(),
-		Conf:                 app.Configuration(),
-		Logger:               ctx.Logger(),
+		Requestors:             map[string]requestor.Requestor{},
+		AllowUnauthenticated:   h.AllowUnauthenticated,
+		MaxRequestAge:          time.Duration(h.MaxRequestAge),
+		URL:                    app.ServerURL(),
+		Conf:                   app.Configuration(),
+		Logger:                 ctx.Logger(),
+		SignedCallbacks:        app.resultKey != nil,
+		AllowUnsignedCallbacks: app.AllowUnsignedCallbacks,
+	}
+	if cfg.JWTKey, cfg.JWTIssuer, err = h.resultJWT(app, repl, cfg.Logger); err != nil {
+		return err
 	}
 	for name, rc := range h.Requestors {
 		if name == "" {
@@ -137,11 +141,6 @@ func (h *RequestorAPI) Provision(ctx caddy.Context) error {
 		}
 		cfg.Requestors[""] = requestor.Requestor{AuthMethod: requestor.AuthNone, Permissions: requestor.Permissions{
 			Disclose: h.Unauthenticated.Disclose, Sign: h.Unauthenticated.Sign, Issue: h.Unauthenticated.Issue}}
-	}
-	if h.JWTKeyFile != "" {
-		if cfg.JWTKey, err = readRSAKey(repl.ReplaceAll(h.JWTKeyFile, "")); err != nil {
-			return fmt.Errorf("irma_requestor_api: jwt_key_file %q: %w", h.JWTKeyFile, err)
-		}
 	}
 	cfg.Replays = jwtReplays{appServer{app}}
 	cfg.MaxTimeout = time.Duration(app.MaxSessionLifetime)
@@ -184,29 +183,6 @@ func (rc RequestorConfig) requestor(repl *caddy.Replacer) (requestor.Requestor, 
 	}
 	return requestor.Requestor{AuthMethod: rc.AuthMethod, Key: key,
 		Permissions: requestor.Permissions{Disclose: rc.Disclose, Sign: rc.Sign, Issue: rc.Issue}}, nil
-}
-
-func readRSAKey(path string) (*rsa.PrivateKey, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	block, _ := pem.Decode(b)
-	if block == nil {
-		return nil, errors.New("no PEM block in it")
-	}
-	if k, err := x509.ParsePKCS1PrivateKey(block.Bytes); err == nil {
-		return k, nil
-	}
-	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("not an RSA private key: %w", err)
-	}
-	rk, ok := k.(*rsa.PrivateKey)
-	if !ok {
-		return nil, errors.New("not an RSA private key")
-	}
-	return rk, nil
 }
 
 // jwtReplays keeps the requestor JWTs used in the store of marks: in the
@@ -253,8 +229,8 @@ func (h *RequestorAPI) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddy
 //			sign     <pattern> ...
 //			issue    <pattern> ...
 //		}]
-//		jwt_key_file    <RSA PEM file>
-//		jwt_issuer      <iss>
+//		jwt_key_file    <RSA PEM file>   # deprecated: the irma option's jwt_privkey_file
+//		jwt_issuer      <iss>            # deprecated: the irma option's jwt_issuer
 //		max_request_age <duration>
 //	}
 func parseRequestorAPI(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {

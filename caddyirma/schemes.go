@@ -125,7 +125,8 @@ func (a *App) serverKey() (string, error) {
 		Schemes      schemeSources `json:"schemes"`
 		UpdatesOff   bool          `json:"updates_off"`
 		UpdatesEvery time.Duration `json:"updates_every"`
-	}{a.serverConf, a.sources, a.DisableSchemesUpdate, time.Duration(a.SchemesUpdateInterval)})
+		ResultKey    string        `json:"result_key"` // the server's copy is not marshalled
+	}{a.serverConf, a.sources, a.DisableSchemesUpdate, time.Duration(a.SchemesUpdateInterval), a.resultKeyID()})
 	if err != nil {
 		return "", err
 	}

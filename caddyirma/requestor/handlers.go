@@ -70,11 +70,11 @@ func (h *Handler) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if base.CallbackURL != "" {
-		// The embedded IRMA server is shared by the whole gateway and would
-		// post results unsigned; poll /result instead.
-		h.observe(requestor, "refused", action)
-		server.WriteError(w, server.ErrorUnsupported, "session callbacks (callbackUrl) are not supported by this server: poll the result")
-		return
+		if rerr := h.checkCallback(requestor, base.CallbackURL); rerr != nil {
+			h.observe(requestor, "refused", action)
+			server.WriteResponse(w, nil, rerr)
+			return
+		}
 	}
 
 	if h.cfg.Admit != nil && !h.cfg.Admit(w, r, requestor) {

@@ -55,6 +55,14 @@ type Config struct {
 	// JWTKey signs session result JWTs (RS256) at /result-jwt and /getproof, and its public key is served
 	// at /publickey. Without it those routes answer as irma server without a JWT key does.
 	JWTKey *rsa.PrivateKey
+	// SignedCallbacks says that the IRMA server signs the results it posts to a session request's
+	// callbackUrl (it has a JWT private key). Session requests with a callbackUrl are accepted with it
+	// or AllowUnsignedCallbacks, from authenticated requestors only; otherwise refused as irma server
+	// refuses them without a key.
+	SignedCallbacks bool
+	// AllowUnsignedCallbacks accepts a callbackUrl although the IRMA server posts the result unsigned,
+	// as irma server's allow_unsigned_callbacks.
+	AllowUnsignedCallbacks bool
 	// MaxRequestAge is how old (by its `iat`) a requestor JWT may be. Default DefaultMaxRequestAge.
 	MaxRequestAge time.Duration
 	// MaxBodySize limits the POST body in bytes. Default DefaultMaxBodySize.

@@ -201,7 +201,8 @@ func TestStartSessionAuth(t *testing.T) {
 	ts, _ := setup(t, nil)
 	unauth, _ := setup(t, func(c *Config) { c.AllowUnauthenticated = true })
 	nokey, _ := setup(t, func(c *Config) { c.JWTKey = nil })
-	unsigned, _ := setup(t, func(c *Config) { c.JWTKey = nil })
+	unsigned, _ := setup(t, func(c *Config) { c.JWTKey, c.AllowUnsignedCallbacks = nil, true })
+	signed, _ := setup(t, func(c *Config) { c.SignedCallbacks, c.AllowUnauthenticated = true, true })
 	now := time.Now()
 	hs := jwt.SigningMethodHS256
 	rs := jwt.SigningMethodRS256
@@ -255,11 +256,15 @@ func TestStartSessionAuth(t *testing.T) {
 		{"unauthenticated server still checks tokens", unauth, jsonHeaders("wrong"), discloseOver18, 403, "UNAUTHORIZED", ""},
 
 		{"foreign host refused", ts, jsonHeaders(testToken), `{"@context":"https://irma.app/ld/request/disclosure/v2","host":"evil.example","disclose":[[["caddy-demo.gateway.person.fullname"]]]}`, 403, "UNAUTHORIZED", "host"},
-		{"callback with JWT key", ts, jsonHeaders(testToken), `{"callbackUrl":"http://127.0.0.1:1/cb","request":` + discloseFullname + `}`, 501, "UNSUPPORTED", "callbacks (callbackUrl) are not supported"},
+		{"callback with a result key but unsigned callbacks", ts, jsonHeaders(testToken), `{"callbackUrl":"http://127.0.0.1:1/cb","request":` + discloseFullname + `}`, 501, "UNSUPPORTED", "callbackUrl provided but no JWT private key is installed: either install JWT or enable allow_unsigned_callbacks in configuration"},
+		{"callback signed", signed, jsonHeaders(testToken), `{"callbackUrl":"http://127.0.0.1:1/cb","request":` + discloseFullname + `}`, 200, "", ""},
+		{"callback unauthenticated", signed, jsonHeaders(""), `{"callbackUrl":"http://127.0.0.1:1/cb","request":` + discloseOver18 + `}`, 403, "UNAUTHORIZED", "callbackUrl: session callbacks are for authenticated requestors only"},
+		{"callback not http", signed, jsonHeaders(testToken), `{"callbackUrl":"file:///etc/passwd","request":` + discloseFullname + `}`, 400, "INVALID_REQUEST", "callbackUrl: want an absolute http or https URL"},
+		{"callback relative", signed, jsonHeaders(testToken), `{"callbackUrl":"/cb","request":` + discloseFullname + `}`, 400, "INVALID_REQUEST", "callbackUrl: want an absolute http or https URL"},
 		{"next session without JWT key", nokey, jsonHeaders(testToken), `{"nextSession":{"url":"http://127.0.0.1:1/next"},"request":` + discloseFullname + `}`, 501, "UNSUPPORTED", "chained sessions (nextSession) are not supported"},
 		{"next session", ts, jsonHeaders(testToken), `{"nextSession":{"url":"http://127.0.0.1:1/next"},"request":` + discloseFullname + `}`, 501, "UNSUPPORTED", "chained sessions (nextSession) are not supported"},
-		{"callback unsigned allowed", unsigned, jsonHeaders(testToken), `{"callbackUrl":"http://127.0.0.1:1/cb","request":` + discloseFullname + `}`, 501, "UNSUPPORTED", "callbacks (callbackUrl) are not supported"},
-		{"callback without JWT key", nokey, jsonHeaders(testToken), `{"callbackUrl":"http://127.0.0.1:1/cb","request":` + discloseFullname + `}`, 501, "UNSUPPORTED", "callbacks (callbackUrl) are not supported"},
+		{"callback unsigned allowed", unsigned, jsonHeaders(testToken), `{"callbackUrl":"http://127.0.0.1:1/cb","request":` + discloseFullname + `}`, 200, "", ""},
+		{"callback without JWT key", nokey, jsonHeaders(testToken), `{"callbackUrl":"http://127.0.0.1:1/cb","request":` + discloseFullname + `}`, 501, "UNSUPPORTED", "callbackUrl provided but no JWT private key is installed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
