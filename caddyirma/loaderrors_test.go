@@ -2,10 +2,6 @@ package caddyirma
 
 import (
 	"bytes"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"net"
 	"os"
@@ -17,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testkit/caddytest"
+	"github.com/caddy-irma/caddy-irma/caddyirma/internal/testkit/testkeys"
 )
 
 // TestLoadErrors: every bad setting stops the config from loading, with an
@@ -79,7 +76,7 @@ func TestLoadErrors(t *testing.T) {
 		}
 		return strings.Replace(good, old, new, 1)
 	}
-	resultKey, otherResultKey := writeRSAKey(t), writeRSAKey(t)
+	resultKey, otherResultKey := testkeys.WriteRSA(t), testkeys.WriteRSA(t)
 	withResultKey := func() string {
 		return replace("schemes_update off", "schemes_update off\n\t\tjwt_privkey_file "+resultKey+"\n\t\tjwt_issuer gw")
 	}
@@ -186,20 +183,4 @@ func loadFails(t *testing.T, config string, want ...string) {
 		}
 	}
 	assertNoServers(t)
-}
-
-// writeRSAKey writes a new RSA private key in a PEM file, and returns its
-// name.
-func writeRSAKey(t *testing.T) string {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(t.TempDir(), "result.pem")
-	block := &pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}
-	if err := os.WriteFile(file, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return file
 }
