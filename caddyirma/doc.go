@@ -55,8 +55,10 @@
 // logouts leave: in the Redis of the sessions, else in the process).
 // irma_issue (issue.go) and irma_sign (sign.go, signresult.go) use the same
 // session path; irma_requestor_api (requestorapi.go) wires package
-// requestor to the server. What the handlers decide goes to the metrics
-// (metrics.go) and the audit log (audit.go); sessionwatch.go follows an
+// requestor to the server, with the app's key and issuer of result JWTs,
+// which irmaserver signs callbacks with too (resultjwt.go). What the
+// handlers decide goes to the metrics (metrics.go) and the audit log
+// (audit.go); sessionwatch.go follows an
 // issuance or a requestor's session, which no browser brings back, to its
 // end for both. statusstream.go serves the statusevents routes (of the
 // endpoints and of the requestor API) with package statusevents: a page, the
