@@ -75,3 +75,36 @@ func TestRequestorAPIResultJWT(t *testing.T) {
 		})
 	}
 }
+
+// TestResultKeyRestartsServer: a reload with another result key, issuer
+// or allow_unsigned_callbacks starts another IRMA server (irmaserver signs
+// callbacks with the settings it started with); the same ones keep it.
+func TestResultKeyRestartsServer(t *testing.T) {
+	keyA, keyB := testkeys.WriteRSA(t), testkeys.WriteRSA(t)
+	key := func(file, issuer string, unsigned bool) string {
+		t.Helper()
+		app := &App{JWTPrivateKeyFile: file, JWTIssuer: issuer, AllowUnsignedCallbacks: unsigned, serverConf: new(server.Configuration)}
+		if err := app.provisionResultJWT(caddy.NewReplacer()); err != nil {
+			t.Fatal(err)
+		}
+		k, err := app.serverKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	base := key(keyA, "", false)
+	if key(keyA, "", false) != base || key(keyA, DefaultJWTIssuer, false) != base {
+		t.Error("the same settings start another server")
+	}
+	for name, other := range map[string]string{
+		"another key":              key(keyB, "", false),
+		"no key":                   key("", "", false),
+		"another issuer":           key(keyA, "gw", false),
+		"allow_unsigned_callbacks": key(keyA, "", true),
+	} {
+		if other == base {
+			t.Errorf("%s keeps the server", name)
+		}
+	}
+}
