@@ -129,8 +129,17 @@ func withCallback(url string) string {
 // once the real wallet has disclosed; a callback receiver that is down
 // leaves the session DONE, and the failure in the log (without the
 // session's token); an unauthenticated request may not ask for a callback.
+// With the sessions in memory and in Redis.
 func TestRequestorCallbacks(t *testing.T) {
-	c := startCallbackAPI(t, "jwt_privkey_file "+testkeys.WriteRSA(t))
+	key := "jwt_privkey_file " + testkeys.WriteRSA(t)
+	t.Run("memory", func(t *testing.T) { testCallbacks(t, key) })
+	t.Run("redis", func(t *testing.T) {
+		testCallbacks(t, key+fmt.Sprintf("\n\t\tredis %s {\n\t\t\tdisable_tls\n\t\t}", startRedis(t)))
+	})
+}
+
+func testCallbacks(t *testing.T, irmaExtra string) {
+	c := startCallbackAPI(t, irmaExtra)
 	url, bodies := receiver(t)
 	token := c.run(t, withCallback(url))
 	body := receive(t, bodies)
