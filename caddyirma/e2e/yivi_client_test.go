@@ -1,0 +1,150 @@
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	irma "github.com/privacybydesign/irmago/irma"
+
+	"github.com/caddy-irma/caddy-irma/caddyirma/wallet"
+)
+
+// TestYiviSessionClient runs irmago's own requestor client, `yivi irma
+// session --server` (irmago v1.3.0), against irma_requestor_api in the
+// layout the README documents: irma server's paths at the root of the site
+// whose /irma/ serves the Yivi app, where the client finds the result (it
+// derives `<root>/session/<token>/result` from the session pointer). Token,
+// RSA and HMAC requestors; issuance, disclosure and a signature; the
+// development wallet answers the pointer that the client prints, once
+// consenting after a pause as a person does, once at once (the client
+// then learns CONNECTED and DONE from the status stream within
+// milliseconds of each other).
+func TestYiviSessionClient(t *testing.T) {
+	yivi := yiviBinary(t)
+	t.Run("memory", func(t *testing.T) { runYiviSessionClient(t, yivi, "") })
+	t.Run("redis", func(t *testing.T) {
+		runYiviSessionClient(t, yivi, fmt.Sprintf("redis %s {\n\t\t\tdisable_tls\n\t\t}", startRedis(t)))
+	})
+}
+
+func runYiviSessionClient(t *testing.T, yivi, store string) {
+	g := newGateway(t)
+	dir := t.TempDir()
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	privFile, pubFile := filepath.Join(dir, "requestor.pem"), filepath.Join(dir, "requestor.pub.pem")
+	pubDER, err := x509.MarshalPKIXPublicKey(&rsaKey.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, privFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rsaKey)}))
+	writeFile(t, pubFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}))
+	hmacKey := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 32)))
+	g.start(t, store, fmt.Sprintf(`irma_endpoints
+	@irma_requestor path /session /session/* /publickey
+	handle @irma_requestor {
+		irma_requestor_api {
+			requestor issuer {
+				auth token s3cret-token
+				issue caddy-demo.gateway.person
+			}
+			requestor verifier {
+				auth publickey
+				key_file %[1]s
+				disclose caddy-demo.gateway.person.*
+			}
+			requestor signer {
+				auth hmac %[2]s
+				sign *
+			}
+		}
+	}
+	respond "the app" 200`, pubFile, hmacKey))
+	// The client reads the schemes (to build the request) from a folder of
+	// its own: it may write to it.
+	schemes := filepath.Join(dir, "schemes")
+	if err := os.CopyFS(schemes, os.DirFS(g.scheme.SchemesPath)); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		pause time.Duration
+	}{{"pausing wallet", time.Second}, {"instant wallet", 0}} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, err := wallet.Open(wallet.Options{Dir: t.TempDir(), SchemesPath: g.scheme.SchemesPath})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			consent := func(wallet.Request) bool { time.Sleep(tc.pause); return true }
+			session := func(want string, args ...string) {
+				t.Helper()
+				args = append([]string{"irma", "session", "--server", g.base, "--noqr",
+					"--schemes-path", schemes, "--disable-schemes-update"}, args...)
+				out := runYiviSession(t, yivi, w, consent, args...)
+				for _, s := range []string{`"status": "DONE"`, `"proofStatus": "VALID"`, want} {
+					if !strings.Contains(out, s) {
+						t.Fatalf("yivi %s: no %s in its output:\n%s", strings.Join(args, " "), s, out)
+					}
+				}
+			}
+			session(`"type": "issuing"`, "--auth-method", "token", "--key", "s3cret-token",
+				"--issue", "caddy-demo.gateway.person=Alice,alice@example.com,yes")
+			session(`"rawvalue": "alice@example.com"`, "--auth-method", "rsa", "--key", privFile, "--name", "verifier",
+				"--disclose", "caddy-demo.gateway.person.email")
+			session(`"message": "I agree."`, "--auth-method", "hmac", "--key", hmacKey, "--name", "signer",
+				"--sign", "caddy-demo.gateway.person.email", "--message", "I agree.")
+		})
+	}
+}
+
+// runYiviSession runs `yivi args...`, lets w answer the session pointer
+// that it prints with consent, and returns its output once it exited.
+func runYiviSession(t *testing.T, yivi string, w *wallet.Wallet, consent func(wallet.Request) bool, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.Command(yivi, args...)
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(os.Environ(), "HOME="+cmd.Dir)
+	line, p := startProcess(t, "yivi irma session", cmd, regexp.MustCompile(`^(\{"u":.*\})\s*$`))
+	var qr irma.Qr
+	if err := json.Unmarshal([]byte(line), &qr); err != nil {
+		t.Fatalf("session pointer %q: %v", line, err)
+	}
+	if res, err := w.Run(ctx, &qr, consent); err != nil {
+		t.Fatalf("wallet: %+v, %v\nyivi's output:\n%s", res, err, p.output())
+	}
+	select {
+	case <-p.exited:
+	case <-ctx.Done():
+		t.Fatalf("yivi did not exit:\n%s", p.output())
+	}
+	<-p.drained
+	if p.waitErr != nil {
+		t.Fatalf("yivi: %v:\n%s", p.waitErr, p.output())
+	}
+	return p.output()
+}
+
+func writeFile(t *testing.T, name string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(name, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
