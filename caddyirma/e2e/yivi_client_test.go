@@ -26,21 +26,27 @@ import (
 // session --server` (irmago v1.3.0), against irma_requestor_api in the
 // layout the README documents: irma server's paths at the root of the site
 // whose /irma/ serves the Yivi app, where the client finds the result (it
-// derives `<root>/session/<token>/result` from the session pointer). Token,
-// RSA and HMAC requestors; issuance, disclosure and a signature; the
-// development wallet answers the pointer that the client prints, once
-// consenting after a pause as a person does, once at once (the client
-// then learns CONNECTED and DONE from the status stream within
-// milliseconds of each other).
+// derives `<root>/session/<token>/result` from the session pointer); and
+// under a prefix with the README's route for that result at the root.
+// Token, RSA and HMAC requestors; issuance, disclosure and a signature;
+// the development wallet answers the pointer that the client prints, once
+// consenting after a pause as a person does, once at once (the client then
+// learns CONNECTED and DONE from the status stream within milliseconds of
+// each other).
 func TestYiviSessionClient(t *testing.T) {
 	yivi := yiviBinary(t)
-	t.Run("memory", func(t *testing.T) { runYiviSessionClient(t, yivi, "") })
+	both := []time.Duration{time.Second, 0}
+	t.Run("memory", func(t *testing.T) { runYiviSessionClient(t, yivi, "", false, both) })
 	t.Run("redis", func(t *testing.T) {
-		runYiviSessionClient(t, yivi, fmt.Sprintf("redis %s {\n\t\t\tdisable_tls\n\t\t}", startRedis(t)))
+		runYiviSessionClient(t, yivi, fmt.Sprintf("redis %s {\n\t\t\tdisable_tls\n\t\t}", startRedis(t)), false, both)
 	})
+	t.Run("prefix", func(t *testing.T) { runYiviSessionClient(t, yivi, "", true, []time.Duration{0}) })
 }
 
-func runYiviSessionClient(t *testing.T, yivi, store string) {
+// runYiviSessionClient runs the sessions against a gateway with store,
+// whose requestor API is at the root of the site or under /api/irma/
+// (prefix), with wallets that consent after each of pauses.
+func runYiviSessionClient(t *testing.T, yivi, store string, prefix bool, pauses []time.Duration) {
 	g := newGateway(t)
 	dir := t.TempDir()
 	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -55,10 +61,7 @@ func runYiviSessionClient(t *testing.T, yivi, store string) {
 	writeFile(t, privFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rsaKey)}))
 	writeFile(t, pubFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}))
 	hmacKey := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 32)))
-	g.start(t, store, fmt.Sprintf(`irma_endpoints
-	@irma_requestor path /session /session/* /publickey
-	handle @irma_requestor {
-		irma_requestor_api {
+	api := fmt.Sprintf(`irma_requestor_api {
 			requestor issuer {
 				auth token s3cret-token
 				issue caddy-demo.gateway.person
@@ -72,29 +75,42 @@ func runYiviSessionClient(t *testing.T, yivi, store string) {
 				auth hmac %[2]s
 				sign *
 			}
-		}
+		}`, pubFile, hmacKey)
+	site, server := `@irma_requestor path /session /session/* /publickey
+	handle @irma_requestor {
+		`+api+`
+	}`, g.base
+	if prefix {
+		site, server = `handle_path /api/irma/* {
+		`+api+`
 	}
-	respond "the app" 200`, pubFile, hmacKey))
+	@irma_result path_regexp ^/session/[0-9A-Za-z]{20}/result$
+	handle @irma_result {
+		irma_requestor_api
+	}`, g.base+"/api/irma"
+	}
+	g.start(t, store, "irma_endpoints\n\t"+site+"\n\trespond \"the app\" 200")
 	// The client reads the schemes (to build the request) from a folder of
 	// its own: it may write to it.
 	schemes := filepath.Join(dir, "schemes")
 	if err := os.CopyFS(schemes, os.DirFS(g.scheme.SchemesPath)); err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct {
-		name  string
-		pause time.Duration
-	}{{"pausing wallet", time.Second}, {"instant wallet", 0}} {
-		t.Run(tc.name, func(t *testing.T) {
+	for _, pause := range pauses {
+		name := "instant wallet"
+		if pause > 0 {
+			name = fmt.Sprintf("wallet pausing %s", pause)
+		}
+		t.Run(name, func(t *testing.T) {
 			w, err := wallet.Open(wallet.Options{Dir: t.TempDir(), SchemesPath: g.scheme.SchemesPath})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer w.Close()
-			consent := func(wallet.Request) bool { time.Sleep(tc.pause); return true }
+			consent := func(wallet.Request) bool { time.Sleep(pause); return true }
 			session := func(want string, args ...string) {
 				t.Helper()
-				args = append([]string{"irma", "session", "--server", g.base, "--noqr",
+				args = append([]string{"irma", "session", "--server", server, "--noqr",
 					"--schemes-path", schemes, "--disable-schemes-update"}, args...)
 				out := runYiviSession(t, yivi, w, consent, args...)
 				for _, s := range []string{`"status": "DONE"`, `"proofStatus": "VALID"`, want} {
