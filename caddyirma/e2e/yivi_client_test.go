@@ -49,33 +49,7 @@ func TestYiviSessionClient(t *testing.T) {
 func runYiviSessionClient(t *testing.T, yivi, store string, prefix bool, pauses []time.Duration) {
 	g := newGateway(t)
 	dir := t.TempDir()
-	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	privFile, pubFile := filepath.Join(dir, "requestor.pem"), filepath.Join(dir, "requestor.pub.pem")
-	pubDER, err := x509.MarshalPKIXPublicKey(&rsaKey.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, privFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rsaKey)}))
-	writeFile(t, pubFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}))
-	hmacKey := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 32)))
-	api := fmt.Sprintf(`irma_requestor_api {
-			requestor issuer {
-				auth token s3cret-token
-				issue caddy-demo.gateway.person
-			}
-			requestor verifier {
-				auth publickey
-				key_file %[1]s
-				disclose caddy-demo.gateway.person.*
-			}
-			requestor signer {
-				auth hmac %[2]s
-				sign *
-			}
-		}`, pubFile, hmacKey)
+	api, privFile, hmacKey := yiviClientRequestors(t, dir)
 	site, server := `@irma_requestor path /session /session/* /publickey
 	handle @irma_requestor {
 		`+api+`
@@ -127,6 +101,42 @@ func runYiviSessionClient(t *testing.T, yivi, store string, prefix bool, pauses 
 				"--sign", "caddy-demo.gateway.person.email", "--message", "I agree.")
 		})
 	}
+}
+
+// yiviClientRequestors writes a requestor key pair into dir and returns
+// an irma_requestor_api with a token requestor that issues ("issuer", its
+// token s3cret-token), an RSA one that discloses ("verifier", its private
+// key in privFile) and an HMAC one that signs ("signer", with hmacKey).
+func yiviClientRequestors(t *testing.T, dir string) (api, privFile, hmacKey string) {
+	t.Helper()
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	privFile, pubFile := filepath.Join(dir, "requestor.pem"), filepath.Join(dir, "requestor.pub.pem")
+	pubDER, err := x509.MarshalPKIXPublicKey(&rsaKey.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, privFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rsaKey)}))
+	writeFile(t, pubFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}))
+	hmacKey = base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 32)))
+	api = fmt.Sprintf(`irma_requestor_api {
+			requestor issuer {
+				auth token s3cret-token
+				issue caddy-demo.gateway.person
+			}
+			requestor verifier {
+				auth publickey
+				key_file %[1]s
+				disclose caddy-demo.gateway.person.*
+			}
+			requestor signer {
+				auth hmac %[2]s
+				sign *
+			}
+		}`, pubFile, hmacKey)
+	return api, privFile, hmacKey
 }
 
 // runYiviSession runs `yivi args...`, lets w answer the session pointer
