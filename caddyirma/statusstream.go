@@ -59,9 +59,12 @@ func (e *Endpoints) streamStatus(w http.ResponseWriter, r *http.Request, rest st
 		return answerUnavailable(w, r, e.app.logger, err)
 	}
 	// What a client of the route knows when it opens a stream: the Yivi
-	// app, the client's route, opens it only to wait for the end of
-	// pairing; a frontend knows the session started.
-	key, known := "c/"+ct, stepPairing
+	// app opens the client's route only to wait for the end of pairing,
+	// with the session in PAIRING already; irma's requestor client (`yivi
+	// irma session --server`) opens it as the session starts, and waits
+	// for PAIRING (with --pairing, to show the code) or CONNECTED. A
+	// frontend knows the session started.
+	key, known := "c/"+ct, min(first.Step, stepPairing)
 	if frontend {
 		key, known = "f/"+ct, stepInitialized
 	}

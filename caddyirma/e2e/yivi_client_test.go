@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -28,8 +29,8 @@ import (
 // whose /irma/ serves the Yivi app, where the client finds the result (it
 // derives `<root>/session/<token>/result` from the session pointer); and
 // under a prefix with the README's route for that result at the root.
-// Token, RSA and HMAC requestors; issuance, disclosure and a signature;
-// the development wallet answers the pointer that the client prints, once
+// Token, RSA and HMAC requestors; issuance, disclosure (also with
+// --pairing) and a signature; the development wallet answers the pointer that the client prints, once
 // consenting after a pause as a person does, once at once (the client then
 // learns CONNECTED and DONE from the status stream within milliseconds of
 // each other).
@@ -97,6 +98,12 @@ func runYiviSessionClient(t *testing.T, yivi, store string, prefix bool, pauses 
 				"--issue", "caddy-demo.gateway.person=Alice,alice@example.com,yes")
 			session(`"rawvalue": "alice@example.com"`, "--auth-method", "rsa", "--key", privFile, "--name", "verifier",
 				"--disclose", "caddy-demo.gateway.person.email")
+			// With pairing: the client shows the code once the wallet
+			// connected (PAIRING), and confirms it (Enter) for the wallet.
+			// Another request than the last: within the same second the
+			// client would sign the same JWT, which starts one session only.
+			session(`"rawvalue": "Alice"`, "--auth-method", "rsa", "--key", privFile, "--name", "verifier",
+				"--pairing", "--disclose", "caddy-demo.gateway.person.fullname")
 			session(`"message": "I agree."`, "--auth-method", "hmac", "--key", hmacKey, "--name", "signer",
 				"--sign", "caddy-demo.gateway.person.email", "--message", "I agree.")
 		})
@@ -146,12 +153,20 @@ func runYiviSession(t *testing.T, yivi string, w *wallet.Wallet, consent func(wa
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.Command(yivi, args...)
+	cmd.Stdin = strings.NewReader("\n") // pairing: the code matches
 	cmd.Dir = t.TempDir()
 	cmd.Env = append(os.Environ(), "HOME="+cmd.Dir)
 	line, p := startProcess(t, "yivi irma session", cmd, regexp.MustCompile(`^(\{"u":.*\})\s*$`))
 	var qr irma.Qr
 	if err := json.Unmarshal([]byte(line), &qr); err != nil {
 		t.Fatalf("session pointer %q: %v", line, err)
+	}
+	if slices.Contains(args, "--pairing") {
+		// As a person scans the QR code: the client follows the session
+		// from its start, and shows the code on the change to PAIRING (a
+		// stream that opens later, at PAIRING, has no change to show, at
+		// irma server as here).
+		time.Sleep(300 * time.Millisecond)
 	}
 	if res, err := w.Run(ctx, &qr, consent); err != nil {
 		t.Fatalf("wallet: %+v, %v\nyivi's output:\n%s", res, err, p.output())
