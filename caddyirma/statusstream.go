@@ -59,9 +59,12 @@ func (e *Endpoints) streamStatus(w http.ResponseWriter, r *http.Request, rest st
 		return answerUnavailable(w, r, e.app.logger, err)
 	}
 	// What a client of the route knows when it opens a stream: the Yivi
-	// app, the client's route, opens it only to wait for the end of
-	// pairing; a frontend knows the session started.
-	key, known := "c/"+ct, stepPairing
+	// app opens the client's route only to wait for the end of pairing,
+	// with the session in PAIRING already; irma's requestor client (`yivi
+	// irma session --server`) opens it as the session starts, and waits
+	// for PAIRING (with --pairing, to show the code) or CONNECTED. A
+	// frontend knows the session started.
+	key, known := "c/"+ct, min(first.Step, stepPairing)
 	if frontend {
 		key, known = "f/"+ct, stepInitialized
 	}
@@ -80,10 +83,27 @@ func (rs *runningServer) streamRequestorStatus(w http.ResponseWriter, r *http.Re
 		if err != nil || res == nil {
 			return statusevents.Status{}, errors.New("session result look-up failed")
 		}
-		return eventOf(quoteStatus(res.Status), res.Status), nil
+		return passedConnected(eventOf(quoteStatus(res.Status), res.Status), res.Status), nil
 	}
 	src := statusevents.Source{Probe: probe, Changes: rs.statusChanges(token)}
-	_ = answerBusy(w, rs.events.Stream(w, r, "r/"+string(token), clientOf(r), eventOf(quoteStatus(status), status), stepInitialized, src))
+	first := passedConnected(eventOf(quoteStatus(status), status), status)
+	_ = answerBusy(w, rs.events.Stream(w, r, "r/"+string(token), clientOf(r), first, stepInitialized, src))
+}
+
+// passedConnected marks DONE, on the client's and the requestor's
+// streams, as having passed CONNECTED, so that a stream that missed
+// CONNECTED (a watch that polls Redis every 25 ms misses a wallet that
+// answers within that) announces it before DONE, as irma server's stream,
+// which sends every change, does. irmago's requestor client (`yivi irma
+// session --server`) follows the client's stream and fails on a DONE
+// that no CONNECTED preceded ("Unexpected status: DONE"). The frontend's
+// stream, whose pages take DONE as it comes, is left as it is.
+func passedConnected(st statusevents.Status, status irma.ServerStatus) statusevents.Status {
+	if status == irma.ServerStatusDone {
+		connected := eventOf(quoteStatus(irma.ServerStatusConnected), irma.ServerStatusConnected)
+		st.Passed = &connected
+	}
+	return st
 }
 
 // answerBusy answers 429 if the hub refused a stream (err is
@@ -126,17 +146,19 @@ func quoteStatus(s irma.ServerStatus) []byte { return []byte(`"` + string(s) + `
 // string, or for the frontend's an object with a status.
 func parseStatusBody(body []byte, frontend bool) (statusevents.Status, error) {
 	body = bytes.TrimSpace(body)
-	var status irma.ServerStatus
+	unreadable := errors.New("status look-up: unreadable answer")
 	if frontend {
 		var fs irma.FrontendSessionStatus
 		if err := json.Unmarshal(body, &fs); err != nil {
-			return statusevents.Status{}, errors.New("status look-up: unreadable answer")
+			return statusevents.Status{}, unreadable
 		}
-		status = fs.Status
-	} else if err := json.Unmarshal(body, &status); err != nil {
-		return statusevents.Status{}, errors.New("status look-up: unreadable answer")
+		return eventOf(body, fs.Status), nil
 	}
-	return eventOf(body, status), nil
+	var status irma.ServerStatus
+	if err := json.Unmarshal(body, &status); err != nil {
+		return statusevents.Status{}, unreadable
+	}
+	return passedConnected(eventOf(body, status), status), nil
 }
 
 // lookUpStatus asks irmaserver's own status route (path relative to its

@@ -267,15 +267,9 @@ func issueAtIRMAServer(b *testing.B, w *wallet.Wallet, base string, scheme *demo
 // TLS, on a loopback port: it returns its URL and process id.
 func startIRMAServer(b *testing.B, scheme *demoscheme.Scheme) (string, int) {
 	b.Helper()
-	bin := filepath.Join(b.TempDir(), "bin")
-	install := exec.Command("go", "install", "github.com/privacybydesign/irmago/yivi@v1.3.0")
-	install.Env = append(os.Environ(), "GOBIN="+bin)
-	if out, err := install.CombinedOutput(); err != nil {
-		b.Fatalf("building yivi: %v\n%s", err, out)
-	}
 	addr := freeAddr(b)
 	_, port, _ := net.SplitHostPort(addr)
-	cmd := exec.Command(filepath.Join(bin, "yivi"), "irma", "server", "--no-tls", "--no-auth",
+	cmd := exec.Command(yiviBinary(b), "irma", "server", "--no-tls", "--no-auth",
 		"--schemes-path", scheme.SchemesPath, "--privkeys", scheme.PrivateKeysPath, "--schemes-update", "0",
 		"--listen-addr", "127.0.0.1", "--port", port, "--url", "http://"+addr)
 	cmd.Dir = b.TempDir()

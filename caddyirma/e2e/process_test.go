@@ -150,7 +150,33 @@ type build struct {
 // for instance). Tests only run the binary: none may change it.
 func buildGo(t testing.TB, pkg string, env ...string) string {
 	t.Helper()
-	key := pkg + "\x00" + strings.Join(env, "\x00")
+	return cachedBuild(t, pkg+"\x00"+strings.Join(env, "\x00"), func(dir string, n int) (string, error) {
+		return goBuild(t, dir, n, pkg, env)
+	})
+}
+
+// installGo installs the command at module@version from the Go module
+// proxy (`go install`, GOBIN a directory of builds.dir) once per test
+// binary, and returns the binary's path: irmago's own programs, to compare
+// the gateway with, never committed.
+func installGo(t testing.TB, module string) string {
+	t.Helper()
+	return cachedBuild(t, "install\x00"+module, func(dir string, n int) (string, error) {
+		bin := filepath.Join(dir, strconv.Itoa(n))
+		install := exec.Command("go", "install", module)
+		install.Env = append(os.Environ(), "GOBIN="+bin)
+		if out, err := install.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("go install %s: %w\n%s", module, err, out)
+		}
+		name, _, _ := strings.Cut(filepath.Base(module), "@")
+		return filepath.Join(bin, name), nil
+	})
+}
+
+// cachedBuild returns the binary that produce builds into directory n of
+// builds.dir, once per key and test binary.
+func cachedBuild(t testing.TB, key string, produce func(dir string, n int) (string, error)) string {
+	t.Helper()
 	builds.Lock()
 	b, built := builds.made[key]
 	n := len(builds.made)
@@ -165,7 +191,7 @@ func buildGo(t testing.TB, pkg string, env ...string) string {
 	builds.Unlock()
 	if !built {
 		if b.err == nil {
-			b.bin, b.err = goBuild(t, dir, n, pkg, env)
+			b.bin, b.err = produce(dir, n)
 		}
 		close(b.done)
 	}
@@ -209,4 +235,11 @@ func repoRoot(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return root
+}
+
+// yiviBinary is irmago v1.3.0's `yivi` command (`irma server`, `irma
+// session`), installed once per test binary.
+func yiviBinary(t testing.TB) string {
+	t.Helper()
+	return installGo(t, "github.com/privacybydesign/irmago/yivi@v1.3.0")
 }

@@ -44,6 +44,12 @@ type Status struct {
 	Step int
 	// Final is set once the session ended (DONE, CANCELLED, TIMEOUT).
 	Final bool
+	// Passed, if set, is a status that the session must have passed on its
+	// way to this one (CONNECTED before DONE): a stream that announced
+	// neither it nor a later step announces it first, as irmaserver's own
+	// events, which come from every change, would have. A watch that polls
+	// can miss a status that lasted less than its interval.
+	Passed *Status
 }
 
 // Probe looks up a session's status. An error ends the watch, and with it
@@ -211,7 +217,7 @@ func (h *Hub) Stream(w http.ResponseWriter, r *http.Request, key, client string,
 	sent := Status{Step: known}
 	if first.Step > known || first.Final {
 		sent = first
-		if writeEvent(w, rc, first.Data) != nil || first.Final {
+		if announce(w, rc, first, known) != nil || first.Final {
 			return nil
 		}
 	}
@@ -238,16 +244,28 @@ func (h *Hub) Stream(w http.ResponseWriter, r *http.Request, key, client string,
 				return nil
 			}
 			if st.Step > sent.Step {
-				sent = st
-				if writeEvent(w, rc, st.Data) != nil {
+				if announce(w, rc, st, sent.Step) != nil {
 					return nil
 				}
+				sent = st
 			}
 			if st.Final {
 				return nil
 			}
 		}
 	}
+}
+
+// announce writes the event of st to a client that knows step known,
+// preceded by the event of the status st passed if the client knows no
+// step as far.
+func announce(w http.ResponseWriter, rc *http.ResponseController, st Status, known int) error {
+	if p := st.Passed; p != nil && p.Step > known && p.Step < st.Step {
+		if err := writeEvent(w, rc, p.Data); err != nil {
+			return err
+		}
+	}
+	return writeEvent(w, rc, st.Data)
 }
 
 // writeEvent writes one event whose data is a line of JSON, and flushes it.
