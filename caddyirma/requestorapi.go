@@ -92,6 +92,13 @@ type RequestorConfig struct {
 	// "scheme.*", "scheme.issuer.*" and exact credential type ids.
 	// Default: nothing.
 	Issue []string `json:"issue,omitempty"`
+	// Hosts are the hosts that a session request may name in its "host"
+	// field (the host the Yivi app must then use), as irma server's
+	// host_perms: path.Match patterns such as "*.example.com" (whose "*"
+	// matches dots too; a port is part of the host). Set, a request
+	// without "host" (the host of the irma app's url) must match one too.
+	// Default: only the host of the irma app's url.
+	Hosts []string `json:"hosts,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -139,8 +146,7 @@ func (h *RequestorAPI) Provision(ctx caddy.Context) error {
 			// could issue credentials under the gateway's keys.
 			return errors.New("irma_requestor_api: allow_unauthenticated with issue permissions in production mode: authenticate the requestors that issue")
 		}
-		cfg.Requestors[""] = requestor.Requestor{AuthMethod: requestor.AuthNone, Permissions: requestor.Permissions{
-			Disclose: h.Unauthenticated.Disclose, Sign: h.Unauthenticated.Sign, Issue: h.Unauthenticated.Issue}}
+		cfg.Requestors[""] = requestor.Requestor{AuthMethod: requestor.AuthNone, Permissions: h.Unauthenticated.permissions()}
 	}
 	cfg.Replays = jwtReplays{appServer{app}}
 	cfg.MaxTimeout = time.Duration(app.MaxSessionLifetime)
@@ -182,7 +188,11 @@ func (rc RequestorConfig) requestor(repl *caddy.Replacer) (requestor.Requestor, 
 		key = string(b)
 	}
 	return requestor.Requestor{AuthMethod: rc.AuthMethod, Key: key,
-		Permissions: requestor.Permissions{Disclose: rc.Disclose, Sign: rc.Sign, Issue: rc.Issue}}, nil
+		Permissions: rc.permissions()}, nil
+}
+
+func (rc RequestorConfig) permissions() requestor.Permissions {
+	return requestor.Permissions{Disclose: rc.Disclose, Sign: rc.Sign, Issue: rc.Issue, Hosts: rc.Hosts}
 }
 
 // jwtReplays keeps the requestor JWTs used in the store of marks: in the
@@ -223,11 +233,13 @@ func (h *RequestorAPI) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddy
 //			disclose <pattern> ...
 //			sign     <pattern> ...
 //			issue    <pattern> ...
+//			host     <host pattern> ...
 //		}
 //		allow_unauthenticated [{
 //			disclose <pattern> ...
 //			sign     <pattern> ...
 //			issue    <pattern> ...
+//			host     <host pattern> ...
 //		}]
 //		jwt_key_file    <RSA PEM file>   # deprecated: the irma option's jwt_privkey_file
 //		jwt_issuer      <iss>            # deprecated: the irma option's jwt_issuer
@@ -326,6 +338,8 @@ func (rc *RequestorConfig) unmarshal(d *caddyfile.Dispenser, auth bool) error {
 			rc.Sign = append(rc.Sign, d.RemainingArgs()...)
 		case "issue":
 			rc.Issue = append(rc.Issue, d.RemainingArgs()...)
+		case "host":
+			rc.Hosts = append(rc.Hosts, d.RemainingArgs()...)
 		default:
 			return d.Errf("irma_requestor_api: unknown requestor setting %q", name)
 		}

@@ -116,8 +116,12 @@ type Permissions struct {
 	Disclose []string
 	Sign     []string
 	Issue    []string
-	// Hosts are path.Match patterns of hosts the requestor may put in a session request's "host" field.
-	// Empty: only the host of Config.URL.
+	// Hosts are the hosts the requestor may name in a session request's "host" field, as irma server's
+	// host_perms: path.Match patterns, whose "*" matches dots too ("*.example.com" matches
+	// "a.b.example.com"); a port is part of the host. The session pointer then names that host, and the
+	// IRMA server answers the Yivi app only there ("Host mismatch" elsewhere). A request without "host"
+	// asks for the host of Config.URL. Empty: only the host of Config.URL; set: only hosts that match,
+	// that one included.
 	Hosts []string
 }
 

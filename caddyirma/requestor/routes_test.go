@@ -146,8 +146,18 @@ func TestSessionRoutes(t *testing.T) {
 		}
 	})
 	t.Run("health", func(t *testing.T) {
-		if r := do(t, http.MethodGet, ts.URL+"/health", nil, ""); r.status != 200 || r.body != "OK" {
+		// As irma server: text/plain "OK", without authentication; GET only
+		// (HEAD too is 405, chi routes no HEAD to GET); no trailing slash.
+		if r := do(t, http.MethodGet, ts.URL+"/health?x=1", nil, ""); r.status != 200 || r.body != "OK" || r.ctype != "text/plain" {
 			t.Fatalf("%+v", r)
+		}
+		for _, m := range []string{http.MethodPost, http.MethodHead, http.MethodDelete} {
+			if r := do(t, m, ts.URL+"/health", nil, ""); r.status != 405 || r.body != "" {
+				t.Fatalf("%s: %+v", m, r)
+			}
+		}
+		if r := do(t, http.MethodGet, ts.URL+"/health/", nil, ""); r.status != 404 {
+			t.Fatalf("trailing slash: %+v", r)
 		}
 	})
 	t.Run("delete", func(t *testing.T) {
