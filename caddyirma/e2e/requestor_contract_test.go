@@ -37,11 +37,14 @@ func TestRequestorContract(t *testing.T) {
 				auth token plain-token
 				issue caddy-demo.gateway.person
 			}
+			allow_unauthenticated {
+				disclose caddy-demo.gateway.person.email
+			}
 		}
 	}
 	respond "the app" 200`, other)
 	// The site answers at both hosts, as a gateway with two names does.
-	config := strings.Replace(g.config("", site), fmt.Sprintf("http://127.0.0.1:%d {", g.port),
+	config := strings.Replace(g.config("session_limits {\n\t\t\tper_client 1 10m\n\t\t}", site), fmt.Sprintf("http://127.0.0.1:%d {", g.port),
 		fmt.Sprintf("http://127.0.0.1:%d, http://%s {", g.port, other), 1)
 	caddytest.Start(t, config)
 
@@ -60,6 +63,8 @@ func TestRequestorContract(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("differences", func(t *testing.T) { requestorDifferences(t, g.base) })
 
 	issuance := func(host string) string {
 		h := ""
@@ -127,4 +132,40 @@ func fetch(t *testing.T, method, u, body string) (int, string, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, resp.Header.Get("Content-Type"), string(b)
+}
+
+// requestorDifferences checks rows of the README's table of differences
+// from irma server at the API at base: no CORS headers; no timeout beyond
+// max_session_lifetime (15m); unauthenticated sessions count against the
+// session_limits (here 1 per client); a requestor's do not.
+func requestorDifferences(t *testing.T, base string) {
+	email := `{"@context":"https://irma.app/ld/request/disclosure/v2","disclose":[[["caddy-demo.gateway.person.email"]]]}`
+	req, _ := http.NewRequest(http.MethodPost, base+"/session", strings.NewReader(email))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Origin", "https://elsewhere.example")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("cross-origin POST /session: %d, Access-Control-Allow-Origin %q", resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"))
+	}
+	if status, _, _ := fetch(t, http.MethodOptions, base+"/session", ""); status != 405 {
+		t.Errorf("OPTIONS /session: %d, want 405", status)
+	}
+	if code, body := postSession(t, base, email, "application/json", ""); code != 429 {
+		t.Errorf("a second unauthenticated session: %d %s, want 429", code, body)
+	}
+	issuance := `{"@context":"https://irma.app/ld/request/issuance/v2","credentials":[{"credential":"caddy-demo.gateway.person","attributes":{"fullname":"Bob","email":"bob@example.com","over18":"yes"}}]}`
+	for _, timeout := range []int{900, 901} {
+		code, body := postSession(t, base, fmt.Sprintf(`{"timeout":%d,"request":%s}`, timeout, issuance), "application/json", "plain-token")
+		var e irma.RemoteError
+		if timeout == 900 && code != 200 {
+			t.Errorf("a requestor's session, timeout 900 s: %d %s", code, body)
+		}
+		if timeout == 901 && (json.Unmarshal(body, &e) != nil || code != 400 || !strings.Contains(e.Message, "at most 900 s")) {
+			t.Errorf("timeout beyond max_session_lifetime: %d %s", code, body)
+		}
+	}
 }

@@ -144,6 +144,10 @@ func TestSessionRoutes(t *testing.T) {
 				t.Fatalf("%s: %+v", p, r)
 			}
 		}
+		// irma server's revocation endpoint is not served.
+		if r := do(t, http.MethodPost, ts.URL+"/revocation", jsonHeaders(testToken), "{}"); r.status != 404 {
+			t.Fatalf("POST /revocation: %+v", r)
+		}
 	})
 	t.Run("health", func(t *testing.T) {
 		// As irma server: text/plain "OK", without authentication; GET only
