@@ -29,8 +29,8 @@ func init() {
 // RequestorAPI serves a requestor API compatible with `irma server`'s at the
 // root of the path it is given (use handle_path for a prefix): POST
 // /session, GET /session/{token}/status, /statusevents, /result,
-// /result-jwt, /getproof, DELETE /session/{token}, GET /publickey, with the
-// same JSON. Existing IRMA requestors can point at the gateway instead of
+// /result-jwt, /getproof, DELETE /session/{token}, GET /publickey, GET
+// /health, with the same JSON. Existing IRMA requestors can point at the gateway instead of
 // an irma server. Requests without authentication are refused unless
 // AllowUnauthenticated is set.
 type RequestorAPI struct {

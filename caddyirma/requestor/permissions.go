@@ -95,7 +95,8 @@ func (h *Handler) validatePermission(typ, perm string, length int) error {
 }
 
 // CanRequest reports whether requestor may start request, and if not, why (irma server's reason).
-// Set it as the irmaserver.Server's NextSessionAuthorization so that chained sessions are checked too.
+// The handler refuses chained sessions (nextSession) before it asks: the embedded server's
+// NextSessionAuthorization, which would ask for the next session, cannot tell which API's requestor it is.
 func (h *Handler) CanRequest(requestor string, request irma.SessionRequest) (bool, string) {
 	perms := h.perms[requestor]
 	if request.Action() == irma.ActionIssuing {
