@@ -19,7 +19,8 @@ import (
 // server's static_sessions. The real wallet scans the same pointer
 // {"irmaqr":"redirect","u":".../irma/session/door"} twice, and each scan
 // runs a fresh session whose result, signed with the app's key, reaches
-// the callbackUrl with the disclosed address. An unknown name is not
+// the callbackUrl with the disclosed address; the audit log has the start
+// and the end of each. An unknown name is not
 // found, another site's page starts no session, and the starts count
 // against session_limits: with per_client 2, the third is refused (429).
 // With the sessions in memory and in Redis.
@@ -56,6 +57,16 @@ func testStaticSessions(t *testing.T, irmaExtra string) {
 	}
 	if len(tokens) != 2 {
 		t.Errorf("two scans ran the sessions %v: want two of their own", tokens)
+	}
+	// The audit log has each start, and each end once the gateway's
+	// watch of the session saw it.
+	for _, outcome := range []string{"started", "done"} {
+		line := `"decision":"static_session","outcome":"` + outcome + `","route":"door","session":"disclosing"`
+		for deadline := time.Now().Add(10 * time.Second); strings.Count(readLog(t, c.log, line), line) < 2; time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the audit log has not two lines with %s", line)
+			}
+		}
 	}
 	post := func(name string, header ...string) (int, string) {
 		t.Helper()
