@@ -37,7 +37,6 @@ func init() {
 //				label <lang> <text>
 //			}]
 //		}
-//		static_session <name> <session request JSON>
 //		login {
 //			cookie_name     <name>
 //			cookie_domain   <domain>
@@ -94,12 +93,6 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		name := d.Val()
 		if name == "policy" {
 			if err := a.unmarshalPolicy(d); err != nil {
-				return err
-			}
-			continue
-		}
-		if name == "static_session" {
-			if err := a.unmarshalStaticSession(d); err != nil {
 				return err
 			}
 			continue

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/rsa"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -143,8 +142,20 @@ func testCallbacks(t *testing.T, irmaExtra string) {
 	c := startCallbackAPI(t, irmaExtra)
 	url, bodies := receiver(t)
 	token := c.run(t, withCallback(url))
-	pk := c.publicKey(t)
-	if res := signedResult(t, receive(t, bodies), pk); res.Token != token || !disclosedCarol(res) {
+	body := receive(t, bodies)
+	_, pub := c.get(t, "/publickey")
+	pk, err := jwt.ParseRSAPublicKeyFromPEM(pub)
+	if err != nil {
+		t.Fatalf("publickey: %v: %s", err, pub)
+	}
+	claims := jwt.MapClaims{}
+	if _, err := jwt.ParseWithClaims(string(body), claims, func(*jwt.Token) (any, error) { return pk, nil },
+		jwt.WithValidMethods([]string{"RS256"}), jwt.WithIssuer("irmaserver"), jwt.WithSubject("disclosing_result")); err != nil {
+		t.Fatalf("callback body %.200s: %v", body, err)
+	}
+	var res server.SessionResult
+	if b, _ := json.Marshal(claims); json.Unmarshal(b, &res) != nil || res.Token != token || res.Status != irma.ServerStatusDone ||
+		res.ProofStatus != irma.ProofStatusValid || len(res.Disclosed) != 1 || *res.Disclosed[0][0].RawValue != "carol.callback@example.com" {
 		t.Errorf("callback result %+v", res)
 	}
 	// /result-jwt signs with the same key and issuer.
@@ -168,41 +179,6 @@ func testCallbacks(t *testing.T, irmaExtra string) {
 	if code != 403 || !strings.Contains(string(b), "callbacks are for authenticated requestors only") {
 		t.Errorf("unauthenticated callback: %d %s", code, b)
 	}
-}
-
-// publicKey is the key of /publickey, which signs result JWTs and
-// callbacks.
-func (c *callbackAPI) publicKey(t *testing.T) *rsa.PublicKey {
-	t.Helper()
-	_, pub := c.get(t, "/publickey")
-	pk, err := jwt.ParseRSAPublicKeyFromPEM(pub)
-	if err != nil {
-		t.Fatalf("publickey: %v: %s", err, pub)
-	}
-	return pk
-}
-
-// signedResult is the result in a callback body: a disclosure's result
-// JWT that irmaserver signed with pk.
-func signedResult(t *testing.T, body []byte, pk *rsa.PublicKey) server.SessionResult {
-	t.Helper()
-	claims := jwt.MapClaims{}
-	if _, err := jwt.ParseWithClaims(string(body), claims, func(*jwt.Token) (any, error) { return pk, nil },
-		jwt.WithValidMethods([]string{"RS256"}), jwt.WithIssuer("irmaserver"), jwt.WithSubject("disclosing_result")); err != nil {
-		t.Fatalf("callback body %.200s: %v", body, err)
-	}
-	var res server.SessionResult
-	if b, _ := json.Marshal(claims); json.Unmarshal(b, &res) != nil {
-		t.Fatalf("callback claims %v", claims)
-	}
-	return res
-}
-
-// disclosedCarol says whether res is a valid disclosure, done, of the
-// address that startCallbackAPI issued.
-func disclosedCarol(res server.SessionResult) bool {
-	return res.Status == irma.ServerStatusDone && res.ProofStatus == irma.ProofStatusValid && len(res.Disclosed) == 1 &&
-		len(res.Disclosed[0]) == 1 && *res.Disclosed[0][0].RawValue == "carol.callback@example.com"
 }
 
 // TestRequestorUnsignedCallbacks: without a key, allow_unsigned_callbacks
