@@ -46,6 +46,17 @@ func TestHostPermissions(t *testing.T) {
 		{"host permissions leave out the URL's host", textHeaders, hmJWT(withHost("localhost")), ""},
 		{"no host asks for the URL's host", textHeaders, hmJWT(discloseEmail), ""},
 	}
+	// Hosts that a pattern's * would match, but that are no host: a URL
+	// would read what follows the name as another part.
+	for _, notHost := range []string{"evil.com#.gw.example", "evil.com?.gw.example", "evil.com@a.gw.example", `evil.com\\.gw.example`,
+		"evil.com%2F.gw.example", "evil.com .gw.example", ".gw.example", "evil.com/.gw.example", "a..gw.example"} {
+		tests = append(tests, struct {
+			name     string
+			headers  map[string]string
+			body     string
+			wantHost string
+		}{"not a host: " + notHost, textHeaders, hmJWT(withHost(notHost)), ""})
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := do(t, http.MethodPost, ts.URL+"/session", tt.headers, tt.body)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"path"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -130,6 +131,10 @@ func (h *Handler) CanRequest(requestor string, request irma.SessionRequest) (boo
 	if len(perms.Hosts) == 0 && host == defaultHost {
 		return true, ""
 	}
+	if !validHost.MatchString(host) {
+		// A pattern such as *.example.com would match "evil.com#.example.com".
+		return false, "requestor not allowed to use the requested host"
+	}
 	for _, pattern := range perms.Hosts {
 		if match, _ := path.Match(pattern, host); match {
 			return true, ""
@@ -137,6 +142,12 @@ func (h *Handler) CanRequest(requestor string, request irma.SessionRequest) (boo
 	}
 	return false, "requestor not allowed to use the requested host"
 }
+
+// validHost is what a session request's host may be before it is matched
+// against host permissions: a DNS name or IPv4 address, or a bracketed
+// IPv6 address, with an optional port; nothing that a URL would read as
+// another part (user info, path, query, fragment).
+var validHost = regexp.MustCompile(`^([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$`)
 
 func canIssue(perms []string, creds []*irma.CredentialRequest) (bool, string) {
 	if len(perms) == 0 {
