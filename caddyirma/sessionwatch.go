@@ -18,9 +18,11 @@ import (
 // signresult.go); these are watched instead, by the instance that started
 // them, until they end.
 
-// sessionWatchEvery is how often a watched session's status is read: one
-// read of the session store per watched session and period (irmaserver
-// tells no status changes with Redis).
+// sessionWatchEvery is how often a watched session's status is read when
+// the sessions are in Redis, whose irmaserver tells no status changes: one
+// read of the session store per watched session and period. In memory the
+// watcher reads the status only when irmaserver's status channel says it
+// changed (statusChanges, statusstream.go).
 var sessionWatchEvery = 2 * time.Second
 
 // watchSession counts the end of the session of token in
@@ -34,8 +36,12 @@ func (a *App) watchSession(token irma.RequestorToken, action irma.Action, entry 
 		return
 	}
 	started, keep := time.Now(), time.Duration(a.SessionResultLifetime)
+	var changes <-chan struct{}
+	if subscribe := rs.statusChanges(token); subscribe != nil {
+		changes, _ = subscribe() // nil if it fails: then it polls
+	}
 	go func() {
-		outcome := awaitEnd(rs, rs.stopped, token, keep)
+		outcome := awaitEnd(rs, rs.stopped, changes, token, keep)
 		if outcome == "" {
 			return
 		}
@@ -50,19 +56,29 @@ type sessionResults interface {
 	GetSessionResult(irma.RequestorToken) (*server.SessionResult, error)
 }
 
-// awaitEnd reads the status of the session of token every
-// sessionWatchEvery until it ends, and returns its outcome; or "" if
-// stopped is closed (the server stops), the session is gone, or the store
-// has failed for longer than keep, how long irmaserver keeps a result.
-func awaitEnd(s sessionResults, stopped <-chan struct{}, token irma.RequestorToken, keep time.Duration) string {
+// awaitEnd reads the status of the session of token until it ends, and
+// returns its outcome; or "" if stopped is closed (the server stops), the
+// session is gone, or the store has failed for longer than keep, how long
+// irmaserver keeps a result. It reads whenever changes (irmaserver's
+// status channel, closed when the session ends) says the status changed,
+// and every sessionWatchEvery once changes is nil or closed.
+func awaitEnd(s sessionResults, stopped, changes <-chan struct{}, token irma.RequestorToken, keep time.Duration) string {
 	tick := time.NewTicker(sessionWatchEvery)
 	defer tick.Stop()
+	var poll <-chan time.Time
+	if changes == nil {
+		poll = tick.C
+	}
 	var failing time.Time
 	for {
 		select {
 		case <-stopped:
 			return ""
-		case <-tick.C:
+		case <-poll:
+		case _, open := <-changes:
+			if !open {
+				changes, poll = nil, tick.C
+			}
 		}
 		res, err := s.GetSessionResult(token)
 		var unknown *irmaserver.UnknownSessionError

@@ -53,14 +53,37 @@ func TestAwaitEnd(t *testing.T) {
 		{"gone", statusSequence{started, "gone"}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := awaitEnd(&tc.statuses, nil, "token", 50*time.Millisecond); got != tc.want {
+			if got := awaitEnd(&tc.statuses, nil, nil, "token", 50*time.Millisecond); got != tc.want {
 				t.Errorf("outcome %q, want %q", got, tc.want)
 			}
 		})
 	}
 	stopped := make(chan struct{})
 	close(stopped)
-	if got := awaitEnd(&statusSequence{started}, stopped, "token", time.Minute); got != "" {
+	if got := awaitEnd(&statusSequence{started}, stopped, nil, "token", time.Minute); got != "" {
 		t.Errorf("a stopped server: outcome %q", got)
+	}
+}
+
+// TestAwaitEndFollowsChanges: with irmaserver's status channel (sessions in
+// memory) the watcher reads the status when the channel says it changed,
+// not on a clock, and once more when the channel closes at the end.
+func TestAwaitEndFollowsChanges(t *testing.T) {
+	saved := sessionWatchEvery
+	sessionWatchEvery = time.Hour // no reads but those the channel brings
+	t.Cleanup(func() { sessionWatchEvery = saved })
+	statuses := &statusSequence{irma.ServerStatusConnected, irma.ServerStatusDone}
+	changes := make(chan struct{})
+	got := make(chan string, 1)
+	go func() { got <- awaitEnd(statuses, nil, changes, "token", time.Minute) }()
+	changes <- struct{}{} // CONNECTED
+	close(changes)        // DONE, and the end
+	select {
+	case outcome := <-got:
+		if outcome != outcomeDone {
+			t.Errorf("outcome %q, want %q", outcome, outcomeDone)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the watcher did not end when the channel closed")
 	}
 }

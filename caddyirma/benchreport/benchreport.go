@@ -7,10 +7,12 @@ package benchreport
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 )
 
 // OutEnv names the directory that benchmarks write their results into; when
@@ -68,6 +70,18 @@ func Median(xs []float64) float64 {
 	return (s[n/2-1] + s[n/2]) / 2
 }
 
+// Percentile returns the p-th quantile of xs (0 < p <= 1), by nearest
+// rank; 0 for none.
+func Percentile(xs []float64, p float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	i := int(math.Ceil(p*float64(len(s)))) - 1
+	return s[max(i, 0)]
+}
+
 var validName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
 
 // Write writes r as <name>.json into the directory that IRMA_BENCH_OUT
@@ -117,14 +131,6 @@ func ReadDir(dir string) ([]Result, error) {
 		}
 		out = append(out, r)
 	}
-	slices.SortFunc(out, func(a, b Result) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b Result) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }

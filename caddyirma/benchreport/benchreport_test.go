@@ -20,6 +20,18 @@ func TestMedian(t *testing.T) {
 	}
 }
 
+func TestPercentile(t *testing.T) {
+	xs := []float64{5, 1, 4, 2, 3, 6, 7, 8, 9, 10}
+	for p, want := range map[float64]float64{0.9: 9, 0.5: 5, 1: 10, 0.01: 1} {
+		if got := Percentile(xs, p); got != want {
+			t.Errorf("Percentile(%v) = %v, want %v", p, got, want)
+		}
+	}
+	if Percentile(nil, 0.9) != 0 {
+		t.Error("a percentile of nothing")
+	}
+}
+
 func TestWriteRead(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv(OutEnv, dir)

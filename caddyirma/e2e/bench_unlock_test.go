@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -112,7 +111,7 @@ func benchUnlock(b *testing.B, store, irmaStore string) {
 		}
 	}
 	b.StopTimer()
-	median, p90 := benchreport.Median(unlocks), percentile(unlocks, 0.9)
+	median, p90 := benchreport.Median(unlocks), benchreport.Percentile(unlocks, 0.9)
 	b.ReportMetric(median, "ms-median")
 	b.ReportMetric(p90, "ms-p90")
 	path, err := benchreport.Write(benchreport.Result{
@@ -164,15 +163,4 @@ func lastProofsAnswer(t testing.TB, path string) time.Time {
 		t.Fatal("no POST of proofs in the access log")
 	}
 	return last
-}
-
-// percentile returns the p-th quantile of xs (nearest rank).
-func percentile(xs []float64, p float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	i := int(math.Ceil(p*float64(len(s)))) - 1
-	return s[max(i, 0)]
 }
