@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -189,19 +190,26 @@ func TestYiviFrontend(t *testing.T) {
 	}
 
 	// The QR code the frontend draws is the pointer the gateway handed out.
-	// The canvas shows before the frontend has drawn on it: look again
-	// until a code is there (as a camera would), for as long as wait lasts.
+	// It is read from the canvas's pixels, not from a screenshot: capturing
+	// an element resizes Chromium's viewport for a moment, the frontend
+	// answers every resize by drawing its QR code anew (checkUserAgent), and
+	// a loop of screenshots could then catch an empty canvas forever. The
+	// canvas is not there at once, nor drawn on at once: look again until
+	// a code is there (as a camera would), for as long as wait lasts.
 	if err := chromedp.Run(wait, chromedp.WaitVisible(`#yivi canvas`, chromedp.ByQuery)); err != nil {
 		t.Fatalf("the frontend shows no QR code: %v", err)
 	}
 	var text string
 	var decodeErr error
 	for text == "" {
-		var qrPNG []byte
-		if err := chromedp.Run(wait, chromedp.ScreenshotScale(`#yivi canvas`, 2, &qrPNG, chromedp.ByQuery)); err != nil {
+		qrPNG, err := canvasPNG(wait, `#yivi canvas`)
+		if err != nil {
 			t.Fatalf("the frontend's QR code: %v (last: %v)", err, decodeErr)
 		}
 		text, decodeErr = readQR(qrPNG)
+		if text == "" {
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
 	screenshot(t, browser, "yivi-frontend-qr.png")
 	scanned, err := wallet.ParsePointer(text)
@@ -258,4 +266,31 @@ func TestYiviFrontend(t *testing.T) {
 	if testing.Verbose() {
 		logBrowser()
 	}
+}
+
+// canvasPNG returns what a canvas on the page holds, as a PNG at twice its
+// size (gozxing misses some codes at the size they are drawn) inside a white
+// quiet zone, without resizing the page as a screenshot would.
+func canvasPNG(ctx context.Context, selector string) ([]byte, error) {
+	var dataURL string
+	js := fmt.Sprintf(`(() => {
+		const src = document.querySelector(%q);
+		const pad = 32, c = document.createElement('canvas');
+		c.width = 2 * src.width + 2 * pad;
+		c.height = 2 * src.height + 2 * pad;
+		const g = c.getContext('2d');
+		g.fillStyle = '#fff';
+		g.fillRect(0, 0, c.width, c.height);
+		g.imageSmoothingEnabled = false;
+		g.drawImage(src, pad, pad, 2 * src.width, 2 * src.height);
+		return c.toDataURL('image/png');
+	})()`, selector)
+	if err := chromedp.Run(ctx, chromedp.Evaluate(js, &dataURL)); err != nil {
+		return nil, err
+	}
+	b64, ok := strings.CutPrefix(dataURL, "data:image/png;base64,")
+	if !ok {
+		return nil, fmt.Errorf("the canvas gave no PNG: %.40q", dataURL)
+	}
+	return base64.StdEncoding.DecodeString(b64)
 }
