@@ -56,7 +56,8 @@
 // irma_issue (issue.go) and irma_sign (sign.go, signresult.go) use the same
 // session path; irma_requestor_api (requestorapi.go) wires package
 // requestor to the server, with the app's key and issuer of result JWTs,
-// which irmaserver signs callbacks with too (resultjwt.go). What the
+// which irmaserver signs callbacks with too (resultjwt.go), and answers
+// the server's question whether a chained session may start (chains.go). What the
 // handlers decide goes to the metrics (metrics.go) and the audit log
 // (audit.go); sessionwatch.go follows an
 // issuance or a requestor's session, which no browser brings back, to its

@@ -64,8 +64,9 @@ type RequestorAPI struct {
 	// 5m, as irma server.
 	MaxRequestAge caddy.Duration `json:"max_request_age,omitempty"`
 
-	app     *App
-	handler *requestor.Handler
+	app           *App
+	handler       *requestor.Handler
+	releaseChains func()
 }
 
 // RequestorConfig is one requestor: how it authenticates and what it may
@@ -169,9 +170,11 @@ func (h *RequestorAPI) Provision(ctx caddy.Context) error {
 		}
 		sessionpage.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "unavailable"})
 	}
-	if h.handler, err = requestor.New(requestorSessions{appServer{app}}, cfg); err != nil {
+	key := chainKey(cfg)
+	if h.handler, err = requestor.New(requestorSessions{appServer{app}, key}, cfg); err != nil {
 		return fmt.Errorf("irma_requestor_api: %w", err)
 	}
+	h.releaseChains = registerChains(key, h.handler)
 	return nil
 }
 
@@ -350,6 +353,7 @@ func (rc *RequestorConfig) unmarshal(d *caddyfile.Dispenser, auth bool) error {
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*RequestorAPI)(nil)
+	_ caddy.CleanerUpper          = (*RequestorAPI)(nil)
 	_ caddyhttp.MiddlewareHandler = (*RequestorAPI)(nil)
 	_ caddyfile.Unmarshaler       = (*RequestorAPI)(nil)
 )

@@ -112,6 +112,7 @@ func (a *App) newServer() (caddy.Destructor, error) {
 	if err != nil {
 		return nil, err
 	}
+	srv.NextSessionAuthorization = authorizeNextSession
 	rs := &runningServer{Server: srv, settings: &conf, handler: srv.HandlerFunc(), marks: memoryMarks,
 		stopped: make(chan struct{}), events: statusevents.New()}
 	rs.conf.Store(a.irmaConf)

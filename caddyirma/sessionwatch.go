@@ -48,7 +48,26 @@ func (a *App) watchSession(token irma.RequestorToken, action irma.Action, entry 
 		countSessionEnd(action, outcome, "", started)
 		entry.outcome = outcome
 		entry.log(a.audit)
+		if outcome == outcomeDone {
+			a.watchNextSession(rs, token, entry)
+		}
 	}()
+}
+
+// watchNextSession watches the session that irmaserver chained after the
+// done session of token, if any, as a session the requestor started.
+func (a *App) watchNextSession(rs *runningServer, token irma.RequestorToken, entry auditEntry) {
+	res, err := rs.GetSessionResult(token)
+	if err != nil || res == nil || res.NextSession == "" {
+		return
+	}
+	next, err := rs.GetSessionResult(res.NextSession)
+	if err != nil || next == nil {
+		return
+	}
+	countSessionStarted(next.Type, "irma_requestor_api")
+	entry.outcome, entry.session = "", next.Type
+	a.watchSession(res.NextSession, next.Type, entry)
 }
 
 // sessionResults is what awaitEnd reads of an IRMA server.
@@ -105,12 +124,16 @@ func awaitEnd(s sessionResults, stopped, changes <-chan struct{}, token irma.Req
 }
 
 // requestorSessions is the IRMA server of irma_requestor_api: the app's,
-// with each session that it starts watched to its end.
-type requestorSessions struct{ appServer }
+// with each session that it starts watched to its end, and started as the
+// API's (chain is its key, chains.go).
+type requestorSessions struct {
+	appServer
+	chain string
+}
 
 // StartSession implements requestor.Server.
 func (s requestorSessions) StartSession(req any, handler server.SessionHandler, name string) (*irma.Qr, irma.RequestorToken, *irma.FrontendSessionRequest, error) {
-	ptr, token, frontend, err := s.appServer.StartSession(req, handler, name)
+	ptr, token, frontend, err := s.appServer.StartSession(req, handler, s.chain+"/"+name)
 	if err == nil {
 		s.app.watchSession(token, ptr.Type, auditEntry{decision: decisionRequestor, requestor: name, session: ptr.Type})
 	}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/rsa"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -131,11 +132,28 @@ func withCallback(url string) string {
 // session's token); an unauthenticated request may not ask for a callback.
 // With the sessions in memory and in Redis.
 func TestRequestorCallbacks(t *testing.T) {
+	withResultKey(t, testCallbacks)
+}
+
+// withResultKey runs test with the irma app's jwt_privkey_file, with the
+// sessions in memory and in Redis.
+func withResultKey(t *testing.T, test func(t *testing.T, irmaExtra string)) {
 	key := "jwt_privkey_file " + testkeys.WriteRSA(t)
-	t.Run("memory", func(t *testing.T) { testCallbacks(t, key) })
+	t.Run("memory", func(t *testing.T) { test(t, key) })
 	t.Run("redis", func(t *testing.T) {
-		testCallbacks(t, key+fmt.Sprintf("\n\t\tredis %s {\n\t\t\tdisable_tls\n\t\t}", startRedis(t)))
+		test(t, key+fmt.Sprintf("\n\t\tredis %s {\n\t\t\tdisable_tls\n\t\t}", startRedis(t)))
 	})
+}
+
+// publicKey is the key of the API's /publickey.
+func (c *callbackAPI) publicKey(t *testing.T) *rsa.PublicKey {
+	t.Helper()
+	_, pub := c.get(t, "/publickey")
+	pk, err := jwt.ParseRSAPublicKeyFromPEM(pub)
+	if err != nil {
+		t.Fatalf("publickey: %v: %s", err, pub)
+	}
+	return pk
 }
 
 func testCallbacks(t *testing.T, irmaExtra string) {
@@ -143,11 +161,7 @@ func testCallbacks(t *testing.T, irmaExtra string) {
 	url, bodies := receiver(t)
 	token := c.run(t, withCallback(url))
 	body := receive(t, bodies)
-	_, pub := c.get(t, "/publickey")
-	pk, err := jwt.ParseRSAPublicKeyFromPEM(pub)
-	if err != nil {
-		t.Fatalf("publickey: %v: %s", err, pub)
-	}
+	pk := c.publicKey(t)
 	claims := jwt.MapClaims{}
 	if _, err := jwt.ParseWithClaims(string(body), claims, func(*jwt.Token) (any, error) { return pk, nil },
 		jwt.WithValidMethods([]string{"RS256"}), jwt.WithIssuer("irmaserver"), jwt.WithSubject("disclosing_result")); err != nil {
@@ -176,7 +190,7 @@ func testCallbacks(t *testing.T, irmaExtra string) {
 	}
 
 	code, b := postSession(t, c.api, withCallback(url), "application/json", "")
-	if code != 403 || !strings.Contains(string(b), "callbacks are for authenticated requestors only") {
+	if code != 403 || !strings.Contains(string(b), "for authenticated requestors only") {
 		t.Errorf("unauthenticated callback: %d %s", code, b)
 	}
 }

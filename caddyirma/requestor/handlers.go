@@ -62,12 +62,11 @@ func (h *Handler) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if base.NextSession != nil {
-		// The embedded server refuses chained sessions (it has no way to ask
-		// this API whether the requestor may start the next one), so refuse
-		// them here, at once, rather than fail after the first session.
-		h.observe(requestor, "refused", action)
-		server.WriteError(w, server.ErrorUnsupported, "chained sessions (nextSession) are not supported by this server")
-		return
+		if rerr := h.checkNextSession(requestor, base.NextSession); rerr != nil {
+			h.observe(requestor, "refused", action)
+			server.WriteResponse(w, nil, rerr)
+			return
+		}
 	}
 	if base.CallbackURL != "" {
 		if rerr := h.checkCallback(requestor, base.CallbackURL); rerr != nil {

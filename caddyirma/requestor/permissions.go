@@ -96,8 +96,6 @@ func (h *Handler) validatePermission(typ, perm string, length int) error {
 }
 
 // CanRequest reports whether requestor may start request, and if not, why (irma server's reason).
-// The handler refuses chained sessions (nextSession) before it asks: the embedded server's
-// NextSessionAuthorization, which would ask for the next session, cannot tell which API's requestor it is.
 func (h *Handler) CanRequest(requestor string, request irma.SessionRequest) (bool, string) {
 	perms := h.perms[requestor]
 	if request.Action() == irma.ActionIssuing {

@@ -1,0 +1,75 @@
+package requestor
+
+import (
+	"strings"
+	"testing"
+
+	irma "github.com/privacybydesign/irmago/irma"
+)
+
+// TestAuthorizeNext checks the embedded server's question before it starts
+// the next session of a chain: the requestor's permissions apply to it as
+// to a session it starts itself, and only an authenticated requestor of
+// an API that may post results chains.
+func TestAuthorizeNext(t *testing.T) {
+	irmaserv, conf := newIRMAServer(t)
+	handler := func(mod func(*Config)) *Handler {
+		cfg := testConfig(t, conf)
+		cfg.SignedCallbacks = true
+		if mod != nil {
+			mod(&cfg)
+		}
+		h, err := New(irmaserv, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	signed := handler(nil)
+	unsigned := handler(func(c *Config) { c.SignedCallbacks, c.AllowUnsignedCallbacks = false, true })
+	neither := handler(func(c *Config) { c.SignedCallbacks = false })
+	disclose := func(attr string) irma.SessionRequest {
+		return irma.NewDisclosureRequest(irma.NewAttributeTypeIdentifier(attr))
+	}
+	issue := irma.NewIssuanceRequest([]*irma.CredentialRequest{{
+		CredentialTypeID: irma.NewCredentialTypeIdentifier("caddy-demo.gateway.membership"),
+		Attributes:       map[string]string{"club": "chess"},
+	}})
+	issuePerson := irma.NewIssuanceRequest([]*irma.CredentialRequest{{
+		CredentialTypeID: irma.NewCredentialTypeIdentifier("caddy-demo.gateway.person"),
+		Attributes:       map[string]string{"fullname": "Mallory", "email": "m@example.com", "over18": "yes"},
+	}})
+	foreignHost := disclose("caddy-demo.gateway.person.fullname")
+	foreignHost.Base().Host = "evil.example"
+	tests := []struct {
+		name      string
+		h         *Handler
+		requestor string
+		request   irma.SessionRequest
+		want      string // "" for allowed, else part of the reason
+	}{
+		{"permitted disclosure", signed, "tok", disclose("caddy-demo.gateway.person.fullname"), ""},
+		{"permitted issuance", signed, "tok", issue, ""},
+		{"unsigned posts allowed", unsigned, "tok", issue, ""},
+		{"disclosure not permitted", signed, "tok", disclose("caddy-demo.gateway.person.email"), "caddy-demo.gateway.person.email"},
+		{"issuance not permitted", signed, "tok", issuePerson, "caddy-demo.gateway.person"},
+		{"foreign host", signed, "tok", foreignHost, "host"},
+		{"unauthenticated", signed, "", disclose("caddy-demo.gateway.person.over18"), "unknown"},
+		{"unknown requestor", signed, "gone", disclose("caddy-demo.gateway.person.fullname"), "unknown"},
+		{"no result key and no unsigned posts", neither, "tok", disclose("caddy-demo.gateway.person.fullname"), "JWT private key"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ok, reason := tt.h.AuthorizeNext(tt.requestor, tt.request)
+			if tt.want == "" {
+				if !ok {
+					t.Fatalf("refused: %s", reason)
+				}
+				return
+			}
+			if ok || !strings.Contains(reason, tt.want) {
+				t.Fatalf("AuthorizeNext = %v, %q; want refused for %q", ok, reason, tt.want)
+			}
+		})
+	}
+}
