@@ -3,6 +3,7 @@ package caddyirma
 import (
 	"crypto/ed25519"
 	"crypto/rsa"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -165,6 +166,16 @@ type App struct {
 	// when the config loads. Default: none.
 	Policies map[string]policy.Policy `json:"policies,omitempty"`
 
+	// StaticSessions are session requests by name, as irma server's
+	// static_sessions: a disclosure or signature request with a callbackUrl
+	// (nextSession is not supported), which needs jwt_privkey_file or
+	// allow_unsigned_callbacks. The pointer
+	// {"irmaqr":"redirect","u":"<url>session/<name>"} starts a fresh session
+	// of it whenever the Yivi app scans it, within session_limits; one
+	// without a timeout waits scan_timeout for the app. Names: letters,
+	// digits and _. Default: none.
+	StaticSessions map[string]json.RawMessage `json:"static_sessions,omitempty"`
+
 	// Login configures the session cookie and the identity JWT of
 	// irma_auth. Default: all defaults (see LoginConfig).
 	Login *LoginConfig `json:"login,omitempty"`
@@ -178,8 +189,9 @@ type App struct {
 	// header namespace (shield.go), removed from every request first.
 	identityHeaders headerSet
 	storage         certmagic.Storage
-	policyFlows     map[string]*loginFlow // the login flow of each named policy
-	started         chan struct{}         // closed when Start has succeeded
+	policyFlows     map[string]*loginFlow    // the login flow of each named policy
+	staticSessions  map[string]staticSession // checked StaticSessions
+	started         chan struct{}            // closed when Start has succeeded
 
 	prefix          string
 	serverURL       string
@@ -224,15 +236,16 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	repl := caddy.NewReplacer()
 	for _, step := range []func(*caddy.Replacer) error{
-		a.provisionURL,        // the public URL, and the prefix of the endpoints
-		a.provisionDurations,  // session lifetimes, scheme updates
-		a.provisionSchemes,    // the schemes (fetched the first time) and keys, parsed and checked
-		a.provisionTimestamps, // the timestamp service, with a key
-		a.provisionServer,     // irmaserver's configuration, with Redis
-		a.provisionResultJWT,  // the key and issuer of result JWTs and callbacks
-		a.provisionPolicies,   // named policies, checked against the schemes
-		a.provisionLimits,     // how many sessions clients may start
-		a.provisionLogin,      // cookies, identity JWT, a login flow per policy
+		a.provisionURL,            // the public URL, and the prefix of the endpoints
+		a.provisionDurations,      // session lifetimes, scheme updates
+		a.provisionSchemes,        // the schemes (fetched the first time) and keys, parsed and checked
+		a.provisionTimestamps,     // the timestamp service, with a key
+		a.provisionServer,         // irmaserver's configuration, with Redis
+		a.provisionResultJWT,      // the key and issuer of result JWTs and callbacks
+		a.provisionPolicies,       // named policies, checked against the schemes
+		a.provisionStaticSessions, // static sessions, with their callbacks
+		a.provisionLimits,         // how many sessions clients may start
+		a.provisionLogin,          // cookies, identity JWT, a login flow per policy
 	} {
 		if err := step(repl); err != nil {
 			return err
@@ -334,26 +347,6 @@ func (a *App) provisionServer(repl *caddy.Replacer) error {
 			}
 		}
 		a.serverConf.StoreType, a.serverConf.RedisSettings = "redis", settings
-	}
-	return nil
-}
-
-func (a *App) provisionPolicies(*caddy.Replacer) error {
-	for name := range a.Policies {
-		if name == "" || strings.ContainsAny(name, " \t{}") {
-			return fmt.Errorf("irma: policy %q: not a valid name", name)
-		}
-	}
-	a.requireSchemes(a.checkPolicies)
-	return a.checkPolicies(a.irmaConf)
-}
-
-// checkPolicies checks that conf has what the named policies ask.
-func (a *App) checkPolicies(conf *irma.Configuration) error {
-	for name, p := range a.Policies {
-		if err := p.Validate(conf); err != nil {
-			return fmt.Errorf("irma: policy %q: %w", name, err)
-		}
 	}
 	return nil
 }

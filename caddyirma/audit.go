@@ -8,14 +8,15 @@ import (
 )
 
 // The audit log: one line per decision (a login granted or refused, a
-// step-up, a logout, a signature, an issuance, a requestor session), at
+// step-up, a logout, a signature, an issuance, a requestor session, a
+// static session), at
 // INFO on the logger irma.audit with the message "decision". Its fields say
 // what was decided, about whom and why, and never hold a value, a token or
 // a cookie: attributes by type, the visitor by the per-site pseudonym that
 // the identity JWT carries as sub, refusals by a fixed reason. A session
 // that ends cancelled or timed out has its line when the gateway learns of
-// it; an issuance and a requestor session have one when they start and
-// one when they end (sessionwatch.go).
+// it; an issuance, a requestor session and a static session have one when
+// they start and one when they end (sessionwatch.go).
 
 // Decisions and outcomes of the audit log.
 const (
@@ -25,10 +26,11 @@ const (
 	decisionSignature = "signature"
 	decisionIssuance  = "issuance"
 	decisionRequestor = "requestor_session"
+	decisionStatic    = "static_session" // route: the static session's name
 
 	auditGranted = "granted"
 	auditRefused = "refused"
-	auditStarted = "started" // an issuance or a requestor session; its end is outcomeDone, -Cancelled or -Timeout
+	auditStarted = "started" // an issuance, a requestor or a static session; its end is outcomeDone, -Cancelled or -Timeout
 )
 
 // auditEntry is one line of the audit log; empty fields are left out.

@@ -37,6 +37,7 @@ func init() {
 //				label <lang> <text>
 //			}]
 //		}
+//		static_session <name> <session request JSON>
 //		login {
 //			cookie_name     <name>
 //			cookie_domain   <domain>
@@ -88,11 +89,16 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.Errf("irma: unexpected argument %q: settings go in a block", d.Val())
 	}
+	// Settings that may be given more than once, each with a name.
+	repeatable := map[string]func(*caddyfile.Dispenser) error{
+		"policy":         a.unmarshalPolicy,
+		"static_session": a.unmarshalStaticSession,
+	}
 	seen := map[string]bool{}
 	for d.NextBlock(0) {
 		name := d.Val()
-		if name == "policy" {
-			if err := a.unmarshalPolicy(d); err != nil {
+		if parse, ok := repeatable[name]; ok {
+			if err := parse(d); err != nil {
 				return err
 			}
 			continue
@@ -101,62 +107,67 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.Errf("irma: %s given twice", name)
 		}
 		seen[name] = true
-		var err error
-		switch name {
-		case "url":
-			err = oneArg(d, &a.URL)
-		case "schemes_path":
-			err = oneArg(d, &a.SchemesPath)
-		case "default_schemes":
-			a.DefaultSchemes, err = onOff(d)
-		case "default_schemes_path":
-			err = oneArg(d, &a.DefaultSchemesPath)
-		case "issuer_private_keys_path":
-			err = oneArg(d, &a.IssuerPrivateKeysPath)
-		case "timestamp_key_file":
-			err = oneArg(d, &a.TimestampKeyFile)
-		case "schemes_update":
-			var v string
-			if err = oneArg(d, &v); err == nil {
-				if v == "off" {
-					a.DisableSchemesUpdate = true
-				} else {
-					err = durationArg(d, name, v, &a.SchemesUpdateInterval)
-				}
-			}
-		case "max_session_lifetime":
-			err = durationValue(d, &a.MaxSessionLifetime)
-		case "scan_timeout":
-			err = durationValue(d, &a.ScanTimeout)
-		case "session_result_lifetime":
-			err = durationValue(d, &a.SessionResultLifetime)
-		case "production":
-			err = noArg(d)
-			a.Production = true
-		case "jwt_privkey_file":
-			err = oneArg(d, &a.JWTPrivateKeyFile)
-		case "jwt_issuer":
-			err = oneArg(d, &a.JWTIssuer)
-		case "allow_unsigned_callbacks":
-			err = noArg(d)
-			a.AllowUnsignedCallbacks = true
-		case "redis":
-			a.Redis = new(RedisConfig)
-			err = a.Redis.unmarshalCaddyfile(d)
-		case "login":
-			a.Login = new(LoginConfig)
-			err = a.Login.unmarshalCaddyfile(d)
-		case "session_limits":
-			a.SessionLimits = new(SessionLimits)
-			err = a.SessionLimits.unmarshalCaddyfile(d)
-		default:
-			return d.Errf("irma: unknown setting %q", name)
-		}
-		if err != nil {
+		if err := a.unmarshalSetting(d, name); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// unmarshalSetting parses one setting of the irma option, given once.
+func (a *App) unmarshalSetting(d *caddyfile.Dispenser, name string) error {
+	var err error
+	switch name {
+	case "url":
+		err = oneArg(d, &a.URL)
+	case "schemes_path":
+		err = oneArg(d, &a.SchemesPath)
+	case "default_schemes":
+		a.DefaultSchemes, err = onOff(d)
+	case "default_schemes_path":
+		err = oneArg(d, &a.DefaultSchemesPath)
+	case "issuer_private_keys_path":
+		err = oneArg(d, &a.IssuerPrivateKeysPath)
+	case "timestamp_key_file":
+		err = oneArg(d, &a.TimestampKeyFile)
+	case "schemes_update":
+		var v string
+		if err = oneArg(d, &v); err == nil {
+			if v == "off" {
+				a.DisableSchemesUpdate = true
+			} else {
+				err = durationArg(d, name, v, &a.SchemesUpdateInterval)
+			}
+		}
+	case "max_session_lifetime":
+		err = durationValue(d, &a.MaxSessionLifetime)
+	case "scan_timeout":
+		err = durationValue(d, &a.ScanTimeout)
+	case "session_result_lifetime":
+		err = durationValue(d, &a.SessionResultLifetime)
+	case "production":
+		err = noArg(d)
+		a.Production = true
+	case "jwt_privkey_file":
+		err = oneArg(d, &a.JWTPrivateKeyFile)
+	case "jwt_issuer":
+		err = oneArg(d, &a.JWTIssuer)
+	case "allow_unsigned_callbacks":
+		err = noArg(d)
+		a.AllowUnsignedCallbacks = true
+	case "redis":
+		a.Redis = new(RedisConfig)
+		err = a.Redis.unmarshalCaddyfile(d)
+	case "login":
+		a.Login = new(LoginConfig)
+		err = a.Login.unmarshalCaddyfile(d)
+	case "session_limits":
+		a.SessionLimits = new(SessionLimits)
+		err = a.SessionLimits.unmarshalCaddyfile(d)
+	default:
+		return d.Errf("irma: unknown setting %q", name)
+	}
+	return err
 }
 
 // unmarshalPolicy parses a named policy: policy <name> { require ... }.

@@ -88,6 +88,9 @@ func authorizeNextSession(requestor string, request irma.SessionRequest) (bool, 
 	if !ok {
 		return false, "the session was not started by a requestor API"
 	}
+	if key == staticChains {
+		return authorizeStaticNext(request)
+	}
 	chainAPIs.Lock()
 	api := chainAPIs.m[key]
 	chainAPIs.Unlock()

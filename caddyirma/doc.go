@@ -44,7 +44,7 @@
 //     a response that no shared cache keeps (shield.go).
 //
 // The sessions run on the app: app.go (its settings, Provision as a list of
-// steps), schemes.go (where the schemes come from: schemes_path, and the
+// steps; the named policies in policies.go), schemes.go (where the schemes come from: schemes_path, and the
 // default schemes, which package schemecache fetches the first time),
 // schemesload.go (the schemes and issuer keys, parsed and checked),
 // schemesupdate.go (updates, handed to the running server whole), redis.go
@@ -54,14 +54,16 @@
 // (the IRMA server, shared across reloads, and the marks that sessions and
 // logouts leave: in the Redis of the sessions, else in the process).
 // irma_issue (issue.go) and irma_sign (sign.go, signresult.go) use the same
-// session path; irma_requestor_api (requestorapi.go) wires package
+// session path; the static sessions of the app (staticsessions.go), which
+// the Yivi app starts at the endpoints, pass the session limits as well;
+// irma_requestor_api (requestorapi.go) wires package
 // requestor to the server, with the app's key and issuer of result JWTs,
 // which irmaserver signs callbacks with too (resultjwt.go), and answers
 // the server's question whether a chained session may start (chains.go). What the
 // handlers decide goes to the metrics (metrics.go) and the audit log
 // (audit.go); sessionwatch.go follows an
-// issuance or a requestor's session, which no browser brings back, to its
-// end for both. statusstream.go serves the statusevents routes (of the
+// issuance, a requestor's or a static session, which no browser brings
+// back, to its end for both. statusstream.go serves the statusevents routes (of the
 // endpoints and of the requestor API) with package statusevents: a page, the
 // Yivi frontend or a requestor hears that a session changed when it did.
 package caddyirma

@@ -39,8 +39,9 @@ func init() {
 // sessions in memory or in Redis), the public keys of the identity JWT
 // (jwks.json), login and logout, forward auth (auth), the verification of
 // signatures (verify), and, when the app has a timestamp key, the
-// timestamp service (under timestamp). Other paths under the prefix are
-// not found: irmaserver's revocation and static-session routes are not
+// timestamp service (under timestamp), and the static sessions of the
+// app (POST session/<name>, for a configured name only). Other paths under
+// the prefix are not found: irmaserver's revocation routes are not
 // exposed.
 // It answers requests whose path starts with the path of the app's URL (by
 // default /irma/) and passes every other request on, so it can stand at the
@@ -126,9 +127,13 @@ func (e *Endpoints) notRunning(w http.ResponseWriter, r *http.Request, err error
 
 // serveIRMA passes what the Yivi app and session pages ask to irmaserver.
 func (e *Endpoints) serveIRMA(w http.ResponseWriter, r *http.Request, rest string) error {
+	if name, ok := e.app.staticSessionOf(r, rest); ok {
+		return e.serveStaticSession(w, r, name)
+	}
 	if !allowedIRMAPath(r.Method, rest) {
-		// irmaserver also routes revocation and static sessions; the
-		// gateway offers neither, so neither is reachable.
+		// irmaserver also routes revocation and static sessions: the
+		// gateway offers no revocation, and starts the static sessions
+		// itself (staticsessions.go), so neither route is reachable.
 		// Answered here, not as an error: Caddy would log the request's URI,
 		// and with it the session's client token.
 		e.app.logger.Debug("no such IRMA endpoint", zap.String("path", logbridge.RedactPaths(rest)))
@@ -276,7 +281,8 @@ func (e *Endpoints) serveForwardAuth(w http.ResponseWriter, r *http.Request) err
 var irmaPath = regexp.MustCompile(`^/session/[A-Za-z0-9]+(/?|/request|/commitments|/proofs|/status|/statusevents|/frontend/status|/frontend/statusevents|/frontend/options|/frontend/pairingcompleted)$`)
 
 // irmaMethods is the method of each exposed route, by its ending. POST on a
-// bare session path is irmaserver's static-session route: not exposed.
+// bare session path is irmaserver's static-session route: not exposed (the
+// gateway starts configured static sessions itself, staticSessionOf).
 var irmaMethods = map[string][]string{
 	"":                           {http.MethodGet, http.MethodDelete},
 	"/":                          {http.MethodGet, http.MethodDelete},

@@ -30,7 +30,8 @@ const (
 
 // SessionLimits bounds the IRMA sessions that clients can make the gateway
 // start for them: login sessions of irma_auth and /irma/login, signature
-// sessions of irma_sign and issuance sessions of irma_issue. Each session is
+// sessions of irma_sign, issuance sessions of irma_issue, and the sessions
+// of static_sessions that the Yivi app starts. Each session is
 // state that the IRMA server keeps until it ends or times out, whoever
 // asked for it. A request beyond a bound gets 429 with Retry-After, and no
 // session. Only a request that asks for a session starts one and counts

@@ -32,6 +32,7 @@ var metrics struct {
 	storeErrors      *prometheus.CounterVec   // store
 	sessionsLimited  prometheus.Counter
 	schemeUpdates    *prometheus.CounterVec // outcome
+	staticCallbacks  *prometheus.CounterVec // outcome
 }
 
 // Outcomes of a session, as the gateway sees its end.
@@ -72,6 +73,8 @@ func newMetrics() {
 		Name: "sessions_limited_total", Help: "Sessions refused with 429 by session_limits."})
 	metrics.schemeUpdates = counter("scheme_updates_total",
 		"Scheme update runs, by outcome (unchanged, applied, fetch_failed, load_failed, refused).", "outcome")
+	metrics.staticCallbacks = counter("static_callbacks_total",
+		"Results of static sessions posted to their callbackUrl, by outcome (posted, failed).", "outcome")
 }
 
 // registerMetrics registers the gateway's collectors with reg, Caddy's
@@ -84,6 +87,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 	for _, c := range []prometheus.Collector{
 		metrics.sessionsStarted, metrics.sessionsFinished, metrics.sessionDuration, metrics.logins, metrics.requests,
 		metrics.jwts, metrics.requestorCalls, metrics.storeErrors, metrics.sessionsLimited, metrics.schemeUpdates,
+		metrics.staticCallbacks,
 	} {
 		if err := reg.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
 			return err
@@ -191,6 +195,12 @@ func countSessionLimited() {
 func countSchemeUpdate(outcome string) {
 	if metrics.schemeUpdates != nil {
 		metrics.schemeUpdates.WithLabelValues(outcome).Inc()
+	}
+}
+
+func countStaticCallback(outcome string) {
+	if metrics.staticCallbacks != nil {
+		metrics.staticCallbacks.WithLabelValues(outcome).Inc()
 	}
 }
 

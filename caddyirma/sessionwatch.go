@@ -29,8 +29,14 @@ var sessionWatchEvery = 2 * time.Second
 // sessions_finished_total and session_duration_seconds and writes entry
 // with the outcome (done, cancelled or timeout) to the audit log. A
 // session that the store loses first, or that the server stops with, is
-// neither.
+// neither. A session chained after it is watched in turn.
 func (a *App) watchSession(token irma.RequestorToken, action irma.Action, entry auditEntry) {
+	a.followSession(token, action, entry, nil)
+}
+
+// followSession is watchSession, which runs ended, if not nil, once the
+// session has ended.
+func (a *App) followSession(token irma.RequestorToken, action irma.Action, entry auditEntry, ended func(*runningServer)) {
 	rs := a.srv.Load()
 	if rs == nil {
 		return
@@ -48,6 +54,9 @@ func (a *App) watchSession(token irma.RequestorToken, action irma.Action, entry 
 		countSessionEnd(action, outcome, "", started)
 		entry.outcome = outcome
 		entry.log(a.audit)
+		if ended != nil {
+			ended(rs)
+		}
 		if outcome == outcomeDone {
 			a.watchNextSession(rs, token, entry)
 		}
@@ -65,7 +74,11 @@ func (a *App) watchNextSession(rs *runningServer, token irma.RequestorToken, ent
 	if err != nil || next == nil {
 		return
 	}
-	countSessionStarted(next.Type, "irma_requestor_api")
+	handler := "irma_requestor_api"
+	if entry.decision == decisionStatic {
+		handler = "static_session"
+	}
+	countSessionStarted(next.Type, handler)
 	entry.outcome, entry.session = "", next.Type
 	a.watchSession(res.NextSession, next.Type, entry)
 }

@@ -50,6 +50,9 @@ func startCallbackAPI(t *testing.T, irmaExtra string) *callbackAPI {
 				disclose caddy-demo.gateway.person.*
 			}
 		}
+	}
+	handle /metrics {
+		metrics
 	}`)
 	config = strings.Replace(config, "admin off", "admin off\n\tlog {\n\t\toutput file "+c.log+"\n\t\tformat json\n\t}", 1)
 	caddytest.Start(t, config)
@@ -145,31 +148,12 @@ func withResultKey(t *testing.T, test func(t *testing.T, irmaExtra string)) {
 	})
 }
 
-// publicKey is the key of the API's /publickey.
-func (c *callbackAPI) publicKey(t *testing.T) *rsa.PublicKey {
-	t.Helper()
-	_, pub := c.get(t, "/publickey")
-	pk, err := jwt.ParseRSAPublicKeyFromPEM(pub)
-	if err != nil {
-		t.Fatalf("publickey: %v: %s", err, pub)
-	}
-	return pk
-}
-
 func testCallbacks(t *testing.T, irmaExtra string) {
 	c := startCallbackAPI(t, irmaExtra)
 	url, bodies := receiver(t)
 	token := c.run(t, withCallback(url))
-	body := receive(t, bodies)
 	pk := c.publicKey(t)
-	claims := jwt.MapClaims{}
-	if _, err := jwt.ParseWithClaims(string(body), claims, func(*jwt.Token) (any, error) { return pk, nil },
-		jwt.WithValidMethods([]string{"RS256"}), jwt.WithIssuer("irmaserver"), jwt.WithSubject("disclosing_result")); err != nil {
-		t.Fatalf("callback body %.200s: %v", body, err)
-	}
-	var res server.SessionResult
-	if b, _ := json.Marshal(claims); json.Unmarshal(b, &res) != nil || res.Token != token || res.Status != irma.ServerStatusDone ||
-		res.ProofStatus != irma.ProofStatusValid || len(res.Disclosed) != 1 || *res.Disclosed[0][0].RawValue != "carol.callback@example.com" {
+	if res := signedResult(t, receive(t, bodies), pk); res.Token != token || !disclosedCarol(res) {
 		t.Errorf("callback result %+v", res)
 	}
 	// /result-jwt signs with the same key and issuer.
@@ -193,6 +177,41 @@ func testCallbacks(t *testing.T, irmaExtra string) {
 	if code != 403 || !strings.Contains(string(b), "for authenticated requestors only") {
 		t.Errorf("unauthenticated callback: %d %s", code, b)
 	}
+}
+
+// publicKey is the key of /publickey, which signs result JWTs and
+// callbacks.
+func (c *callbackAPI) publicKey(t *testing.T) *rsa.PublicKey {
+	t.Helper()
+	_, pub := c.get(t, "/publickey")
+	pk, err := jwt.ParseRSAPublicKeyFromPEM(pub)
+	if err != nil {
+		t.Fatalf("publickey: %v: %s", err, pub)
+	}
+	return pk
+}
+
+// signedResult is the result in a callback body: a disclosure's result
+// JWT that irmaserver signed with pk.
+func signedResult(t *testing.T, body []byte, pk *rsa.PublicKey) server.SessionResult {
+	t.Helper()
+	claims := jwt.MapClaims{}
+	if _, err := jwt.ParseWithClaims(string(body), claims, func(*jwt.Token) (any, error) { return pk, nil },
+		jwt.WithValidMethods([]string{"RS256"}), jwt.WithIssuer("irmaserver"), jwt.WithSubject("disclosing_result")); err != nil {
+		t.Fatalf("callback body %.200s: %v", body, err)
+	}
+	var res server.SessionResult
+	if b, _ := json.Marshal(claims); json.Unmarshal(b, &res) != nil {
+		t.Fatalf("callback claims %v", claims)
+	}
+	return res
+}
+
+// disclosedCarol says whether res is a valid disclosure, done, of the
+// address that startCallbackAPI issued.
+func disclosedCarol(res server.SessionResult) bool {
+	return res.Status == irma.ServerStatusDone && res.ProofStatus == irma.ProofStatusValid && len(res.Disclosed) == 1 &&
+		len(res.Disclosed[0]) == 1 && *res.Disclosed[0][0].RawValue == "carol.callback@example.com"
 }
 
 // TestRequestorUnsignedCallbacks: without a key, allow_unsigned_callbacks

@@ -41,6 +41,9 @@ func startNextSessions(t *testing.T, callback string) *nextSessions {
 		case "/issue": // after the disclosure, an issuance
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = io.WriteString(w, issue)
+		case "/email": // after the disclosure, another
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `{"@context":"https://irma.app/ld/request/disclosure/v2","disclose":[[["caddy-demo.gateway.person.fullname"]]]}`)
 		case "/end": // no next session
 			w.WriteHeader(http.StatusNoContent)
 		case "/club": // a disclosure the requestor may not ask for
