@@ -32,12 +32,13 @@ const callbackToken = "callback-requestor-token-7a2e"
 type callbackAPI struct {
 	api, log string
 	wallet   *wallet.Wallet
+	gateway  *gateway
 }
 
 func startCallbackAPI(t *testing.T, irmaExtra string) *callbackAPI {
 	t.Helper()
 	g := newGateway(t)
-	c := &callbackAPI{api: g.base + "/api/irma", log: filepath.Join(t.TempDir(), "server.log")}
+	c := &callbackAPI{api: g.base + "/api/irma", log: filepath.Join(t.TempDir(), "server.log"), gateway: g}
 	config := g.config(irmaExtra, `irma_endpoints
 	handle_path /api/irma/* {
 		irma_requestor_api {

@@ -31,7 +31,7 @@ type nextSessions struct {
 
 func startNextSessions(t *testing.T, callback string) *nextSessions {
 	n := &nextSessions{posts: map[string][]string{}}
-	issue := fmt.Sprintf(`{"callbackUrl":%q,"request":{"@context":"https://irma.app/ld/request/issuance/v2","credentials":[{"credential":"caddy-demo.gateway.person","attributes":{"fullname":"Carol Chained","email":"carol.chained@example.com","over18":"yes"}}]}}`, callback)
+	issue := fmt.Sprintf(`{"callbackUrl":%q,"request":{"@context":"https://irma.app/ld/request/issuance/v2","credentials":[{"credential":"caddy-demo.gateway.person","attributes":{"fullname":"Carol Chained","email":"carol.callback@example.com","over18":"yes"}}]}}`, callback)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		n.mu.Lock()
