@@ -11,8 +11,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddy-irma/caddy-irma/caddyirma/policy"
 	"github.com/caddy-irma/caddy-irma/caddyirma/sealedcookie"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	irma "github.com/privacybydesign/irmago/irma"
 )
 
 // gatewayCookies are the gateway's cookies on a site: the session cookie
@@ -267,4 +269,22 @@ func cookieSource(r *http.Request) *http.Request {
 		return &http.Request{Header: http.Header{"Cookie": s.cookies}}
 	}
 	return r
+}
+
+// toAttributes and fromAttributes convert between a login's attributes
+// and the policy's.
+func toAttributes(m map[string]string) policy.Attributes {
+	a := make(policy.Attributes, len(m))
+	for id, v := range m {
+		a[irma.NewAttributeTypeIdentifier(id)] = v
+	}
+	return a
+}
+
+func fromAttributes(a policy.Attributes) map[string]string {
+	m := make(map[string]string, len(a))
+	for id, v := range a {
+		m[id.String()] = v
+	}
+	return m
 }

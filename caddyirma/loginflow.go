@@ -45,6 +45,8 @@ type loginFlow struct {
 	audit       *zap.Logger          // nil: no audit log (unit tests)
 	limiter     sessionlimit.Limiter // nil: no bound
 	counters    flowCounters
+	// schemes names what the login page lists (nil: identifiers only).
+	schemes func() *irma.Configuration
 }
 
 // destination says where a login goes: ret is the same-site path to land
@@ -156,7 +158,7 @@ func (f *loginFlow) resume(w http.ResponseWriter, r *http.Request, p *pendingSes
 		return nil, caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma: login: %w", err))
 	case state == pendingRunning:
 		// Still going: the same page again, for the same session.
-		return nil, f.respond(w, r, p.session(irma.ActionDisclosing, f.prefix), dest)
+		return nil, f.respond(w, r, p.session(irma.ActionDisclosing, f.prefix), dest, f.request(login))
 	case state != pendingDone:
 		// Gone, cancelled or timed out (the page said so): this is the retry.
 		if state == pendingEnded {
@@ -280,21 +282,28 @@ func (f *loginFlow) grant(have *loginState, got policy.Attributes, credExpiry, n
 	return next, "", nil
 }
 
-// challenge starts a disclosure session for what the policy still asks.
-func (f *loginFlow) challenge(w http.ResponseWriter, r *http.Request, login *loginState, now time.Time, dest destination) error {
+// request is the disclosure request of a login session for what the
+// policy still asks of login (nil: everything).
+func (f *loginFlow) request(login *loginState) *irma.DisclosureRequest {
 	need := f.policy
 	if login != nil {
 		need = f.policy.Missing(toAttributes(login.Attributes))
 	}
-	if deferred, err := deferStart(w, r, f.appURL, dest.code, f.page(sessionpage.Session{}, dest)); deferred {
+	req := need.DisclosureRequest()
+	if login != nil {
+		bindToLogin(req, login.Attributes)
+	}
+	return req
+}
+
+// challenge starts a disclosure session for what the policy still asks.
+func (f *loginFlow) challenge(w http.ResponseWriter, r *http.Request, login *loginState, now time.Time, dest destination) error {
+	req := f.request(login)
+	if deferred, err := deferStart(w, r, f.appURL, dest.code, f.page(sessionpage.Session{}, dest, req)); deferred {
 		return err
 	}
 	if !admitSession(w, r, f.limiter, f.logger) {
 		return nil
-	}
-	req := need.DisclosureRequest()
-	if login != nil {
-		bindToLogin(req, login.Attributes)
 	}
 	s, token, err := startSession(f.backend, f.prefix, req, f.pairing, f.scanTimeout)
 	if err != nil {
@@ -305,21 +314,26 @@ func (f *loginFlow) challenge(w http.ResponseWriter, r *http.Request, login *log
 	if err := f.login.cookies.setPending(w, p, now.Add(f.maxSession)); err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma: login: pending cookie: %w", err))
 	}
-	return f.respond(w, r, s, dest)
+	return f.respond(w, r, s, dest, req)
 }
 
 // respond shows the login page to a browser, or tells any other client, as
 // JSON with a 401, how to run the session.
-func (f *loginFlow) respond(w http.ResponseWriter, r *http.Request, s sessionpage.Session, dest destination) error {
+func (f *loginFlow) respond(w http.ResponseWriter, r *http.Request, s sessionpage.Session, dest destination, req *irma.DisclosureRequest) error {
 	if !sessionpage.WantsPage(r) {
 		w.Header().Set("WWW-Authenticate", `IRMA realm="caddy-irma"`)
 	}
-	return showSession(w, r, http.StatusUnauthorized, dest.code, f.page(s, dest))
+	return showSession(w, r, http.StatusUnauthorized, dest.code, f.page(s, dest, req))
 }
 
-// page is the login page of session s.
-func (f *loginFlow) page(s sessionpage.Session, dest destination) sessionpage.Page {
-	return sessionpage.Page{Kind: sessionpage.KindLogin, Session: s, DoneURL: dest.done, RetryURL: dest.done}
+// page is the login page of session s, which asks what req does.
+func (f *loginFlow) page(s sessionpage.Session, dest destination, req *irma.DisclosureRequest) sessionpage.Page {
+	var conf *irma.Configuration
+	if f.schemes != nil {
+		conf = f.schemes()
+	}
+	return sessionpage.Page{Kind: sessionpage.KindLogin, Session: s, DoneURL: dest.done, RetryURL: dest.done,
+		Asks: sessionpage.DescribeRequest(conf, req)}
 }
 
 // Why a finished login does not count, as the JSON answer says it.
@@ -357,22 +371,6 @@ func bindToLogin(req *irma.DisclosureRequest, held map[string]string) {
 	}
 }
 
-func toAttributes(m map[string]string) policy.Attributes {
-	a := make(policy.Attributes, len(m))
-	for id, v := range m {
-		a[irma.NewAttributeTypeIdentifier(id)] = v
-	}
-	return a
-}
-
-func fromAttributes(a policy.Attributes) map[string]string {
-	m := make(map[string]string, len(a))
-	for id, v := range a {
-		m[id.String()] = v
-	}
-	return m
-}
-
 // newLoginFlow returns a login flow for a policy on the app's server and
 // login settings: route identifies the policy in pending cookies, name is
 // its name for the JWT and {irma.policy}.
@@ -385,6 +383,6 @@ func (a *App) newLoginFlow(p policy.Policy, route, name, pairing, audience strin
 		login: a.Login, backend: appServer{a}, prefix: a.prefix, appURL: a.serverURL,
 		maxSession: time.Duration(a.MaxSessionLifetime), scanTimeout: time.Duration(a.ScanTimeout),
 		proofsWait: defaultProofsWait, now: time.Now, logger: logger, audit: a.audit,
-		limiter: a.limiter, counters: newFlowCounters(name),
+		limiter: a.limiter, counters: newFlowCounters(name), schemes: a.Configuration,
 	}
 }

@@ -193,7 +193,7 @@ func showSession(w http.ResponseWriter, r *http.Request, jsonCode, pageCode int,
 		sessionpage.WriteJSON(w, jsonCode, info)
 		return nil
 	}
-	page.Lang = sessionpage.Language(r)
+	page.Lang, page.Site = sessionpage.Language(r), sessionpage.SiteName(r.Host)
 	return sessionpage.RenderStatus(w, pageCode, page)
 }
 
@@ -206,7 +206,7 @@ func deferStart(w http.ResponseWriter, r *http.Request, appURL string, code int,
 		return false, nil
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	page.Lang = sessionpage.Language(r)
+	page.Lang, page.Site = sessionpage.Language(r), sessionpage.SiteName(r.Host)
 	return true, sessionpage.RenderStart(w, code, page)
 }
 

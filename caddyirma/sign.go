@@ -177,7 +177,7 @@ func (h *Sign) serve(w http.ResponseWriter, r *http.Request) error {
 	req := irma.NewSignatureRequest(msg)
 	d := policy.Policy{Requirements: h.Requirements}.DisclosureRequest()
 	req.Disclose, req.Labels = d.Disclose, d.Labels
-	if deferred, err := deferStart(w, r, h.app.serverURL, http.StatusOK, h.page(sessionpage.Session{}, ret)); deferred {
+	if deferred, err := deferStart(w, r, h.app.serverURL, http.StatusOK, h.page(sessionpage.Session{}, ret, req)); deferred {
 		return err
 	}
 	if !admitSession(w, r, h.app.limiter, h.logger) {
@@ -195,7 +195,7 @@ func (h *Sign) serve(w http.ResponseWriter, r *http.Request) error {
 	if err := cookies.setPending(w, p, now.Add(time.Duration(h.app.MaxSessionLifetime))); err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma_sign: pending cookie: %w", err))
 	}
-	return h.respond(w, r, s, ret)
+	return h.respond(w, r, s, ret, req)
 }
 
 // mark records that the signature session has a result to fetch, once.
@@ -270,13 +270,18 @@ func (h *Sign) message(r *http.Request) (string, error) {
 
 // respond shows the signing page, or tells a client as JSON how to run the
 // session.
-func (h *Sign) respond(w http.ResponseWriter, r *http.Request, s sessionpage.Session, ret string) error {
-	return showSession(w, r, http.StatusOK, http.StatusOK, h.page(s, ret))
+func (h *Sign) respond(w http.ResponseWriter, r *http.Request, s sessionpage.Session, ret string, req irma.SessionRequest) error {
+	return showSession(w, r, http.StatusOK, http.StatusOK, h.page(s, ret, req))
 }
 
-// page is the signature page of session s, which returns to ret.
-func (h *Sign) page(s sessionpage.Session, ret string) sessionpage.Page {
-	return sessionpage.Page{Kind: sessionpage.KindSign, Session: s, DoneURL: ret, RetryURL: ret}
+// page is the signature page of session s, which returns to ret and asks
+// what req does (nil: the page says so in general words).
+func (h *Sign) page(s sessionpage.Session, ret string, req irma.SessionRequest) sessionpage.Page {
+	p := sessionpage.Page{Kind: sessionpage.KindSign, Session: s, DoneURL: ret, RetryURL: ret}
+	if req != nil {
+		p.Asks = sessionpage.DescribeRequest(h.app.Configuration(), req)
+	}
+	return p
 }
 
 // parseSign sets up irma_sign from Caddyfile tokens. Syntax:

@@ -37,7 +37,7 @@ func (h *Sign) resume(w http.ResponseWriter, r *http.Request, p *pendingSession,
 	case err != nil:
 		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma_sign: %w", err))
 	case state == pendingRunning:
-		return h.respond(w, r, p.session(irma.ActionSigning, h.app.PathPrefix()), ret)
+		return h.respond(w, r, p.session(irma.ActionSigning, h.app.PathPrefix()), ret, h.runningRequest(p))
 	case state == pendingGone:
 		cookies.clear(w, pending)
 		return caddyhttp.Error(http.StatusGone, errors.New("irma_sign: the signature session is gone; start again"))
@@ -112,4 +112,18 @@ func (h *Sign) post(ctx context.Context, result *SignResult) {
 	if resp.StatusCode/100 != 2 {
 		h.logger.Error("the upstream refused the signature", zap.String("upstream", h.Upstream), zap.Int("status", resp.StatusCode))
 	}
+}
+
+// runningRequest is the request of the running session of p, for its page
+// to list again; nil if the server cannot say.
+func (h *Sign) runningRequest(p *pendingSession) irma.SessionRequest {
+	type requests interface {
+		GetRequest(irma.RequestorToken) (irma.RequestorRequest, error)
+	}
+	if s, ok := h.backend.(requests); ok {
+		if rreq, err := s.GetRequest(irma.RequestorToken(p.Token)); err == nil && rreq != nil {
+			return rreq.SessionRequest()
+		}
+	}
+	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"net"
 	"net/http"
 	"net/url"
 	"path"
@@ -202,6 +203,22 @@ type Page struct {
 	DoneURL string
 	// RetryURL is where "try again" leads. Default: the current page.
 	RetryURL string
+	// Site is the host name of the site that asks, as the visitor sees it
+	// in the address bar; see SiteName.
+	Site string
+	// Asks is what the session asks and gives, which the page lists
+	// (DescribeRequest). Without it, or without Site, the page says in
+	// general words what it asks.
+	Asks *Asks
+}
+
+// SiteName is the name of the site of host (a request's Host): without a
+// port.
+func SiteName(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		return strings.Trim(h, "[]")
+	}
+	return host
 }
 
 // Language picks the page language from Accept-Language: Dutch or English.
@@ -246,6 +263,11 @@ type pageData struct {
 	Action string
 	// ReferrerPolicy is the page's; default no-referrer.
 	ReferrerPolicy string
+	// What the session asks and gives (Page.Asks): the sentence that
+	// introduces it, the items to show and the credentials to receive.
+	AsksIntro string
+	Disclose  []askLine
+	Issue     []askLine
 }
 
 // Render writes the HTML page for p, with a strict Content-Security-Policy.
@@ -290,6 +312,11 @@ func renderPage(w http.ResponseWriter, code int, p Page, info *Info) error {
 		Nonce:  nonce,
 		Text:   text,
 		Config: map[string]string{"doneUrl": p.DoneURL, "retryUrl": p.RetryURL},
+	}
+	if p.Asks != nil && p.Site != "" {
+		data.AsksIntro = fmt.Sprintf(text["asks"], p.Site)
+		data.Disclose, data.Issue = p.Asks.lines(lang, text)
+		data.Message = p.Asks.Message
 	}
 	if info == nil {
 		data.Config["start"] = "1"

@@ -25,15 +25,19 @@ var texts = map[string]map[string]map[string]string{
 			"starting":      "Preparing the QR code…",
 			"noscriptstart": "This page needs JavaScript to start the session by itself. Without it:",
 			"showqr":        "Show the QR code",
+			"asksor":        ", or ",
 		},
 		"issue": {
 			"title": "Receive your cards",
 			"intro": "Add these cards to your Yivi app.",
+			"asks":  "%s gives you these cards for your Yivi app:",
+			"first": "To receive them, you first show:",
 			"done":  "Done: the cards are in your Yivi app.",
 		},
 		"login": {
 			"title": "Log in with Yivi",
 			"intro": "This page asks you to show some of your data with the Yivi app.",
+			"asks":  "%s asks you to show with the Yivi app:",
 			"done":  "Done: you are logged in.",
 		},
 		"signed": {
@@ -73,6 +77,8 @@ var texts = map[string]map[string]map[string]string{
 		"sign": {
 			"title": "Sign with Yivi",
 			"intro": "Sign the statement with your data in the Yivi app.",
+			"asks":  "%s asks you to sign this statement with the Yivi app:",
+			"with":  "With:",
 			"done":  "Done: the statement is signed.",
 		},
 	},
@@ -98,15 +104,19 @@ var texts = map[string]map[string]map[string]string{
 			"starting":      "De QR-code wordt klaargezet…",
 			"noscriptstart": "Deze pagina heeft JavaScript nodig om de sessie zelf te starten. Zonder JavaScript:",
 			"showqr":        "Toon de QR-code",
+			"asksor":        ", of ",
 		},
 		"issue": {
 			"title": "Ontvang uw kaartjes",
 			"intro": "Voeg deze kaartjes toe aan uw Yivi-app.",
+			"asks":  "%s geeft u deze kaartjes voor uw Yivi-app:",
+			"first": "Om ze te ontvangen, laat u eerst zien:",
 			"done":  "Klaar: de kaartjes staan in uw Yivi-app.",
 		},
 		"login": {
 			"title": "Inloggen met Yivi",
 			"intro": "Deze pagina vraagt u om enkele gegevens te tonen met de Yivi-app.",
+			"asks":  "%s vraagt u met de Yivi-app te laten zien:",
 			"done":  "Klaar: u bent ingelogd.",
 		},
 		"signed": {
@@ -146,6 +156,8 @@ var texts = map[string]map[string]map[string]string{
 		"sign": {
 			"title": "Ondertekenen met Yivi",
 			"intro": "Onderteken de verklaring met uw gegevens in de Yivi-app.",
+			"asks":  "%s vraagt u deze verklaring te ondertekenen met de Yivi-app:",
+			"with":  "Met:",
 			"done":  "Klaar: de verklaring is ondertekend.",
 		},
 	},
