@@ -15,7 +15,7 @@ DEMO_KEY_BITS ?= 1024
 HTTPS_DEMO_DIR = .demo-https
 HTTPS_DEMO_ORIGIN = https://localhost:8443
 
-.PHONY: all build wallet upstream demo-scheme run run-https test vet staticcheck fmt-check fuzz bench clean
+.PHONY: all build wallet upstream demo-scheme run run-https test vet staticcheck fmt-check fuzz bench screenshots clean
 
 all: build wallet
 
@@ -62,6 +62,18 @@ test: fmt-check vet staticcheck
 
 vet:
 	CGO_ENABLED=1 $(GO) vet ./...
+
+## screenshots: the README's pictures of the session page (login, pairing,
+## done, cancelled; at a phone's and a desktop's width), taken in Chromium
+## by TestPagesAccessible, which checks every page with axe-core as it goes
+SCREENSHOTS_DIR = caddyirma/e2e/screenshots
+screenshots:
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	CADDY_IRMA_SCREENSHOTS=$$tmp CGO_ENABLED=1 $(GO) test -count=1 -run 'TestPagesAccessible$$' ./caddyirma/e2e/ && \
+	mkdir -p $(SCREENSHOTS_DIR) && \
+	for state in login pairing done cancelled; do for width in phone desktop; do \
+		cp "$$tmp/page-$$state-$$width.png" $(SCREENSHOTS_DIR)/; done; done && \
+	echo "screenshots in $(SCREENSHOTS_DIR)"
 
 # staticcheck, at the version the project is clean with, from the Go module
 # proxy (nothing to install by hand).

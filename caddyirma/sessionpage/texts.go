@@ -26,6 +26,7 @@ var texts = map[string]map[string]map[string]string{
 			"noscriptstart": "This page needs JavaScript to start the session by itself. Without it:",
 			"showqr":        "Show the QR code",
 			"asksor":        ", or ",
+			"reload":        "Done in the app? Continue",
 		},
 		"issue": {
 			"title": "Receive your cards",
@@ -105,6 +106,7 @@ var texts = map[string]map[string]map[string]string{
 			"noscriptstart": "Deze pagina heeft JavaScript nodig om de sessie zelf te starten. Zonder JavaScript:",
 			"showqr":        "Toon de QR-code",
 			"asksor":        ", of ",
+			"reload":        "Klaar in de app? Verder",
 		},
 		"issue": {
 			"title": "Ontvang uw kaartjes",
