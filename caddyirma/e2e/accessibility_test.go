@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"testing"
@@ -24,22 +23,10 @@ import (
 // runs in the pages.
 const axeVersion = "4.14.1"
 
-// installAxe installs axe-core with npm into a directory of the test's and
-// returns its browser script. It is never committed.
+// installAxe installs axe-core with npm and returns its browser script.
 func installAxe(t *testing.T) string {
 	t.Helper()
-	npm, err := exec.LookPath("npm")
-	if err != nil {
-		t.Fatalf("npm is needed to install axe-core (Node.js and npm; see .ci/run): %v", err)
-	}
-	dir := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, npm, "install", "--no-save", "--no-audit", "--no-fund", "--prefix", dir, "axe-core@"+axeVersion)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("npm install axe-core@%s failed (the npm registry must be reachable): %v\n%s", axeVersion, err, out)
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "node_modules", "axe-core", "axe.min.js"))
+	b, err := os.ReadFile(filepath.Join(npmInstall(t, "axe-core", axeVersion), "axe.min.js"))
 	if err != nil {
 		t.Fatal(err)
 	}

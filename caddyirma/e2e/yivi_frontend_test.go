@@ -28,29 +28,35 @@ import (
 // (@privacybydesign/yivi-frontend) that TestYiviFrontend installs with npm.
 const yiviFrontendVersion = "0.1.3"
 
-// installYiviFrontend installs the official frontend bundle with npm into a
-// directory of the test's and returns the directory that holds yivi.js. It is
-// never committed; a failing install fails the test.
+// installYiviFrontend installs the official frontend bundle with npm and
+// returns the directory that holds yivi.js.
 func installYiviFrontend(t *testing.T) string {
+	t.Helper()
+	dist := filepath.Join(npmInstall(t, "@privacybydesign/yivi-frontend", yiviFrontendVersion), "dist")
+	if _, err := os.Stat(filepath.Join(dist, "yivi.js")); err != nil {
+		t.Fatalf("npm installed the frontend without its browser bundle: %v", err)
+	}
+	return dist
+}
+
+// npmInstall installs pkg@version with npm into a directory of the test's
+// and returns the package's directory. It is never committed; a failing
+// install fails the test.
+func npmInstall(t *testing.T, pkg, version string) string {
 	t.Helper()
 	npm, err := exec.LookPath("npm")
 	if err != nil {
-		t.Fatalf("npm is needed to install @privacybydesign/yivi-frontend (Node.js and npm; see .ci/run): %v", err)
+		t.Fatalf("npm is needed to install %s (Node.js and npm; see .ci/run): %v", pkg, err)
 	}
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	pkg := "@privacybydesign/yivi-frontend@" + yiviFrontendVersion
-	cmd := exec.CommandContext(ctx, npm, "install", "--no-save", "--no-audit", "--no-fund", "--prefix", dir, pkg)
+	cmd := exec.CommandContext(ctx, npm, "install", "--no-save", "--no-audit", "--no-fund", "--prefix", dir, pkg+"@"+version)
 	cmd.Dir = dir
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("npm install %s failed (the npm registry must be reachable): %v\n%s", pkg, err, out)
+		t.Fatalf("npm install %s@%s failed (the npm registry must be reachable): %v\n%s", pkg, version, err, out)
 	}
-	dist := filepath.Join(dir, "node_modules", "@privacybydesign", "yivi-frontend", "dist")
-	if _, err := os.Stat(filepath.Join(dist, "yivi.js")); err != nil {
-		t.Fatalf("npm installed %s without its browser bundle: %v", pkg, err)
-	}
-	return dist
+	return filepath.Join(dir, "node_modules", filepath.FromSlash(pkg))
 }
 
 // TestYiviFrontend runs the official Yivi web frontend in headless Chromium
