@@ -53,6 +53,14 @@ func init() {
 //			per_client <number> [<window>]
 //			total      <number>
 //		}
+//		revocation {
+//			db_type    postgres|mysql|sqlserver
+//			db_str     <connection string>
+//			credential <credential type> {
+//				authority
+//				tolerance <duration>
+//			}
+//		}
 //		redis [<host:port>] {
 //			sentinel_addresses        <host:port> ...
 //			sentinel_master_name      <name>
@@ -149,6 +157,9 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "session_limits":
 			a.SessionLimits = new(SessionLimits)
 			err = a.SessionLimits.unmarshalCaddyfile(d)
+		case "revocation":
+			a.Revocation = new(RevocationConfig)
+			err = a.Revocation.unmarshalCaddyfile(d)
 		default:
 			return d.Errf("irma: unknown setting %q", name)
 		}
