@@ -205,6 +205,7 @@ type App struct {
 	schemeChecks   []func(*irma.Configuration) error
 	srv            atomic.Pointer[runningServer]
 	limiter        sessionlimit.Limiter
+	clock          atomic.Pointer[func() time.Time] // SetClock's, or none: time.Now
 	logger         *zap.Logger
 	audit          *zap.Logger // irma.audit: the decisions (audit.go)
 }

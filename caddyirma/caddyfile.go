@@ -36,6 +36,7 @@ func init() {
 //			require <expression> [{
 //				label <lang> <text>
 //			}]
+//			revocation [<max age>]
 //		}
 //		login {
 //			cookie_name     <name>
@@ -181,8 +182,14 @@ func (a *App) unmarshalPolicy(d *caddyfile.Dispenser) error {
 	}
 	var p policy.Policy
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if d.Val() == "revocation" {
+			if err := unmarshalPolicyRevocation(d, name, &p); err != nil { // loginrevocation.go
+				return err
+			}
+			continue
+		}
 		if d.Val() != "require" {
-			return d.Errf("irma: policy %q: unknown setting %q (want require)", name, d.Val())
+			return d.Errf("irma: policy %q: unknown setting %q (want require or revocation)", name, d.Val())
 		}
 		req, err := parseRequire(d)
 		if err != nil {

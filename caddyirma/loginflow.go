@@ -45,6 +45,7 @@ type loginFlow struct {
 	audit       *zap.Logger          // nil: no audit log (unit tests)
 	limiter     sessionlimit.Limiter // nil: no bound
 	counters    flowCounters
+	revocable   []irma.CredentialTypeIdentifier // whose non-revocation the policy asks
 }
 
 // destination says where a login goes: ret is the same-site path to land
@@ -66,7 +67,7 @@ func (f *loginFlow) check(w http.ResponseWriter, r *http.Request, dest func() de
 	if err != nil {
 		return nil, err
 	}
-	if login != nil && f.satisfiedBy(login) {
+	if login != nil && f.satisfiedBy(login) && f.nonRevocationFresh(login, now) {
 		return login, nil
 	}
 	if p := f.login.cookies.readPending(r, f.route, now); p != nil {
@@ -78,8 +79,9 @@ func (f *loginFlow) check(w http.ResponseWriter, r *http.Request, dest func() de
 // satisfied returns the visitor's login if it satisfies the policy, else
 // nil; it starts nothing.
 func (f *loginFlow) satisfied(r *http.Request) (*loginState, error) {
-	login, err := f.currentLogin(r, f.now())
-	if err != nil || login == nil || !f.satisfiedBy(login) {
+	now := f.now()
+	login, err := f.currentLogin(r, now)
+	if err != nil || login == nil || !f.satisfiedBy(login) || !f.nonRevocationFresh(login, now) {
 		return nil, err
 	}
 	return login, nil
@@ -169,6 +171,9 @@ func (f *loginFlow) resume(w http.ResponseWriter, r *http.Request, p *pendingSes
 	}
 
 	got, err := policy.FromResult(res)
+	if err == nil {
+		err = f.checkNonRevocation(res)
+	}
 	if err != nil {
 		cookies.clear(w, pending)
 		f.refused(login, "the session result does not count", nil, err)
@@ -200,6 +205,7 @@ func (f *loginFlow) resume(w http.ResponseWriter, r *http.Request, p *pendingSes
 		countSessionEnd(irma.ActionDisclosing, outcomeRefused, refusedAttributes, p.started())
 		return nil, f.deny(w, r, p.Return, deniedAttributes)
 	}
+	f.markNonRevoked(next, login, res, now)
 	if err := cookies.setLogin(w, next); err != nil {
 		return nil, caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma: login: session cookie: %w", err))
 	}
@@ -282,10 +288,7 @@ func (f *loginFlow) grant(have *loginState, got policy.Attributes, credExpiry, n
 
 // challenge starts a disclosure session for what the policy still asks.
 func (f *loginFlow) challenge(w http.ResponseWriter, r *http.Request, login *loginState, now time.Time, dest destination) error {
-	need := f.policy
-	if login != nil {
-		need = f.policy.Missing(toAttributes(login.Attributes))
-	}
+	need := f.need(login, now) // loginrevocation.go
 	if deferred, err := deferStart(w, r, f.appURL, dest.code, f.page(sessionpage.Session{}, dest)); deferred {
 		return err
 	}
@@ -296,6 +299,7 @@ func (f *loginFlow) challenge(w http.ResponseWriter, r *http.Request, login *log
 	if login != nil {
 		bindToLogin(req, login.Attributes)
 	}
+	f.askNonRevocation(req)
 	s, token, err := startSession(f.backend, f.prefix, req, f.pairing, f.scanTimeout)
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma: login: %w", err))
@@ -384,7 +388,7 @@ func (a *App) newLoginFlow(p policy.Policy, route, name, pairing, audience strin
 		policy: p, route: route, name: name, pairing: pairing, audience: audience,
 		login: a.Login, backend: appServer{a}, prefix: a.prefix, appURL: a.serverURL,
 		maxSession: time.Duration(a.MaxSessionLifetime), scanTimeout: time.Duration(a.ScanTimeout),
-		proofsWait: defaultProofsWait, now: time.Now, logger: logger, audit: a.audit,
-		limiter: a.limiter, counters: newFlowCounters(name),
+		proofsWait: defaultProofsWait, now: a.now, logger: logger, audit: a.audit,
+		limiter: a.limiter, counters: newFlowCounters(name), revocable: a.revocableTypes(p),
 	}
 }

@@ -13,9 +13,18 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	irma "github.com/privacybydesign/irmago/irma"
 	"go.uber.org/zap"
+	gormlogger "gorm.io/gorm/logger"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/requestor"
 )
+
+func init() {
+	// irmago opens its revocation database with gorm's default logger,
+	// which prints to stdout, past Caddy's logs, every failed query with
+	// its values (revocation keys among them). irmago returns the errors,
+	// and the gateway logs them through zap.
+	gormlogger.Default = gormlogger.Discard
+}
 
 // RevocationConfig makes the gateway the revocation authority of credential
 // types, as irma server's revocation_db_type, revocation_db_str and
@@ -73,7 +82,7 @@ func (a *App) provisionRevocation(repl *caddy.Replacer) error {
 	a.serverConf.RevocationSettings = settings
 	if a.Revocation == nil {
 		lockRevocable(a.irmaConf, settings)
-		return nil
+		return a.checkPolicyRevocation()
 	}
 	r := a.Revocation
 	if !slices.Contains(revocationDBTypes, r.DBType) {
@@ -109,7 +118,7 @@ func (a *App) provisionRevocation(repl *caddy.Replacer) error {
 	}
 	lockRevocable(a.irmaConf, settings)
 	a.serverConf.RevocationDBType, a.serverConf.RevocationDBConnStr = r.DBType, dbStr
-	return nil
+	return a.checkPolicyRevocation()
 }
 
 // checkRevocable says why the gateway cannot be the revocation authority of
@@ -214,9 +223,17 @@ func attachRevocation(conf, rev *irma.Configuration) {
 		return
 	}
 	if conf.Revocation != nil {
-		_ = conf.Revocation.Close()
+		closeRevocationStorage(conf.Revocation)
 	}
 	conf.Revocation = rev.Revocation
+}
+
+// closeRevocationStorage closes rs. irmago's Close dereferences the
+// database of a storage that failed to connect: such a storage has
+// nothing to close.
+func closeRevocationStorage(rs *irma.RevocationStorage) {
+	defer func() { _ = recover() }()
+	_ = rs.Close()
 }
 
 // closeRevocation closes what openRevocation opened.
@@ -260,7 +277,12 @@ func (r *RevocationConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "db_type":
 			err = oneArg(d, &r.DBType)
 		case "db_str":
-			err = oneArg(d, &r.DBStr)
+			// Not oneArg: its error would show the value, a secret.
+			if args := d.RemainingArgs(); len(args) == 1 {
+				r.DBStr = args[0]
+			} else {
+				err = d.Err("irma: revocation: db_str takes one value: quote a connection string with spaces (the value is not shown here)")
+			}
 		case "credential":
 			err = r.unmarshalCredential(d)
 		default:

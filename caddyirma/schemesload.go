@@ -247,6 +247,6 @@ func closeSchemes(conf *irma.Configuration) {
 		conf.Scheduler.Stop()
 	}
 	if conf.Revocation != nil && !sharedRevocation(conf.Revocation) {
-		_ = conf.Revocation.Close()
+		closeRevocationStorage(conf.Revocation)
 	}
 }
