@@ -113,18 +113,41 @@ func (f *loginFlow) nonRevocationFresh(login *loginState, now time.Time) bool {
 }
 
 // need is what a session must disclose for login (nil: none) to satisfy
-// the flow's policy: what is missing, or all of the policy if the login's
-// non-revocation proofs no longer count.
+// the flow's policy: what is missing, counting the attributes of the
+// credential types whose non-revocation the policy asks as missing if the
+// login's proofs of them no longer count.
 func (f *loginFlow) need(login *loginState, now time.Time) policy.Policy {
-	if login == nil || !f.nonRevocationFresh(login, now) {
+	if login == nil {
 		return f.policy
 	}
-	return f.policy.Missing(toAttributes(login.Attributes))
+	held := toAttributes(login.Attributes)
+	if !f.nonRevocationFresh(login, now) {
+		for id := range held {
+			if f.asksNonRevocation(id.CredentialTypeIdentifier()) {
+				delete(held, id)
+			}
+		}
+	}
+	return f.policy.Missing(held)
 }
 
 // askNonRevocation makes req ask the non-revocation proofs of the policy.
+// A stale login's request asks attributes that bindToLogin asks again:
+// such a repeat, an attribute alone that the request must disclose anyway,
+// goes.
 func (f *loginFlow) askNonRevocation(req *irma.DisclosureRequest) {
+	if len(f.revocable) == 0 {
+		return
+	}
 	policy.AskNonRevocation(req, f.revocable)
+	kept := make(irma.AttributeConDisCon, 0, len(req.Disclose))
+	for i, discon := range req.Disclose {
+		if len(discon) == 1 && len(discon[0]) == 1 && discon[0][0].Value == nil && repeated(req.Disclose[:i], discon[0][0].Type) {
+			continue
+		}
+		kept = append(kept, discon)
+	}
+	req.Disclose = kept
 }
 
 // checkNonRevocation checks, besides irmaserver, that every attribute of a
@@ -146,6 +169,22 @@ func (f *loginFlow) checkNonRevocation(res *server.SessionResult) error {
 		}
 	}
 	return nil
+}
+
+// repeated says whether discons must disclose the attribute id: one of
+// them has it in its only option.
+func repeated(discons irma.AttributeConDisCon, id irma.AttributeTypeIdentifier) bool {
+	for _, discon := range discons {
+		if len(discon) != 1 {
+			continue
+		}
+		for _, a := range discon[0] {
+			if a.Type == id {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (f *loginFlow) asksNonRevocation(id irma.CredentialTypeIdentifier) bool {
