@@ -88,7 +88,7 @@ func holds(login *loginState, id irma.CredentialTypeIdentifier) bool {
 // want of a fresh non-revocation proof: the end of the login for a policy
 // without the revocation option; else the earliest last proof, plus the
 // max age, of the revocable credential types of the policy whose attributes
-// the login holds; the zero time if one of those has no proof.
+// the login holds; noProof if one of those has no proof.
 func (f *loginFlow) nonRevocationUntil(login *loginState) time.Time {
 	until := login.Expires
 	for _, id := range f.revocable {
@@ -97,7 +97,7 @@ func (f *loginFlow) nonRevocationUntil(login *loginState) time.Time {
 		}
 		proved, ok := login.NonRevoked[id.String()]
 		if !ok {
-			return time.Time{}
+			return noProof
 		}
 		if t := time.Unix(proved, 0).Add(f.policy.RevocationMaxAge()); t.Before(until) {
 			until = t
@@ -105,6 +105,10 @@ func (f *loginFlow) nonRevocationUntil(login *loginState) time.Time {
 	}
 	return until
 }
+
+// noProof is long past, and not the zero time, which an identity's Expires
+// reads as "no end".
+var noProof = time.Unix(1, 0)
 
 // nonRevocationFresh says whether login's non-revocation proofs still count
 // for the flow's policy at now.
