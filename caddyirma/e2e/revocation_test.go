@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -62,6 +63,7 @@ func TestRevocation(t *testing.T) {
 		irma_requestor_api {
 			requestor hr {
 				auth token hr-token
+				issue caddy-demo.gateway.staff
 				revoke caddy-demo.gateway.staff
 			}
 			requestor other {
@@ -164,13 +166,52 @@ func TestRevocation(t *testing.T) {
 		t.Fatalf("a new visitor: %d %s", resp.StatusCode, body)
 	}
 
-	// Bob's pass, issued after, is not revoked.
-	bob := issue("bob")
+	// Bob's pass, issued after by the requestor API with a revocationKey,
+	// is not revoked.
+	bob := issueByAPI(ctx, t, g, "bob")
 	bb := newBrowser(t)
 	bb.login(ctx, bob, g.base+"/staff/")
 	if resp, body := bb.get(g.base+"/staff/", nil); resp.StatusCode != http.StatusOK || body != "staff bob" {
 		t.Fatalf("bob's login: %d %s", resp.StatusCode, body)
 	}
+}
+
+// issueByAPI issues name's staff pass through the requestor API, with a
+// revocationKey; one without is refused before a session starts.
+func issueByAPI(ctx context.Context, t *testing.T, g *gateway, name string) *wallet.Wallet {
+	t.Helper()
+	post := func(key string) (int, []byte) {
+		body := fmt.Sprintf(`{"@context":"https://irma.app/ld/request/issuance/v2","credentials":[{"credential":"caddy-demo.gateway.staff","attributes":{"name":"%s","role":"admin"}%s}]}`, name, key)
+		req, _ := http.NewRequest(http.MethodPost, g.base+"/api/session", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "hr-token")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	if code, body := post(""); code != http.StatusForbidden || !strings.Contains(string(body), "revocationKey is required") {
+		t.Fatalf("an issuance without a revocationKey: %d %s", code, body)
+	}
+	code, body := post(`,"revocationKey":"` + name + `-pass"`)
+	var started struct {
+		SessionPtr *irma.Qr `json:"sessionPtr"`
+	}
+	if err := json.Unmarshal(body, &started); err != nil || code != http.StatusOK || started.SessionPtr == nil {
+		t.Fatalf("POST /session: %d %s", code, body)
+	}
+	w, err := wallet.Open(wallet.Options{Dir: t.TempDir(), SchemesPath: g.scheme.SchemesPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	if res, err := w.Run(ctx, started.SessionPtr, wallet.Accept); err != nil {
+		t.Fatalf("issuing %s's pass: %+v, %v", name, res, err)
+	}
+	return w
 }
 
 // checkRevocationReads fetches the revocation state of staff from the
