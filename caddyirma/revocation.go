@@ -146,8 +146,8 @@ func checkRevocable(conf *irma.Configuration, id string) error {
 // configured for, as its own authority: irmaserver refuses to start without
 // settings for them. The gateway then refuses to issue them or to ask
 // non-revocation proofs of them (revocationAuthority), and serves none of
-// their revocation routes; irmaserver keeps their accumulator in memory,
-// unused.
+// their revocation routes; irmaserver keeps an accumulator for them, unused
+// (in memory, or with a revocation database, there).
 func lockRevocable(conf *irma.Configuration, settings irma.RevocationSettings) {
 	for id, ct := range conf.CredentialTypes {
 		if _, ok := settings[id]; ok || !ct.RevocationSupported() {

@@ -48,7 +48,14 @@ func (h *Handler) handleRevocation(w http.ResponseWriter, r *http.Request) {
 		server.WriteError(w, server.ErrorInvalidRequest, "request could not be authenticated")
 		return
 	}
-	if ok, reason := canRevoke(h.perms[requestor].Revoke, req.CredentialType); !ok || h.cfg.Revoke == nil {
+	ok, reason := canRevoke(h.perms[requestor].Revoke, req.CredentialType)
+	if ok && h.cfg.Revocable != nil {
+		// A wildcard permission also matches what the gateway cannot revoke.
+		if revocable, err := h.cfg.Revocable(req.CredentialType); !revocable || err != nil {
+			ok, reason = false, req.CredentialType.String()+": not revocable here"
+		}
+	}
+	if !ok || h.cfg.Revoke == nil {
 		h.log.Warn("requestor not authorized to revoke", zap.String("requestor", requestor), zap.String("credential_type", req.CredentialType.String()))
 		server.WriteError(w, server.ErrorUnauthorized, reason)
 		return

@@ -44,6 +44,9 @@ func revocationAPI(t testing.TB, rec *revocations) http.Handler {
 		},
 		AllowUnauthenticated: true,
 		Revoke:               rec.revoke,
+		Revocable: func(id irma.CredentialTypeIdentifier) (bool, error) {
+			return id.String() == staffType, nil
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -87,6 +90,7 @@ func TestRevocationRequests(t *testing.T) {
 		{"jwt again", "text/plain", "", jwtAlice, 403, "UNAUTHORIZED"},
 		{"no revoke permission", "application/json", "other-token", revokeAlice, 403, "UNAUTHORIZED"},
 		{"other credential type", "application/json", testToken, strings.Replace(revokeAlice, "staff", "person", 1), 403, "UNAUTHORIZED"},
+		{"wildcard permission, not revocable here", "text/plain", "", revocationJWT(t, "hm", time.Now(), strings.Replace(revokeAlice, "staff", "person", 1)), 403, "UNAUTHORIZED"},
 		{"wrong token", "application/json", "nope", revokeAlice, 403, "UNAUTHORIZED"},
 		{"unauthenticated", "application/json", "", revokeAlice, 400, "INVALID_REQUEST"},
 		{"unknown key", "application/json", testToken, strings.Replace(revokeAlice, "alice-1", "unknown", 1), 404, "UNKNOWN_REVOCATION_KEY"},

@@ -117,10 +117,14 @@ func command(asUser *user.User, name string, args ...string) *exec.Cmd {
 	return exec.Command("runuser", append([]string{"-u", asUser.Username, "--", name}, args...)...)
 }
 
-// bin finds a PostgreSQL program: in Debian's directory, else on the PATH.
+// bin finds a PostgreSQL program: in Debian's directory for version 15,
+// else for another version, else on the PATH.
 func bin(name string) string {
 	if p := filepath.Join(binDir, name); fileExists(p) {
 		return p
+	}
+	if found, _ := filepath.Glob(filepath.Join("/usr/lib/postgresql", "*", "bin", name)); len(found) > 0 {
+		return found[len(found)-1]
 	}
 	return name
 }
