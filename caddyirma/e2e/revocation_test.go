@@ -27,12 +27,23 @@ import (
 // injected clock) and then ends, the next login with the revoked
 // credential is refused, and another holder's credential still logs in.
 // The revocation reads that wallets and verifiers fetch are served, and
-// bounded.
+// bounded. With the sessions in memory, and in Redis (the revocation state
+// is in the database either way).
 func TestRevocation(t *testing.T) {
 	dbStr := testpostgres.Start(t)
+	t.Run("memory", func(t *testing.T) { runRevocation(t, dbStr, "") })
+	t.Run("redis", func(t *testing.T) {
+		runRevocation(t, dbStr, fmt.Sprintf("redis %s {\n\t\t\tdisable_tls\n\t\t}", startRedis(t)))
+	})
+}
+
+// runRevocation runs TestRevocation on a new gateway with store (a redis
+// block, or nothing) in the irma option, on the database of dbStr, which
+// an earlier run may have used.
+func runRevocation(t *testing.T, dbStr, store string) {
 	g := newGateway(t)
 	staff := g.scheme.Credential(demoscheme.CredentialStaff)
-	app := g.start(t, fmt.Sprintf(`revocation {
+	app := g.start(t, store+"\n\t\t"+fmt.Sprintf(`revocation {
 			db_type postgres
 			db_str "%s"
 			credential %s {
