@@ -184,6 +184,11 @@ type App struct {
 	// gateway start, per client and in total. Default: see SessionLimits.
 	SessionLimits *SessionLimits `json:"session_limits,omitempty"`
 
+	// Revocation makes the gateway the revocation authority of credential
+	// types, with a SQL database (see RevocationConfig). Default: none; a
+	// revocable credential type can then be neither issued nor revoked.
+	Revocation *RevocationConfig `json:"revocation,omitempty"`
+
 	// identityHeaders holds the normalized names of the identity header and
 	// of the plain attribute headers: with the X-Irma- prefix, the gateway's
 	// header namespace (shield.go), removed from every request first.
@@ -212,6 +217,7 @@ type App struct {
 	schemeChecks   []func(*irma.Configuration) error
 	srv            atomic.Pointer[runningServer]
 	limiter        sessionlimit.Limiter
+	clock          atomic.Pointer[func() time.Time] // SetClock's, or none: time.Now
 	logger         *zap.Logger
 	audit          *zap.Logger // irma.audit: the decisions (audit.go)
 }
@@ -241,6 +247,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.provisionSchemes,        // the schemes (fetched the first time) and keys, parsed and checked
 		a.provisionTimestamps,     // the timestamp service, with a key
 		a.provisionServer,         // irmaserver's configuration, with Redis
+		a.provisionRevocation,     // the revocation database and authorities
 		a.provisionResultJWT,      // the key and issuer of result JWTs and callbacks
 		a.provisionPolicies,       // named policies, checked against the schemes
 		a.provisionStaticSessions, // static sessions, with their callbacks
@@ -364,21 +371,6 @@ func (a *App) provisionLogin(*caddy.Replacer) error {
 		a.policyFlows[name] = a.newLoginFlow(p, "policy:"+name, name, "", "", a.logger.Named("login"))
 	}
 	return nil
-}
-
-// markTTL is how long the marks of a session are kept: as long as the
-// session and its result live.
-func (a *App) markTTL() time.Duration {
-	return time.Duration(a.MaxSessionLifetime) + time.Duration(a.SessionResultLifetime)
-}
-
-// irmaApp returns the irma app of ctx, for the handler called who.
-func irmaApp(ctx caddy.Context, who string) (*App, error) {
-	app, err := ctx.App("irma")
-	if err != nil {
-		return nil, fmt.Errorf("%s: loading the irma app: %w", who, err)
-	}
-	return app.(*App), nil
 }
 
 // Interface guards

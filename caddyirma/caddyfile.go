@@ -36,6 +36,7 @@ func init() {
 //			require <expression> [{
 //				label <lang> <text>
 //			}]
+//			revocation [<max age>]
 //		}
 //		static_session <name> <session request JSON>
 //		login {
@@ -53,6 +54,14 @@ func init() {
 //		session_limits {
 //			per_client <number> [<window>]
 //			total      <number>
+//		}
+//		revocation {
+//			db_type    postgres|mysql|sqlserver
+//			db_str     <connection string>
+//			credential <credential type> {
+//				authority
+//				tolerance <duration>
+//			}
 //		}
 //		redis [<host:port>] {
 //			sentinel_addresses        <host:port> ...
@@ -164,6 +173,9 @@ func (a *App) unmarshalSetting(d *caddyfile.Dispenser, name string) error {
 	case "session_limits":
 		a.SessionLimits = new(SessionLimits)
 		err = a.SessionLimits.unmarshalCaddyfile(d)
+	case "revocation":
+		a.Revocation = new(RevocationConfig)
+		err = a.Revocation.unmarshalCaddyfile(d)
 	default:
 		return d.Errf("irma: unknown setting %q", name)
 	}
@@ -181,8 +193,14 @@ func (a *App) unmarshalPolicy(d *caddyfile.Dispenser) error {
 	}
 	var p policy.Policy
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if d.Val() == "revocation" {
+			if err := unmarshalPolicyRevocation(d, name, &p); err != nil { // loginrevocation.go
+				return err
+			}
+			continue
+		}
 		if d.Val() != "require" {
-			return d.Errf("irma: policy %q: unknown setting %q (want require)", name, d.Val())
+			return d.Errf("irma: policy %q: unknown setting %q (want require or revocation)", name, d.Val())
 		}
 		req, err := parseRequire(d)
 		if err != nil {

@@ -94,7 +94,10 @@ func cmdDemoScheme(cmd *cobra.Command, _ []string) error {
 		Dir:             dir,
 		SchemeID:        id,
 		TimestampServer: u.JoinPath("timestamp").String(),
-		KeyBits:         bits,
+		// irmago wants an https revocation server: over http, the Yivi app
+		// gets revocation updates only with sessions (see the README).
+		RevocationServer: "https://" + u.Host + strings.TrimSuffix(u.Path, "/"),
+		KeyBits:          bits,
 	})
 	if err != nil {
 		return err

@@ -53,6 +53,11 @@ type loginState struct {
 	// Expires is when the login ends: the cookie's lifetime, or the first
 	// expiry of the credentials disclosed, whichever comes first.
 	Expires time.Time `json:"exp"`
+	// NonRevoked holds, by credential type, when the login last proved
+	// that its credential of that type was not revoked (Unix seconds): a
+	// policy that asks non-revocation counts such a proof for its max age
+	// (loginrevocation.go).
+	NonRevoked map[string]int64 `json:"nr,omitempty"`
 
 	// views are what flows derive from a login that loginCache keeps; nil
 	// for one that it does not.

@@ -39,10 +39,13 @@ func init() {
 // sessions in memory or in Redis), the public keys of the identity JWT
 // (jwks.json), login and logout, forward auth (auth), the verification of
 // signatures (verify), and, when the app has a timestamp key, the
-// timestamp service (under timestamp), and the static sessions of the
-// app (POST session/<name>, for a configured name only). Other paths under
-// the prefix are not found: irmaserver's revocation routes are not
-// exposed.
+// timestamp service (under timestamp), the static sessions of the app
+// (POST session/<name>, for a configured name only), and the revocation
+// updates that wallets and verifiers fetch of the credential types the app
+// is the revocation authority of (two reads under revocation/, bounded:
+// see revocationroutes.go). Other paths under the prefix are not found:
+// irmaserver's other revocation routes and its own static-session routes
+// are not exposed.
 // It answers requests whose path starts with the path of the app's URL (by
 // default /irma/) and passes every other request on, so it can stand at the
 // top of a site that it shares with the content it protects.
@@ -109,6 +112,8 @@ func (e *Endpoints) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 		return answerStoreDown(w, r, a.logger, e.serveForwardAuth(w, r))
 	case rest == "/health":
 		return answerStoreDown(w, r, a.logger, e.serveHealth(w, r))
+	case strings.HasPrefix(rest, "/revocation/"):
+		return e.serveRevocation(w, r, rest) // revocationroutes.go
 	}
 	return e.serveIRMA(w, r, rest)
 }
@@ -131,9 +136,9 @@ func (e *Endpoints) serveIRMA(w http.ResponseWriter, r *http.Request, rest strin
 		return e.serveStaticSession(w, r, name)
 	}
 	if !allowedIRMAPath(r.Method, rest) {
-		// irmaserver also routes revocation and static sessions: the
-		// gateway offers no revocation, and starts the static sessions
-		// itself (staticsessions.go), so neither route is reachable.
+		// irmaserver also routes static sessions (the gateway starts
+		// them itself, staticsessions.go) and more revocation routes than
+		// ServeHTTP serves; none of them is reachable.
 		// Answered here, not as an error: Caddy would log the request's URI,
 		// and with it the session's client token.
 		e.app.logger.Debug("no such IRMA endpoint", zap.String("path", logbridge.RedactPaths(rest)))

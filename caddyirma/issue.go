@@ -83,6 +83,14 @@ type CredentialSpec struct {
 	// six months.
 	Validity caddy.Duration `json:"validity,omitempty"`
 
+	// RevocationKey is the key that revokes the credential later (POST
+	// /revocation of irma_requestor_api, with this key), for a revocable
+	// credential type whose revocation authority the irma app is; required
+	// for those, refused for others. It may hold placeholders (such as
+	// {http.auth.user.id}), replaced per request; it must not be empty
+	// once replaced, and is never logged. Default: none.
+	RevocationKey string `json:"revocation_key,omitempty"`
+
 	patterns map[string]*regexp.Regexp
 }
 
@@ -114,6 +122,9 @@ func (h *Issue) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("irma_issue: %w", err)
 	}
 	if err := h.checkSchemes(h.app.Configuration()); err != nil {
+		return err
+	}
+	if err := h.checkRevocationKeys(); err != nil { // issuecredential.go
 		return err
 	}
 	h.app.requireSchemes(h.checkSchemes)
@@ -250,6 +261,9 @@ func (h *Issue) request(repl *caddy.Replacer) (*irma.IssuanceRequest, error) {
 			CredentialTypeID: irma.NewCredentialTypeIdentifier(c.Type),
 			Attributes:       attrs,
 		}
+		if err := c.setRevocationKey(cr, repl); err != nil {
+			return nil, err
+		}
 		if c.Validity > 0 {
 			t := irma.Timestamp(time.Now().Add(time.Duration(c.Validity)))
 			cr.Validity = &t
@@ -270,8 +284,9 @@ func (h *Issue) request(repl *caddy.Replacer) (*irma.IssuanceRequest, error) {
 //		credential <scheme.issuer.credential> {
 //			<attribute> <value>
 //			...
-//			match    <attribute> <regular expression>
-//			validity <duration>
+//			match          <attribute> <regular expression>
+//			validity       <duration>
+//			revocation_key <value>
 //		}
 //		disclose <expression> [{
 //			label <lang> <text>
@@ -281,8 +296,9 @@ func (h *Issue) request(repl *caddy.Replacer) (*irma.IssuanceRequest, error) {
 //	}
 //
 // Values may hold placeholders. "match" gives an attribute's value a pattern
-// (RE2, matched as a whole); "validity" is the credential's lifetime. An
-// attribute that is itself called match or validity cannot be set this way.
+// (RE2, matched as a whole); "validity" is the credential's lifetime;
+// "revocation_key" the key that revokes it. An attribute that is itself
+// called match, validity or revocation_key cannot be set this way.
 func parseIssue(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	iss := new(Issue)
 	if err := iss.UnmarshalCaddyfile(h.Dispenser); err != nil {
@@ -338,50 +354,6 @@ func (h *Issue) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.Err("irma_issue: at least one credential is required")
 	}
 	return nil
-}
-
-// parseCredential parses a credential block of irma_issue.
-func parseCredential(d *caddyfile.Dispenser) (CredentialSpec, error) {
-	var c CredentialSpec
-	if err := oneArg(d, &c.Type); err != nil {
-		return c, err
-	}
-	c.Attributes = map[string]string{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		name := d.Val()
-		if name == "match" {
-			args := d.RemainingArgs()
-			if len(args) != 2 {
-				return c, d.Errf("irma_issue: credential %q: match takes an attribute and a pattern", c.Type)
-			}
-			if _, dup := c.Match[args[0]]; dup {
-				return c, d.Errf("irma_issue: credential %q: match %q given twice", c.Type, args[0])
-			}
-			if c.Match == nil {
-				c.Match = map[string]string{}
-			}
-			c.Match[args[0]] = args[1]
-			continue
-		}
-		var v string
-		if err := oneArg(d, &v); err != nil {
-			return c, err
-		}
-		if name == "validity" {
-			if c.Validity != 0 {
-				return c, d.Errf("irma_issue: credential %q: validity given twice", c.Type)
-			}
-			if err := durationArg(d, "validity", v, &c.Validity); err != nil {
-				return c, err
-			}
-			continue
-		}
-		if _, dup := c.Attributes[name]; dup {
-			return c, d.Errf("irma_issue: credential %q: attribute %q given twice", c.Type, name)
-		}
-		c.Attributes[name] = v
-	}
-	return c, nil
 }
 
 // Interface guards

@@ -156,7 +156,9 @@ func (f *loginFlow) newView(login *loginState) *loginView {
 	}
 	subject := f.subject(login)
 	v := &loginView{flow: f, satisfied: f.policy.SatisfiedBy(toAttributes(login.Attributes)), identity: assertion.Identity{
-		Subject: subject, Attributes: attrs, Policy: f.name, Audience: f.audience, LoginID: login.ID, Expires: login.Expires,
+		// The identity ends with the login, or earlier with what the
+		// policy counts of its non-revocation proofs.
+		Subject: subject, Attributes: attrs, Policy: f.name, Audience: f.audience, LoginID: login.ID, Expires: f.nonRevocationUntil(login),
 	}}
 	for id, value := range login.Attributes {
 		v.placeholders = append(v.placeholders, placeholder{placeholderPrefix + "attr." + id, value})

@@ -46,7 +46,8 @@ type loginFlow struct {
 	limiter     sessionlimit.Limiter // nil: no bound
 	counters    flowCounters
 	// schemes names what the login page lists (nil: identifiers only).
-	schemes func() *irma.Configuration
+	schemes   func() *irma.Configuration
+	revocable []irma.CredentialTypeIdentifier // whose non-revocation the policy asks
 }
 
 // destination says where a login goes: ret is the same-site path to land
@@ -68,7 +69,7 @@ func (f *loginFlow) check(w http.ResponseWriter, r *http.Request, dest func() de
 	if err != nil {
 		return nil, err
 	}
-	if login != nil && f.satisfiedBy(login) {
+	if login != nil && f.satisfiedBy(login) && f.nonRevocationFresh(login, now) {
 		return login, nil
 	}
 	if p := f.login.cookies.readPending(r, f.route, now); p != nil {
@@ -80,8 +81,9 @@ func (f *loginFlow) check(w http.ResponseWriter, r *http.Request, dest func() de
 // satisfied returns the visitor's login if it satisfies the policy, else
 // nil; it starts nothing.
 func (f *loginFlow) satisfied(r *http.Request) (*loginState, error) {
-	login, err := f.currentLogin(r, f.now())
-	if err != nil || login == nil || !f.satisfiedBy(login) {
+	now := f.now()
+	login, err := f.currentLogin(r, now)
+	if err != nil || login == nil || !f.satisfiedBy(login) || !f.nonRevocationFresh(login, now) {
 		return nil, err
 	}
 	return login, nil
@@ -158,7 +160,7 @@ func (f *loginFlow) resume(w http.ResponseWriter, r *http.Request, p *pendingSes
 		return nil, caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma: login: %w", err))
 	case state == pendingRunning:
 		// Still going: the same page again, for the same session.
-		return nil, f.respond(w, r, p.session(irma.ActionDisclosing, f.prefix), dest, f.request(login))
+		return nil, f.respond(w, r, p.session(irma.ActionDisclosing, f.prefix), dest, f.request(login, now))
 	case state != pendingDone:
 		// Gone, cancelled or timed out (the page said so): this is the retry.
 		if state == pendingEnded {
@@ -171,6 +173,9 @@ func (f *loginFlow) resume(w http.ResponseWriter, r *http.Request, p *pendingSes
 	}
 
 	got, err := policy.FromResult(res)
+	if err == nil {
+		err = f.checkNonRevocation(res)
+	}
 	if err != nil {
 		cookies.clear(w, pending)
 		f.refused(login, "the session result does not count", nil, err)
@@ -202,6 +207,7 @@ func (f *loginFlow) resume(w http.ResponseWriter, r *http.Request, p *pendingSes
 		countSessionEnd(irma.ActionDisclosing, outcomeRefused, refusedAttributes, p.started())
 		return nil, f.deny(w, r, p.Return, deniedAttributes)
 	}
+	f.markNonRevoked(next, login, res, now)
 	if err := cookies.setLogin(w, next); err != nil {
 		return nil, caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("irma: login: session cookie: %w", err))
 	}
@@ -283,22 +289,20 @@ func (f *loginFlow) grant(have *loginState, got policy.Attributes, credExpiry, n
 }
 
 // request is the disclosure request of a login session for what the
-// policy still asks of login (nil: everything).
-func (f *loginFlow) request(login *loginState) *irma.DisclosureRequest {
-	need := f.policy
-	if login != nil {
-		need = f.policy.Missing(toAttributes(login.Attributes))
-	}
-	req := need.DisclosureRequest()
+// policy still asks of login (nil: everything) at now: with the
+// non-revocation proofs that it asks (loginrevocation.go).
+func (f *loginFlow) request(login *loginState, now time.Time) *irma.DisclosureRequest {
+	req := f.need(login, now).DisclosureRequest()
 	if login != nil {
 		bindToLogin(req, login.Attributes)
 	}
+	f.askNonRevocation(req)
 	return req
 }
 
 // challenge starts a disclosure session for what the policy still asks.
 func (f *loginFlow) challenge(w http.ResponseWriter, r *http.Request, login *loginState, now time.Time, dest destination) error {
-	req := f.request(login)
+	req := f.request(login, now)
 	if deferred, err := deferStart(w, r, f.appURL, dest.code, f.page(sessionpage.Session{}, dest, req)); deferred {
 		return err
 	}
@@ -382,7 +386,8 @@ func (a *App) newLoginFlow(p policy.Policy, route, name, pairing, audience strin
 		policy: p, route: route, name: name, pairing: pairing, audience: audience,
 		login: a.Login, backend: appServer{a}, prefix: a.prefix, appURL: a.serverURL,
 		maxSession: time.Duration(a.MaxSessionLifetime), scanTimeout: time.Duration(a.ScanTimeout),
-		proofsWait: defaultProofsWait, now: time.Now, logger: logger, audit: a.audit,
+		proofsWait: defaultProofsWait, now: a.now, logger: logger, audit: a.audit,
 		limiter: a.limiter, counters: newFlowCounters(name), schemes: a.Configuration,
+		revocable: a.revocableTypes(p),
 	}
 }

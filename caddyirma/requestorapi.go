@@ -30,7 +30,7 @@ func init() {
 // root of the path it is given (use handle_path for a prefix): POST
 // /session, GET /session/{token}/status, /statusevents, /result,
 // /result-jwt, /getproof, DELETE /session/{token}, GET /publickey, GET
-// /health, with the same JSON. Existing IRMA requestors can point at the gateway instead of
+// /health, POST /revocation (revocation.go), with the same JSON. Existing IRMA requestors can point at the gateway instead of
 // an irma server. Requests without authentication are refused unless
 // AllowUnauthenticated is set.
 type RequestorAPI struct {
@@ -93,6 +93,12 @@ type RequestorConfig struct {
 	// "scheme.*", "scheme.issuer.*" and exact credential type ids.
 	// Default: nothing.
 	Issue []string `json:"issue,omitempty"`
+	// Revoke is which credential types the requestor may revoke with POST
+	// /revocation, as irma server's revoke_perms, with the patterns of
+	// Issue; the irma app must be their revocation authority (its
+	// revocation settings). Never for unauthenticated requests. Default:
+	// nothing.
+	Revoke []string `json:"revoke,omitempty"`
 	// Hosts are the hosts that a session request may name in its "host"
 	// field (the host the Yivi app must then use), as irma server's
 	// host_perms: path.Match patterns such as "*.example.com" (whose "*"
@@ -149,6 +155,9 @@ func (h *RequestorAPI) Provision(ctx caddy.Context) error {
 		}
 		cfg.Requestors[""] = requestor.Requestor{AuthMethod: requestor.AuthNone, Permissions: h.Unauthenticated.permissions()}
 	}
+	if err := app.requestorRevocation(&cfg, h.Requestors, h.Unauthenticated); err != nil {
+		return err
+	}
 	cfg.Replays = jwtReplays{appServer{app}}
 	cfg.MaxTimeout = time.Duration(app.MaxSessionLifetime)
 	cfg.Admit = func(w http.ResponseWriter, r *http.Request, requestor string) bool {
@@ -195,7 +204,7 @@ func (rc RequestorConfig) requestor(repl *caddy.Replacer) (requestor.Requestor, 
 }
 
 func (rc RequestorConfig) permissions() requestor.Permissions {
-	return requestor.Permissions{Disclose: rc.Disclose, Sign: rc.Sign, Issue: rc.Issue, Hosts: rc.Hosts}
+	return requestor.Permissions{Disclose: rc.Disclose, Sign: rc.Sign, Issue: rc.Issue, Revoke: rc.Revoke, Hosts: rc.Hosts}
 }
 
 // jwtReplays keeps the requestor JWTs used in the store of marks: in the
@@ -236,6 +245,7 @@ func (h *RequestorAPI) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddy
 //			disclose <pattern> ...
 //			sign     <pattern> ...
 //			issue    <pattern> ...
+//			revoke   <credential type pattern> ...
 //			host     <host pattern> ...
 //		}
 //		allow_unauthenticated [{
@@ -341,6 +351,8 @@ func (rc *RequestorConfig) unmarshal(d *caddyfile.Dispenser, auth bool) error {
 			rc.Sign = append(rc.Sign, d.RemainingArgs()...)
 		case "issue":
 			rc.Issue = append(rc.Issue, d.RemainingArgs()...)
+		case "revoke":
+			rc.Revoke = append(rc.Revoke, d.RemainingArgs()...)
 		case "host":
 			rc.Hosts = append(rc.Hosts, d.RemainingArgs()...)
 		default:

@@ -27,6 +27,11 @@ type loadedSchemes struct {
 // signature (those of the default schemes against their pinned keys),
 // offline.
 func (s *schemeSources) load(logger *zap.Logger) (*loadedSchemes, error) {
+	return s.loadWith(logger, irma.ConfigurationOptions{})
+}
+
+// loadWith is load with irmago's revocation options (openRevocation).
+func (s *schemeSources) loadWith(logger *zap.Logger, opts irma.ConfigurationOptions) (*loadedSchemes, error) {
 	// The fingerprint first: what changes while we parse shows next time.
 	fp, err := s.fingerprint()
 	if err != nil {
@@ -54,7 +59,8 @@ func (s *schemeSources) load(logger *zap.Logger) (*loadedSchemes, error) {
 	// Issuer private keys come from issuer_private_keys_path, and in
 	// development from demo schemes (which publish them), never from other
 	// scheme folders, which wallets copy.
-	conf, err := irma.NewConfiguration(root, irma.ConfigurationOptions{IgnorePrivateKeys: true})
+	opts.IgnorePrivateKeys = true
+	conf, err := irma.NewConfiguration(root, opts)
 	if err != nil {
 		return nil, fmt.Errorf("irma: %s: %w", label, err)
 	}
@@ -240,7 +246,7 @@ func closeSchemes(conf *irma.Configuration) {
 	if conf.Scheduler != nil {
 		conf.Scheduler.Stop()
 	}
-	if conf.Revocation != nil {
-		_ = conf.Revocation.Close()
+	if conf.Revocation != nil && !sharedRevocation(conf.Revocation) {
+		closeRevocationStorage(conf.Revocation)
 	}
 }

@@ -61,6 +61,10 @@ type runningServer struct {
 	// requestor tokens, with the sessions in memory (else nil).
 	events *statusevents.Hub
 	tokens *sessionTokens
+	// revocation is the parse of the schemes that holds the revocation
+	// storage of every configuration the server runs on (openRevocation),
+	// or nil.
+	revocation *irma.Configuration
 }
 
 // redisKeyPrefix goes before the keys of the gateway's own state in Redis
@@ -72,8 +76,12 @@ func (s *runningServer) Destruct() error {
 	close(s.stopped)
 	s.events.Close()
 	s.schemes.close()
+	if s.revocation != nil {
+		s.revocation.Scheduler.Stop() // no accumulator re-signed while it closes
+	}
 	s.Stop()
 	closeSchemes(s.conf.Load())
+	closeRevocation(s.revocation)
 	if s.limitCounts != nil {
 		_ = s.limitCounts.Close()
 	}
@@ -86,6 +94,7 @@ func (s *runningServer) Destruct() error {
 // atomic step (with release semantics), so that a request reads either
 // the old configuration or the new one, complete.
 func (s *runningServer) setConf(conf *irma.Configuration) *irma.Configuration {
+	attachRevocation(conf, s.revocation)
 	atomic.StorePointer((*unsafe.Pointer)(unsafe.Pointer(&s.settings.IrmaConfiguration)), unsafe.Pointer(conf))
 	return s.conf.Swap(conf)
 }
@@ -107,14 +116,20 @@ func (a *App) newServer() (caddy.Destructor, error) {
 			}
 		}
 	}
+	rev, err := a.openRevocation()
+	if err != nil {
+		return nil, err
+	}
+	attachRevocation(a.irmaConf, rev)
 	conf := *a.serverConf
 	srv, err := irmaserver.New(&conf)
 	if err != nil {
+		closeRevocation(rev)
 		return nil, err
 	}
 	srv.NextSessionAuthorization = authorizeNextSession
 	rs := &runningServer{Server: srv, settings: &conf, handler: srv.HandlerFunc(), marks: memoryMarks,
-		stopped: make(chan struct{}), events: statusevents.New()}
+		stopped: make(chan struct{}), events: statusevents.New(), revocation: rev}
 	rs.conf.Store(a.irmaConf)
 	if conf.StoreType != "redis" {
 		// A session runs at most its scan timeout (at most the lifetime)
@@ -310,6 +325,21 @@ func (s appServer) CancelSession(t irma.RequestorToken) error {
 		return err
 	}
 	return rs.CancelSession(t)
+}
+
+// irmaApp returns the irma app of ctx, for the handler called who.
+func irmaApp(ctx caddy.Context, who string) (*App, error) {
+	app, err := ctx.App("irma")
+	if err != nil {
+		return nil, fmt.Errorf("%s: loading the irma app: %w", who, err)
+	}
+	return app.(*App), nil
+}
+
+// markTTL is how long the marks of a session are kept: as long as the
+// session and its result live.
+func (a *App) markTTL() time.Duration {
+	return time.Duration(a.MaxSessionLifetime) + time.Duration(a.SessionResultLifetime)
 }
 
 // Interface guards

@@ -14,12 +14,17 @@ import (
 const (
 	CredentialPerson     = "person"
 	CredentialMembership = "membership"
+	// CredentialStaff is the revocable credential type: the gateway, as its
+	// revocation authority, can revoke one it issued by its revocation key.
+	CredentialStaff = "staff"
 
 	AttributeFullname = "fullname"
 	AttributeEmail    = "email"
 	AttributeOver18   = "over18"
 	AttributeClub     = "club"
 	AttributeLevel    = "level"
+	AttributeName     = "name"
+	AttributeRole     = "role"
 )
 
 // translated is an IRMA translated string as it appears in scheme XML.
@@ -69,13 +74,20 @@ type credentialXML struct {
 	CredentialID  string         `xml:"CredentialID"`
 	Description   translated     `xml:"Description"`
 	Attributes    []attributeXML `xml:"Attributes>Attribute"`
-	Languages     []string       `xml:"Languages>Language"`
+	// RevocationServers are where wallets and verifiers fetch revocation
+	// updates; irmago wants them exactly when an attribute is the
+	// revocation attribute.
+	RevocationServers []string `xml:"RevocationServers>RevocationServer,omitempty"`
+	Languages         []string `xml:"Languages>Language"`
 }
 
+// attributeXML is an attribute type; the revocation attribute is one with only
+// revocation="true" (irmago refuses it with an id).
 type attributeXML struct {
-	ID          string     `xml:"id,attr"`
-	Name        translated `xml:"Name"`
-	Description translated `xml:"Description"`
+	ID          string      `xml:"id,attr,omitempty"`
+	Revocation  bool        `xml:"revocation,attr,omitempty"`
+	Name        *translated `xml:"Name"`
+	Description *translated `xml:"Description"`
 }
 
 type credentialSpec struct {
@@ -85,6 +97,9 @@ type credentialSpec struct {
 	singleton   bool
 	logo        color.RGBA
 	attributes  []attributeXML
+	// revocable: names the revocation server, and has the revocation
+	// attribute, which irmaserver fills in at issuance and is never disclosed.
+	revocable bool
 }
 
 // credentials is the scheme's content. The names say "demo" so nobody mistakes these
@@ -97,9 +112,9 @@ var credentials = []credentialSpec{
 		singleton:   true,
 		logo:        color.RGBA{0x1f, 0x6f, 0xb2, 0xff},
 		attributes: []attributeXML{
-			{AttributeFullname, translated{"Full name", "Volledige naam"}, translated{"Your full name", "Uw volledige naam"}},
-			{AttributeEmail, translated{"Email address", "E-mailadres"}, translated{"Your email address", "Uw e-mailadres"}},
-			{AttributeOver18, translated{"Over 18", "Ouder dan 18"}, translated{"Whether you are 18 or older: yes or no", "Of u 18 jaar of ouder bent: yes of no"}},
+			{AttributeFullname, false, &translated{"Full name", "Volledige naam"}, &translated{"Your full name", "Uw volledige naam"}},
+			{AttributeEmail, false, &translated{"Email address", "E-mailadres"}, &translated{"Your email address", "Uw e-mailadres"}},
+			{AttributeOver18, false, &translated{"Over 18", "Ouder dan 18"}, &translated{"Whether you are 18 or older: yes or no", "Of u 18 jaar of ouder bent: yes of no"}},
 		},
 	},
 	{
@@ -108,8 +123,20 @@ var credentials = []credentialSpec{
 		description: translated{"A test membership issued by a Caddy IRMA demo gateway.", "Een testlidmaatschap uitgegeven door een Caddy IRMA-demogateway."},
 		logo:        color.RGBA{0xd9, 0x77, 0x06, 0xff},
 		attributes: []attributeXML{
-			{AttributeClub, translated{"Club", "Club"}, translated{"The club you are a member of", "De club waarvan u lid bent"}},
-			{AttributeLevel, translated{"Level", "Niveau"}, translated{"Your membership level, for example gold", "Uw lidmaatschapsniveau, bijvoorbeeld goud"}},
+			{AttributeClub, false, &translated{"Club", "Club"}, &translated{"The club you are a member of", "De club waarvan u lid bent"}},
+			{AttributeLevel, false, &translated{"Level", "Niveau"}, &translated{"Your membership level, for example gold", "Uw lidmaatschapsniveau, bijvoorbeeld goud"}},
+		},
+	},
+	{
+		id:          CredentialStaff,
+		name:        translated{"Demo staff pass", "Demo-personeelspas"},
+		description: translated{"A revocable test staff pass issued by a Caddy IRMA demo gateway, which can revoke it.", "Een intrekbare testpersoneelspas uitgegeven door een Caddy IRMA-demogateway, die hem kan intrekken."},
+		logo:        color.RGBA{0x7c, 0x3a, 0xed, 0xff},
+		revocable:   true,
+		attributes: []attributeXML{
+			{AttributeName, false, &translated{"Name", "Naam"}, &translated{"The name on the pass", "De naam op de pas"}},
+			{AttributeRole, false, &translated{"Role", "Rol"}, &translated{"Your role, for example admin", "Uw rol, bijvoorbeeld admin"}},
+			{Revocation: true},
 		},
 	},
 }
@@ -127,7 +154,7 @@ func maxAttributes() int {
 // renderFiles returns the scheme's signed content files (everything but timestamp, index,
 // index.sig and pk.pem), keyed by slash-separated path relative to the scheme folder. The output
 // depends only on its arguments, so comparing it with the disk tells whether a scheme is current.
-func renderFiles(id, schemeURL, timestampServer string, publicKeyXML []byte) (map[string][]byte, error) {
+func renderFiles(id, schemeURL, timestampServer, revocationServer string, publicKeyXML []byte) (map[string][]byte, error) {
 	files := make(map[string][]byte)
 	add := func(name string, v any) error {
 		b, err := xml.MarshalIndent(v, "", "\t")
@@ -177,16 +204,21 @@ func renderFiles(id, schemeURL, timestampServer string, publicKeyXML []byte) (ma
 
 	for _, c := range credentials {
 		dir := path.Join(iss, "Issues", c.id)
+		var revocationServers []string
+		if c.revocable {
+			revocationServers = []string{revocationServer}
+		}
 		if err := add(path.Join(dir, "description.xml"), credentialXML{
-			Version:       4,
-			Name:          c.name,
-			Singleton:     c.singleton,
-			SchemeManager: id,
-			IssuerID:      iss,
-			CredentialID:  c.id,
-			Description:   c.description,
-			Attributes:    c.attributes,
-			Languages:     languages,
+			Version:           4,
+			Name:              c.name,
+			Singleton:         c.singleton,
+			SchemeManager:     id,
+			IssuerID:          iss,
+			CredentialID:      c.id,
+			Description:       c.description,
+			Attributes:        c.attributes,
+			Languages:         languages,
+			RevocationServers: revocationServers,
 		}); err != nil {
 			return nil, err
 		}

@@ -10,9 +10,11 @@
 //	<Dir>/schemes/<id>/                 the signed scheme: server.Configuration.SchemesPath is <Dir>/schemes
 //	    description.xml timestamp index index.sig pk.pem
 //	    gateway/description.xml gateway/logo.png gateway/PublicKeys/0.xml
-//	    gateway/Issues/{person,membership}/{description.xml,logo.png}
+//	    gateway/Issues/{person,membership,staff}/{description.xml,logo.png}
 //
-// Keys are made once and kept; the scheme folder is derived from them and the options, and is
+// The issuer key pair has revocation keys (as irmago's 'irma scheme issuer keygen' makes them):
+// staff, the revocable credential type, names RevocationServer and has a revocation attribute;
+// a pair made before it is given revocation keys, once. Keys are made once and kept; the scheme folder is derived from them and the options, and is
 // rebuilt and re-signed whenever it differs from what they give (a changed timestamp URL, a
 // missing or altered file).
 //
@@ -97,6 +99,14 @@ type Options struct {
 	// asking some real host. Set it if the gateway serves the scheme folder.
 	SchemeURL string
 
+	// RevocationServer is the URL that the revocable credential type (CredentialStaff) names as
+	// its revocation server, signed into the scheme: the gateway's irma URL without its trailing
+	// slash, under which irma_endpoints serves revocation/. Wallets fetch revocation updates
+	// there that a session did not bring. irmago accepts only https revocation servers in a
+	// scheme that is not a demo scheme. Default: https://<SchemeID>.invalid/irma, a name that
+	// never resolves.
+	RevocationServer string
+
 	// KeyBits is the issuer key size, 1024 or 2048. Zero generates DefaultKeyBits and accepts an
 	// existing key of either size; a non-zero value must match an existing key. Generating takes
 	// about 1 to 15 s at 1024 bits and 40 to 90 s at 2048 bits.
@@ -132,8 +142,8 @@ type Scheme struct {
 	// TimestampKeyFile is the timestamp service's Ed25519 key (PKCS#8 PEM, 0600); load it with
 	// timestamp.LoadKey.
 	TimestampKeyFile string
-	// TimestampServer and URL are the URLs signed into the scheme.
-	TimestampServer, URL string
+	// TimestampServer, RevocationServer and URL are the URLs signed into the scheme.
+	TimestampServer, RevocationServer, URL string
 	// KeyBits is the size of the issuer key in use.
 	KeyBits int
 	// KeyExpiry is when the issuer key pair expires.
@@ -227,6 +237,14 @@ func (o Options) normalize() (Options, error) {
 		errs = append(errs, fmt.Errorf("scheme url: %w", err))
 	}
 
+	if o.RevocationServer == "" {
+		o.RevocationServer = "https://" + strings.ToLower(o.SchemeID) + ".invalid/irma"
+	} else if err := checkURL(o.RevocationServer); err != nil {
+		errs = append(errs, fmt.Errorf("revocation server: %w", err))
+	} else if !strings.HasPrefix(o.RevocationServer, "https://") || strings.HasSuffix(o.RevocationServer, "/") {
+		errs = append(errs, fmt.Errorf("revocation server %q: want an https URL without a trailing slash (irmago refuses others)", o.RevocationServer))
+	}
+
 	switch o.KeyBits {
 	case 0, 1024, 2048:
 	default:
@@ -280,7 +298,7 @@ func Ensure(opts Options) (*Scheme, error) {
 		return nil, err
 	}
 	s := layout(opts.Dir, opts.SchemeID)
-	s.TimestampServer, s.URL = opts.TimestampServer, opts.SchemeURL
+	s.TimestampServer, s.RevocationServer, s.URL = opts.TimestampServer, opts.RevocationServer, opts.SchemeURL
 
 	for _, d := range []struct {
 		path string
@@ -311,7 +329,7 @@ func Ensure(opts Options) (*Scheme, error) {
 	if err != nil {
 		return nil, err
 	}
-	files, err := renderFiles(s.ID, s.URL, s.TimestampServer, pubXML)
+	files, err := renderFiles(s.ID, s.URL, s.TimestampServer, s.RevocationServer, pubXML)
 	if err != nil {
 		return nil, fmt.Errorf("demo scheme %s: %w", s.ID, err)
 	}

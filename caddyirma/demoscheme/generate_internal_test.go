@@ -12,15 +12,7 @@ import (
 // TestGeneratesMissingKeys runs the key generation path with the committed test keys standing in
 // for gabikeys.GenerateKeyPair, which takes seconds even at 1024 bits.
 func TestGeneratesMissingKeys(t *testing.T) {
-	td := filepath.Join("..", "internal", "testkit", "testscheme", "testdata")
-	privXML, err := os.ReadFile(filepath.Join(td, "issuer-private-key.xml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pubXML, err := os.ReadFile(filepath.Join(td, "issuer-public-key.xml"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	privXML, pubXML := committedKeys(t)
 	var gotBits, gotAttrs int
 	var gotExpiry time.Time
 	generateKeyPair = func(p *gabikeys.SystemParameters, n int, counter uint, expiry time.Time) (*gabikeys.PrivateKey, *gabikeys.PublicKey, error) {
@@ -62,4 +54,18 @@ func TestGeneratesMissingKeys(t *testing.T) {
 	if _, err := s.Check(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// committedKeys reads the committed test issuer key pair of package testscheme.
+func committedKeys(t *testing.T) (privXML, pubXML []byte) {
+	t.Helper()
+	td := filepath.Join("..", "internal", "testkit", "testscheme", "testdata")
+	privXML, err := os.ReadFile(filepath.Join(td, "issuer-private-key.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pubXML, err = os.ReadFile(filepath.Join(td, "issuer-public-key.xml")); err != nil {
+		t.Fatal(err)
+	}
+	return privXML, pubXML
 }

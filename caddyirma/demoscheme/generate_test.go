@@ -43,6 +43,12 @@ func TestGeneratesRealKeys(t *testing.T) {
 		IssuerPrivateKeysPath: s.PrivateKeysPath,
 		DisableSchemesUpdate:  true,
 		Logger:                quietLogger(),
+		// irmaserver refuses revocation-capable keys of a revocable credential type
+		// without revocation settings; authority mode needs a database, so this
+		// server would fetch staff's revocation updates from the scheme's server.
+		RevocationSettings: irma.RevocationSettings{
+			s.Credential(demoscheme.CredentialStaff): {RevocationServerURL: s.RevocationServer},
+		},
 	})
 	if err != nil {
 		t.Fatalf("the IRMA server refuses the generated keys: %v", err)

@@ -100,21 +100,14 @@ func ensureIssuerKeys(s *Scheme, opts Options) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("issuer key pair: generate: %w", err)
 		}
-		var privBuf, pubBuf bytes.Buffer
-		if _, err := sk.WriteTo(&privBuf); err != nil {
-			return nil, fmt.Errorf("issuer key pair: marshal private key: %w", err)
-		}
-		if _, err := pk.WriteTo(&pubBuf); err != nil {
-			return nil, fmt.Errorf("issuer key pair: marshal public key: %w", err)
-		}
-		if err := atomicfile.Replace(pubPath, pubBuf.Bytes(), 0o644); err != nil {
-			return nil, fmt.Errorf("issuer public key: %w", err)
-		}
-		if err := atomicfile.Create(privPath, privBuf.Bytes(), 0o600); err != nil {
-			return nil, fmt.Errorf("issuer private key: %w", err)
+		if err := writeKeyPair(privPath, pubPath, sk, pk, atomicfile.Create); err != nil {
+			return nil, err
 		}
 		s.GeneratedKeys = append(s.GeneratedKeys, privPath, pubPath)
 		opts.Logger.Info("generated demo issuer key pair", zap.Duration("took", now().Sub(start)))
+	}
+	if err := addRevocationKeys(s, opts); err != nil {
+		return nil, err
 	}
 
 	privXML, err := os.ReadFile(privPath)
@@ -131,6 +124,65 @@ func ensureIssuerKeys(s *Scheme, opts Options) ([]byte, error) {
 	}
 	s.KeyBits, s.KeyExpiry = bits, expiry
 	return pubXML, nil
+}
+
+// writeKeyPair writes a key pair, the public key first (see ensureIssuerKeys); createPrivate
+// writes the private key: atomicfile.Create for a new one, atomicfile.Replace to update one.
+func writeKeyPair(privPath, pubPath string, sk *gabikeys.PrivateKey, pk *gabikeys.PublicKey, createPrivate func(string, []byte, os.FileMode) error) error {
+	var privBuf, pubBuf bytes.Buffer
+	if _, err := sk.WriteTo(&privBuf); err != nil {
+		return fmt.Errorf("issuer key pair: marshal private key: %w", err)
+	}
+	if _, err := pk.WriteTo(&pubBuf); err != nil {
+		return fmt.Errorf("issuer key pair: marshal public key: %w", err)
+	}
+	if err := atomicfile.Replace(pubPath, pubBuf.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("issuer public key: %w", err)
+	}
+	if err := createPrivate(privPath, privBuf.Bytes(), 0o600); err != nil {
+		return fmt.Errorf("issuer private key: %w", err)
+	}
+	return nil
+}
+
+// addRevocationKeys gives a key pair made before the scheme had a revocable credential type
+// its revocation keys (an ECDSA key that signs accumulators, and the bases G and H), as
+// gabikeys.GenerateRevocationKeypair adds them; the rest of the pair stays, so credentials
+// issued under it stay valid. A pair that has them already is left alone.
+func addRevocationKeys(s *Scheme, opts Options) error {
+	privPath, pubPath := s.PrivateKeyFile(), s.PublicKeyFile()
+	privXML, err := os.ReadFile(privPath)
+	if err != nil {
+		return fmt.Errorf("issuer private key: %w", err)
+	}
+	pubXML, err := os.ReadFile(pubPath)
+	if err != nil {
+		return fmt.Errorf("issuer public key: %w", err)
+	}
+	if _, _, err := checkKeyPair(privXML, pubXML, 0); err != nil {
+		return fmt.Errorf("issuer key pair %s and %s: %w", privPath, pubPath, err)
+	}
+	// demo: no safe-prime test (checkKeyPair has matched the pair; the server tests at start).
+	sk, err := gabikeys.NewPrivateKeyFromXML(string(privXML), true)
+	if err != nil {
+		return fmt.Errorf("issuer private key %s: %w", privPath, err)
+	}
+	pk, err := gabikeys.NewPublicKeyFromXML(string(pubXML))
+	if err != nil {
+		return fmt.Errorf("issuer public key %s: %w", pubPath, err)
+	}
+	if sk.RevocationSupported() && pk.RevocationSupported() {
+		return nil
+	}
+	if err := gabikeys.GenerateRevocationKeypair(sk, pk); err != nil {
+		return fmt.Errorf("issuer key pair: revocation keys: %w", err)
+	}
+	if err := writeKeyPair(privPath, pubPath, sk, pk, atomicfile.Replace); err != nil {
+		return err
+	}
+	s.GeneratedKeys = append(s.GeneratedKeys, privPath, pubPath)
+	opts.Logger.Info("added revocation keys to the demo issuer key pair", zap.String("private_key", privPath))
+	return nil
 }
 
 // checkKeyPair checks that the two key files belong together and suit the scheme, and returns

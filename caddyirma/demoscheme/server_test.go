@@ -22,12 +22,21 @@ func TestIRMAServerAcceptsScheme(t *testing.T) {
 		IssuerPrivateKeysPath: s.PrivateKeysPath,
 		DisableSchemesUpdate:  true,
 		Logger:                quietLogger(),
+		// irmaserver refuses revocation-capable keys of a revocable credential type
+		// without revocation settings; authority mode needs a database, so this
+		// server would fetch staff's revocation updates from the scheme's server.
+		RevocationSettings: irma.RevocationSettings{
+			s.Credential(demoscheme.CredentialStaff): {RevocationServerURL: s.RevocationServer},
+		},
 	})
 	if err != nil {
 		t.Fatalf("irmaserver.New: %v", err)
 	}
 	t.Logf("irmaserver.New took %v", time.Since(start))
 	t.Cleanup(srv.Stop)
+	if ct := conf(t, s).CredentialTypes[s.Credential(demoscheme.CredentialStaff)]; ct == nil || !ct.RevocationSupported() || ct.RevocationServers[0] != s.RevocationServer {
+		t.Fatalf("staff is not revocable at %s: %+v", s.RevocationServer, ct)
+	}
 
 	person := s.Credential(demoscheme.CredentialPerson)
 	email := s.Attribute(demoscheme.CredentialPerson, demoscheme.AttributeEmail)
@@ -43,6 +52,11 @@ func TestIRMAServerAcceptsScheme(t *testing.T) {
 		"issuance membership": irma.NewIssuanceRequest([]*irma.CredentialRequest{{
 			CredentialTypeID: s.Credential(demoscheme.CredentialMembership),
 			Attributes:       map[string]string{demoscheme.AttributeClub: "Caddy club", demoscheme.AttributeLevel: "gold"},
+		}}),
+		"issuance staff (revocable)": irma.NewIssuanceRequest([]*irma.CredentialRequest{{
+			CredentialTypeID: s.Credential(demoscheme.CredentialStaff),
+			RevocationKey:    "alice-1",
+			Attributes:       map[string]string{demoscheme.AttributeName: "Alice Demo", demoscheme.AttributeRole: "admin"},
 		}}),
 		"disclosure email": irma.NewDisclosureRequest(email),
 		"signature":        irma.NewSignatureRequest("I agree", email),
@@ -67,4 +81,18 @@ func TestIRMAServerAcceptsScheme(t *testing.T) {
 	if _, _, _, err := srv.StartSession(irma.NewDisclosureRequest(irma.NewAttributeTypeIdentifier(s.ID+".gateway.person.shoesize")), nil, ""); err == nil {
 		t.Fatal("StartSession accepted an unknown attribute")
 	}
+}
+
+// conf parses the scheme of s as a wallet would.
+func conf(t *testing.T, s *demoscheme.Scheme) *irma.Configuration {
+	t.Helper()
+	c, err := irma.NewConfiguration(s.SchemesPath, irma.ConfigurationOptions{ReadOnly: true, IgnorePrivateKeys: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ParseFolder(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Scheduler.Stop() })
+	return c
 }

@@ -282,7 +282,7 @@ func (s *Scheme) Check() ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("check scheme %s: %w", s.ID, err)
 	}
-	files, err := renderFiles(s.ID, s.URL, s.TimestampServer, pubXML)
+	files, err := renderFiles(s.ID, s.URL, s.TimestampServer, s.RevocationServer, pubXML)
 	if err != nil {
 		return nil, fmt.Errorf("check scheme %s: %w", s.ID, err)
 	}

@@ -150,7 +150,7 @@ func (c Conjunction) SatisfiedBy(a Attributes) bool {
 // (and also if p has none, which SatisfiedBy refuses). The result shares no
 // memory with p.
 func (p Policy) Missing(a Attributes) Policy {
-	var m Policy
+	m := Policy{Revocation: p.Revocation}
 	for _, r := range p.Requirements {
 		if !r.SatisfiedBy(a) {
 			m.Requirements = append(m.Requirements, r.clone())

@@ -43,6 +43,11 @@ const (
 type Policy struct {
 	// Requirements are the items the visitor must disclose, at least one.
 	Requirements []Requirement `json:"requirements,omitempty"`
+
+	// Revocation, if set, asks proofs that the disclosed credentials are
+	// not revoked, and again after a max age (see Revocation). Default:
+	// none asked.
+	Revocation *Revocation `json:"revocation,omitempty"`
 }
 
 // Requirement is one item the visitor must disclose (an outer conjunct of
@@ -101,6 +106,9 @@ func (p Policy) Validate(conf *irma.Configuration) error {
 		for _, err := range r.validate(conf) {
 			errs = append(errs, fmt.Errorf("requirement %d: %w", i+1, err))
 		}
+	}
+	if err := p.validateRevocation(conf); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -241,6 +241,7 @@ func TestIRMAServerAcceptsRequests(t *testing.T) {
 		URL:                   "http://localhost/irma/",
 		SchemesPath:           s.SchemesPath,
 		IssuerPrivateKeysPath: s.PrivateKeysPath,
+		RevocationSettings:    testscheme.RevocationSettings(s),
 		DisableSchemesUpdate:  true,
 		Logger:                quiet,
 	})

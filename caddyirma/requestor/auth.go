@@ -99,38 +99,64 @@ func base64Decode(s string) ([]byte, error) {
 // authenticate finds the requestor of a session request, as irma server's authenticators do. applies is
 // false when no method applies to the request (then irma server answers from the Content-Type alone).
 func (h *Handler) authenticate(ctx context.Context, headers http.Header, body []byte) (applies bool, req irma.RequestorRequest, requestor string, rerr *irma.RemoteError) {
+	fromJWT := func(token string, claims *jwt.RegisteredClaims) (irma.RequestorRequest, error) {
+		parsed, err := irma.ParseRequestorJwt(claims.Subject, token)
+		if err != nil {
+			return nil, err
+		}
+		return parsed.RequestorRequest(), nil
+	}
+	fromJSON := func(body []byte) (irma.RequestorRequest, error) { return server.ParseSessionRequest(body) }
+	return authenticateAs(ctx, h, headers, body, fromJSON, fromJWT, h.cfg.AllowUnauthenticated)
+}
+
+// authenticateAs finds the requestor of a request, as irma server's authenticators do, and parses the
+// request: from JSON with a token in the Authorization header (or none, if unauthenticated is allowed),
+// or from a requestor JWT (text/plain, HS256 or RS256) once verified. applies is false when no method
+// applies.
+func authenticateAs[T any](ctx context.Context, h *Handler, headers http.Header, body []byte,
+	fromJSON func([]byte) (T, error), fromJWT func(string, *jwt.RegisteredClaims) (T, error), unauthenticated bool,
+) (applies bool, req T, requestor string, rerr *irma.RemoteError) {
 	auth := headers.Get("Authorization")
 	ctype := headers.Get("Content-Type")
+	jsonBody := strings.HasPrefix(ctype, "application/json")
 	switch {
-	case auth != "" && strings.HasPrefix(ctype, "application/json"):
-		name, ok := h.tokenRequestor(auth)
-		if !ok {
-			return true, nil, "", server.RemoteError(server.ErrorUnauthorized, "")
+	case auth != "" && jsonBody, auth == "" && jsonBody && unauthenticated:
+		if auth != "" {
+			var ok bool
+			if requestor, ok = h.tokenRequestor(auth); !ok {
+				return true, req, "", server.RemoteError(server.ErrorUnauthorized, "")
+			}
 		}
-		req, err := server.ParseSessionRequest(body)
+		parsed, err := fromJSON(body)
 		if err != nil {
-			return true, nil, "", server.RemoteError(server.ErrorInvalidRequest, err.Error())
+			return true, req, "", server.RemoteError(server.ErrorInvalidRequest, err.Error())
 		}
-		return true, req, name, nil
+		return true, parsed, requestor, nil
 	case auth == "" && strings.HasPrefix(ctype, "text/plain"):
 		alg, err := jwtSignatureAlg(string(body))
 		if err != nil {
-			return false, nil, "", nil
+			return false, req, "", nil
 		}
-		switch {
-		case alg == jwt.SigningMethodHS256.Name:
-			return h.jwtAuthenticate(ctx, body, h.hmac)
-		case alg == jwt.SigningMethodRS256.Name:
-			return h.jwtAuthenticate(ctx, body, h.rsa)
+		keys := h.hmac
+		switch alg {
+		case jwt.SigningMethodHS256.Name:
+		case jwt.SigningMethodRS256.Name:
+			keys = h.rsa
+		default:
+			return false, req, "", nil
 		}
-	case auth == "" && strings.HasPrefix(ctype, "application/json") && h.cfg.AllowUnauthenticated:
-		req, err := server.ParseSessionRequest(body)
+		token, claims, rerr := h.verifyRequestorJWT(ctx, body, keys)
+		if rerr != nil {
+			return true, req, "", rerr
+		}
+		parsed, err := fromJWT(token, claims)
 		if err != nil {
-			return true, nil, "", server.RemoteError(server.ErrorInvalidRequest, err.Error())
+			return true, req, "", server.RemoteError(server.ErrorInvalidRequest, err.Error())
 		}
-		return true, req, "", nil
+		return true, parsed, claims.Issuer, nil
 	}
-	return false, nil, "", nil
+	return false, req, "", nil
 }
 
 // tokenRequestor compares auth with every token in constant time.
@@ -148,27 +174,24 @@ func (h *Handler) tokenRequestor(auth string) (string, bool) {
 	return h.tokens[found].name, true
 }
 
-// jwtAuthenticate verifies a requestor JWT against keys (those of one signing method only), checks its
-// iat, and parses the session request inside it by the JWT's sub.
-func (h *Handler) jwtAuthenticate(ctx context.Context, body []byte, keys map[string]any) (bool, irma.RequestorRequest, string, *irma.RemoteError) {
+// verifyRequestorJWT verifies a requestor JWT against keys, checks its iat,
+// and records it as used (a requestor JWT counts once), returning it with
+// its claims.
+func (h *Handler) verifyRequestorJWT(ctx context.Context, body []byte, keys map[string]any) (string, *jwt.RegisteredClaims, *irma.RemoteError) {
 	claims := &jwt.RegisteredClaims{}
 	requestorJwt := strings.TrimSpace(string(body))
 	if !compactJWT.MatchString(requestorJwt) {
 		// Go's base64 skips line breaks: without this, copies of one JWT
 		// with a newline in them would each count as new.
-		return true, nil, "", server.RemoteError(server.ErrorInvalidRequest, "malformed requestor JWT")
+		return "", nil, server.RemoteError(server.ErrorInvalidRequest, "malformed requestor JWT")
 	}
 	// An iat in the future is refused by the parser, a missing one below.
 	if _, err := jwt.ParseWithClaims(requestorJwt, claims, jwtKeyFunc(keys), jwt.WithIssuedAt()); err != nil {
-		return true, nil, "", server.RemoteError(server.ErrorInvalidRequest, err.Error())
+		return "", nil, server.RemoteError(server.ErrorInvalidRequest, err.Error())
 	}
 	now := time.Now()
 	if claims.IssuedAt == nil || claims.IssuedAt.Add(h.cfg.MaxRequestAge).Before(now) {
-		return true, nil, "", server.RemoteError(server.ErrorUnauthorized, "jwt too old")
-	}
-	parsed, err := irma.ParseRequestorJwt(claims.Subject, requestorJwt)
-	if err != nil {
-		return true, nil, "", server.RemoteError(server.ErrorInvalidRequest, err.Error())
+		return "", nil, server.RemoteError(server.ErrorUnauthorized, "jwt too old")
 	}
 	// irma server takes the same JWT again and again while its iat is fresh:
 	// whoever saw one could start (and so receive) the same issuance. Here a
@@ -176,12 +199,12 @@ func (h *Handler) jwtAuthenticate(ctx context.Context, body []byte, keys map[str
 	first, err := h.replays.First(ctx, replayKey(requestorJwt), claims.IssuedAt.Add(h.cfg.MaxRequestAge))
 	if err != nil {
 		h.log.Error("requestor JWT refused: the replay store does not answer", zap.Error(err))
-		return true, nil, "", server.RemoteError(errorUnavailable, "the replay store does not answer")
+		return "", nil, server.RemoteError(errorUnavailable, "the replay store does not answer")
 	}
 	if !first {
-		return true, nil, "", server.RemoteError(server.ErrorUnauthorized, "jwt already used")
+		return "", nil, server.RemoteError(server.ErrorUnauthorized, "jwt already used")
 	}
-	return true, parsed.RequestorRequest(), claims.Issuer, nil
+	return requestorJwt, claims, nil
 }
 
 // compactJWT is a JWT in compact serialization, and nothing else.

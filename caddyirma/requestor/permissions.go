@@ -25,6 +25,7 @@ func (h *Handler) validatePermissions(label string, p Permissions) error {
 		{"disclose", p.Disclose, 4},
 		{"sign", p.Sign, 4},
 		{"issue", p.Issue, 3},
+		{"revoke", p.Revoke, 3},
 	} {
 		for _, perm := range set.perms {
 			if err := h.validatePermission(set.typ, perm, set.parts); err != nil {
@@ -76,7 +77,7 @@ func (h *Handler) validatePermission(typ, perm string, length int) error {
 		if credtype == nil {
 			return errors.New("unknown credential type")
 		}
-		if typ == "issue" && !h.cfg.SkipPrivateKeysCheck {
+		if (typ == "issue" || typ == "revoke") && !h.cfg.SkipPrivateKeysCheck {
 			if conf.PrivateKeys == nil {
 				return errors.New("private key not installed")
 			}
@@ -99,7 +100,11 @@ func (h *Handler) validatePermission(typ, perm string, length int) error {
 func (h *Handler) CanRequest(requestor string, request irma.SessionRequest) (bool, string) {
 	perms := h.perms[requestor]
 	if request.Action() == irma.ActionIssuing {
-		if ok, reason := canIssue(perms.Issue, request.(*irma.IssuanceRequest).Credentials); !ok {
+		creds := request.(*irma.IssuanceRequest).Credentials
+		if ok, reason := canIssue(perms.Issue, creds); !ok {
+			return false, reason
+		}
+		if ok, reason := h.canIssueRevocable(creds); !ok {
 			return false, reason
 		}
 	}

@@ -93,6 +93,14 @@ type Config struct {
 	// requests, never a name the request merely claims); action is empty
 	// unless the request was read.
 	Observe func(requestor, outcome string, action irma.Action)
+	// Revoke, if set, revokes for POST /revocation (requestors with a revoke
+	// permission); unset, every revocation request is refused as
+	// unauthorized.
+	Revoke Revoker
+	// Revocable, if set, says whether a credential type is revocable, and
+	// if so, why the gateway cannot issue it (nil: it can, with a
+	// revocationKey, which an issuance request must then give).
+	Revocable func(irma.CredentialTypeIdentifier) (bool, error)
 	// StatusEvents, if set, streams the status of a session at /session/{token}/statusevents as
 	// server-sent events (irma server with SSE on), starting from status, which it just looked up.
 	// Unset, that route answers as irma server without SSE.
@@ -116,6 +124,9 @@ type Permissions struct {
 	Disclose []string
 	Sign     []string
 	Issue    []string
+	// Revoke are the credential types the requestor may revoke with POST
+	// /revocation, as irma server's revoke_perms: patterns as Issue.
+	Revoke []string
 	// Hosts are the hosts the requestor may name in a session request's "host" field, as irma server's
 	// host_perms: path.Match patterns, whose "*" matches dots too ("*.example.com" matches
 	// "a.b.example.com"); a port is part of the host. The session pointer then names that host, and the
@@ -188,6 +199,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case path == "/publickey":
 		if allow(w, r, http.MethodGet) {
 			h.handlePublicKey(w)
+		}
+		return
+	case path == "/revocation":
+		if allow(w, r, http.MethodPost) {
+			h.handleRevocation(w, r) // revocation.go
 		}
 		return
 	case path == "/health":

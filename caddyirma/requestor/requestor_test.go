@@ -67,6 +67,7 @@ func newIRMAServer(t testing.TB) (*irmaserver.Server, *server.Configuration) {
 		URL:                   "http://localhost/irma/",
 		SchemesPath:           s.SchemesPath,
 		IssuerPrivateKeysPath: s.PrivateKeysPath,
+		RevocationSettings:    testscheme.RevocationSettings(s),
 		DisableSchemesUpdate:  true,
 		Logger:                logger,
 	}

@@ -54,6 +54,7 @@ func newFixture(t testing.TB) *fixture {
 		URL:                   ts.URL + "/irma/",
 		SchemesPath:           s.SchemesPath,
 		IssuerPrivateKeysPath: s.PrivateKeysPath,
+		RevocationSettings:    testscheme.RevocationSettings(s),
 		DisableSchemesUpdate:  true,
 		Logger:                quiet,
 	})

@@ -33,6 +33,7 @@ func TestGatewayScheme(t *testing.T) {
 		URL:                   ts.URL + "/irma/",
 		SchemesPath:           s.SchemesPath,
 		IssuerPrivateKeysPath: s.PrivateKeysPath,
+		RevocationSettings:    testscheme.RevocationSettings(s),
 		DisableSchemesUpdate:  true,
 		Logger:                quiet,
 	})

@@ -157,11 +157,13 @@ func RedactPaths(s string) string {
 
 // signedMessage matches the message of a signature request in irmago's
 // "Session request (purged of attribute values)" lines: it is the text a
-// visitor signs, and may hold the values of attributes.
-var signedMessage = regexp.MustCompile(`("message":)"(?:[^"\\]|\\.)*"`)
+// visitor signs, and may hold the values of attributes; and the revocation
+// keys of an issuance request's credentials, with which a requestor can
+// revoke them, and which often name their holder.
+var signedMessage = regexp.MustCompile(`("(?:message|revocationKey)":)"(?:[^"\\]|\\.)*"`)
 
 // redactMessage is RedactPaths, and for the session requests that irmago
-// logs at Info, without the message to sign.
+// logs at Info, without the message to sign and the revocation keys.
 func redactMessage(s string) string {
 	if strings.HasPrefix(s, "Session request") {
 		s = signedMessage.ReplaceAllString(s, `$1"(not logged)"`)

@@ -87,7 +87,7 @@ func TestDemoteInfo(t *testing.T) {
 }
 
 // TestRedactsSecrets: irmago's lines reach the log without the tokens they
-// name in their texts, nor the message a visitor signs.
+// name in their texts, the message a visitor signs, or revocation keys.
 func TestRedactsSecrets(t *testing.T) {
 	b := New(false)
 	core, logs := observer.New(zapcore.InfoLevel)
@@ -96,11 +96,12 @@ func TestRedactsSecrets(t *testing.T) {
 	b.logger.WithError(fmt.Errorf("session result requested of unknown session with clientToken %s", token)).Warn("Session middleware: unknown session")
 	b.logger.Info(`Session request (purged of attribute values): {"validity":120,"request":{"@context":"https://irma.app/ld/request/signature/v2","message":"I, \"alice@example.com\", owe Bob 100","disclose":[[["a.b.c.d"]]]}}`)
 	b.logger.Infof("unknown session with requestorToken=%s", token)
+	b.logger.Info(`Session request (purged of attribute values): {"validity":120,"request":{"@context":"https://irma.app/ld/request/issuance/v2","credentials":[{"credential":"a.b.c","attributes":null,"revocationKey":"alice-\"pass"}]}}`)
 	var all strings.Builder
 	for _, e := range logs.AllUntimed() {
 		fmt.Fprintf(&all, "%s %v\n", e.Message, e.ContextMap())
 	}
-	for _, secret := range []string{token, "alice@example.com", "owe Bob"} {
+	for _, secret := range []string{token, "alice@example.com", "owe Bob", "alice-"} {
 		if strings.Contains(all.String(), secret) {
 			t.Errorf("the log holds %q:\n%s", secret, all.String())
 		}

@@ -17,6 +17,8 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	irma "github.com/privacybydesign/irmago/irma"
+
 	"github.com/caddy-irma/caddy-irma/caddyirma/demoscheme"
 	"github.com/caddy-irma/caddy-irma/caddyirma/timestamp"
 )
@@ -68,4 +70,14 @@ func NewWithTimestampServer(t testing.TB) *demoscheme.Scheme {
 	// Set before the first request can arrive: the URL is only known to this test so far.
 	h = timestamp.NewHandler(key, timestamp.WithURL(s.TimestampServer))
 	return s
+}
+
+// RevocationSettings are the revocation settings that an irmaserver on s needs to start:
+// irmaserver refuses a revocation-capable issuer key of a revocable credential type (staff)
+// without settings for it, and its authority mode needs a SQL database. These follow the
+// scheme's revocation server instead (which does not resolve), so staff cannot be issued.
+func RevocationSettings(s *demoscheme.Scheme) irma.RevocationSettings {
+	return irma.RevocationSettings{
+		s.Credential(demoscheme.CredentialStaff): {RevocationServerURL: s.RevocationServer},
+	}
 }
