@@ -18,9 +18,33 @@ var update = flag.Bool("update", false, "rewrite the golden files of the adapt t
 // testdata/caddyfile_adapt holds a Caddyfile, a line of dashes, and the
 // JSON it adapts to.
 func TestCaddyfileAdapt(t *testing.T) {
-	files, err := filepath.Glob("testdata/caddyfile_adapt/*.caddyfiletest")
+	eachGoldenCaddyfile(t, "testdata/caddyfile_adapt/*.caddyfiletest", func(t *testing.T, file, caddyfile, want string) {
+		got, err := caddytest.Adapt(caddyfile)
+		if err != nil {
+			t.Fatalf("adapting: %v", err)
+		}
+		var pretty bytes.Buffer
+		if err := json.Indent(&pretty, got, "", "\t"); err != nil {
+			t.Fatal(err)
+		}
+		if *update {
+			if err := os.WriteFile(file, []byte(caddyfile+"\n----------\n"+pretty.String()+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		if strings.TrimSpace(pretty.String()) != strings.TrimSpace(want) {
+			t.Errorf("adapted JSON differs (run go test -run TestCaddyfileAdapt -update to accept):\n%s", pretty.String())
+		}
+	})
+}
+
+// eachGoldenCaddyfile runs test on each file that pattern matches, in a
+// subtest: a Caddyfile, a line of ten dashes, and what it gives (want).
+func eachGoldenCaddyfile(t *testing.T, pattern string, test func(t *testing.T, file, caddyfile, want string)) {
+	files, err := filepath.Glob(pattern)
 	if err != nil || len(files) == 0 {
-		t.Fatalf("no adapt tests found: %v", err)
+		t.Fatalf("no files %s: %v", pattern, err)
 	}
 	for _, file := range files {
 		t.Run(filepath.Base(file), func(t *testing.T) {
@@ -30,25 +54,9 @@ func TestCaddyfileAdapt(t *testing.T) {
 			}
 			caddyfile, want, ok := strings.Cut(string(raw), "\n----------\n")
 			if !ok {
-				t.Fatalf("%s: no line of ten dashes between Caddyfile and JSON", file)
+				t.Fatalf("%s: no line of ten dashes after the Caddyfile", file)
 			}
-			got, err := caddytest.Adapt(caddyfile)
-			if err != nil {
-				t.Fatalf("adapting: %v", err)
-			}
-			var pretty bytes.Buffer
-			if err := json.Indent(&pretty, got, "", "\t"); err != nil {
-				t.Fatal(err)
-			}
-			if *update {
-				if err := os.WriteFile(file, []byte(caddyfile+"\n----------\n"+pretty.String()+"\n"), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if strings.TrimSpace(pretty.String()) != strings.TrimSpace(want) {
-				t.Errorf("adapted JSON differs (run go test -run TestCaddyfileAdapt -update to accept):\n%s", pretty.String())
-			}
+			test(t, file, caddyfile, want)
 		})
 	}
 }

@@ -107,19 +107,14 @@ func (h *Auth) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.app = app
-	var p policy.Policy
+	p, err := h.resolvePolicy(app.Policies)
+	if err != nil {
+		return fmt.Errorf("irma_auth: %w", err)
+	}
 	var name, route string
-	switch {
-	case h.Policy != "" && len(h.Requirements) > 0:
-		return fmt.Errorf("irma_auth: policy %q and requirements given: use one", h.Policy)
-	case h.Policy != "":
-		var ok bool
-		if p, ok = app.Policies[h.Policy]; !ok {
-			return fmt.Errorf("irma_auth: policy %q: no such policy in the irma app", h.Policy)
-		}
+	if h.Policy != "" {
 		name, route = h.Policy, "policy:"+h.Policy
-	default:
-		p = policy.Policy{Requirements: h.Requirements}
+	} else {
 		if err := p.Validate(app.Configuration()); err != nil {
 			return fmt.Errorf("irma_auth: %w", err)
 		}
@@ -145,6 +140,23 @@ func (h *Auth) Provision(ctx caddy.Context) error {
 	}
 	h.flow = app.newLoginFlow(p, route, name, h.Pairing, h.Audience, ctx.Logger())
 	return nil
+}
+
+// resolvePolicy returns the policy that h enforces: the one of policies
+// that h names, or h's own requirements. The caller checks the latter
+// against the schemes; policies are checked already.
+func (h *Auth) resolvePolicy(policies map[string]policy.Policy) (policy.Policy, error) {
+	switch {
+	case h.Policy != "" && len(h.Requirements) > 0:
+		return policy.Policy{}, fmt.Errorf("policy %q and requirements given: use one", h.Policy)
+	case h.Policy != "":
+		p, ok := policies[h.Policy]
+		if !ok {
+			return policy.Policy{}, fmt.Errorf("policy %q: no such policy in the irma app", h.Policy)
+		}
+		return p, nil
+	}
+	return policy.Policy{Requirements: h.Requirements}, nil
 }
 
 // provisionHeaders checks the plain attribute headers, and has the app

@@ -19,7 +19,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "irma",
-		Usage: "demo-scheme [--dir <dir>] [--url <irma url>] [--bits 1024|2048] [--id <scheme id>] | schemes [--dir <dir>] [--timeout <duration>]",
+		Usage: "demo-scheme [--dir <dir>] [--url <irma url>] [--bits 1024|2048] [--id <scheme id>] | schemes [--dir <dir>] [--timeout <duration>] | policy [--config <Caddyfile>] [--adapter <name>] [--format text|json]",
 		Short: "Tools for the irma app (caddy-irma)",
 		Long: `
 Tools for the irma app of caddy-irma.
@@ -44,7 +44,13 @@ keeps them in (default_schemes_path; by default irma/schemes in Caddy's data
 directory), each verified against the public key irmago pins for it. Run it
 where the scheme server can be reached, for instance when building an image
 that runs offline; a running gateway picks up what it wrote at its next
-scheme update.`,
+scheme update.
+
+policy checks the disclosure policies of a config against the schemes,
+offline, and shows per irma_auth route what a visitor is asked: in words, as
+the session request the gateway starts, and which credential types and
+issuers can satisfy it. It exits with status 1 on any problem, naming the
+route and the attribute.`,
 		CobraFunc: func(cmd *cobra.Command) {
 			demo := &cobra.Command{
 				Use:   "demo-scheme",
@@ -67,6 +73,7 @@ scheme update.`,
 			schemes.Flags().String("dir", "", "Directory for the schemes (default: irma/schemes in Caddy's data directory, "+defaultSchemesDir()+")")
 			schemes.Flags().Duration("timeout", schemecache.DefaultTimeout, "How long fetching one scheme may take")
 			cmd.AddCommand(schemes)
+			cmd.AddCommand(policyCommand())
 		},
 	})
 }

@@ -66,4 +66,9 @@
 // back, to its end for both. statusstream.go serves the statusevents routes (of the
 // endpoints and of the requestor API) with package statusevents: a page, the
 // Yivi frontend or a requestor hears that a session changed when it did.
+//
+// The 'caddy irma' commands live in command.go: demo-scheme, schemes, and
+// policy (policycmd.go), which finds the irma_auth routes in an adapted
+// config (policyroutes.go) and checks their policies against the schemes
+// offline, showing the request and the words of a login (policycheck.go).
 package caddyirma

@@ -51,6 +51,25 @@ func defaultSchemesDir() string { return filepath.Join(caddy.AppDataDir(), "irma
 // policies against the schemes in Provision), and parses them with the
 // issuer keys. With a copy it never goes online: updates come after Start.
 func (a *App) provisionSchemes(repl *caddy.Replacer) error {
+	if err := a.findSchemeSources(repl); err != nil {
+		return err
+	}
+	if a.sources.Cache != "" {
+		if err := a.installDefaultSchemes(); err != nil {
+			return err
+		}
+	}
+	loaded, err := a.sources.load(a.logger)
+	if err != nil {
+		return err
+	}
+	a.irmaConf, a.schemes, a.ownsConf = loaded.conf, loaded, true
+	return nil
+}
+
+// findSchemeSources works out from the settings where the schemes are
+// (a.sources), reading and fetching nothing.
+func (a *App) findSchemeSources(repl *caddy.Replacer) error {
 	a.SchemesPath = repl.ReplaceAll(a.SchemesPath, "")
 	a.IssuerPrivateKeysPath = repl.ReplaceAll(a.IssuerPrivateKeysPath, "")
 	a.DefaultSchemesPath = repl.ReplaceAll(a.DefaultSchemesPath, "")
@@ -72,15 +91,7 @@ func (a *App) provisionSchemes(repl *caddy.Replacer) error {
 			a.DefaultSchemesPath = defaultSchemesDir()
 		}
 		a.sources.Cache, a.sources.Remotes = a.DefaultSchemesPath, schemeSource.remotes()
-		if err := a.installDefaultSchemes(); err != nil {
-			return err
-		}
 	}
-	loaded, err := a.sources.load(a.logger)
-	if err != nil {
-		return err
-	}
-	a.irmaConf, a.schemes, a.ownsConf = loaded.conf, loaded, true
 	return nil
 }
 

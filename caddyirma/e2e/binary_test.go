@@ -61,6 +61,12 @@ func TestBinary(t *testing.T) {
 			t.Errorf("caddy adapt: %v: %.500s", err, out)
 		}
 	})
+	t.Run("irma policy", func(t *testing.T) {
+		out, err := run(t, "irma", "policy", "--config", example)
+		if err != nil || !strings.Contains(out, "http://localhost:8080 /members/*\n") || !strings.Contains(out, `"type": "caddy-demo.gateway.person.over18"`) {
+			t.Errorf("caddy irma policy: %v: %s", err, out)
+		}
+	})
 	t.Run("validate", func(t *testing.T) {
 		out, err := run(t, "validate", "--config", example)
 		if err != nil || !strings.Contains(out, "Valid configuration") {

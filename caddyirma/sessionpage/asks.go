@@ -156,22 +156,43 @@ type askLine struct {
 	Detail []string // for an issued credential: its attributes and values
 }
 
-// lines renders a in lang with the page's words (text).
-func (a *Asks) lines(lang string, text map[string]string) (disclose, issue []askLine) {
+// ItemWords is an item to disclose in words: as the page lists it, and
+// each of its options.
+type ItemWords struct {
+	// Text is the line of the page: the item's label, or else its options.
+	Text string
+	// Options are the options, each its attributes with their credential
+	// and issuer.
+	Options []string
+}
+
+// DiscloseWords returns the items to disclose as the page lists them in
+// lang (English if the page has no lang).
+func (a *Asks) DiscloseWords(lang string) []ItemWords {
+	lang, text := pageText(lang, "common")
+	items := make([]ItemWords, 0, len(a.Disclose))
 	for _, item := range a.Disclose {
-		if label := in(item.Label, lang); label != "" {
-			disclose = append(disclose, askLine{Text: label})
-			continue
-		}
-		var options []string
+		var w ItemWords
 		for _, option := range item.Options {
 			var attrs []string
 			for _, attr := range option {
 				attrs = append(attrs, attr.describe(lang, true))
 			}
-			options = append(options, strings.Join(attrs, ", "))
+			w.Options = append(w.Options, strings.Join(attrs, ", "))
 		}
-		disclose = append(disclose, askLine{Text: strings.Join(options, text["asksor"])})
+		w.Text = strings.Join(w.Options, text["asksor"])
+		if label := in(item.Label, lang); label != "" {
+			w.Text = label
+		}
+		items = append(items, w)
+	}
+	return items
+}
+
+// lines renders a in lang for the page.
+func (a *Asks) lines(lang string) (disclose, issue []askLine) {
+	for _, item := range a.DiscloseWords(lang) {
+		disclose = append(disclose, askLine{Text: item.Text})
 	}
 	for _, cred := range a.Issue {
 		line := askLine{Text: in(cred.Name, lang)}

@@ -315,7 +315,7 @@ func renderPage(w http.ResponseWriter, code int, p Page, info *Info) error {
 	}
 	if p.Asks != nil && p.Site != "" {
 		data.AsksIntro = fmt.Sprintf(text["asks"], p.Site)
-		data.Disclose, data.Issue = p.Asks.lines(lang, text)
+		data.Disclose, data.Issue = p.Asks.lines(lang)
 		data.Message = p.Asks.Message
 	}
 	if info == nil {
