@@ -185,8 +185,12 @@ func (c *policyChecker) add(where string, rr routeReport, p policy.Policy, pairi
 		return
 	}
 	// What a login flow asks a visitor without a login: it uses the policy
-	// only.
-	req := (&loginFlow{policy: p}).request(nil)
+	// only, with the non-revocation proofs that the policy asks.
+	var revocable []irma.CredentialTypeIdentifier
+	if p.Revocation != nil {
+		revocable = p.RevocableTypes(c.conf)
+	}
+	req := (&loginFlow{policy: p, revocable: revocable}).request(nil, time.Time{})
 	rreq, err := withScanTimeout(req, time.Duration(c.app.ScanTimeout))
 	if err == nil {
 		rr.SessionRequest, err = json.Marshal(rreq)
