@@ -27,9 +27,7 @@ const pluginModule = "github.com/caddy-irma/caddy-irma"
 // it with the checkout at a version (v0.0.0), which go takes whatever the
 // module proxy says of the module; without a version, go needs the proxy's
 // list of its versions, which a proxy without the module may refuse (the
-// one here answers 403). GOVCS=*:off: only the module proxy, never git. The build takes minutes with a cold build cache (xcaddy
-// builds with -trimpath and tags of its own, so nothing else the tests
-// build is reused), seconds after.
+// one here answers 403). GOVCS=*:off: only the module proxy, never git.
 func TestXcaddy(t *testing.T) {
 	root := repoRoot(t)
 	caddyVersion := requiredVersion(t, "github.com/caddyserver/caddy/v2")
@@ -46,7 +44,13 @@ func TestXcaddy(t *testing.T) {
 	work := t.TempDir()
 	cmd := exec.Command(xcaddy, "build", caddyVersion, "--with", pluginModule+"@v0.0.0="+root)
 	cmd.Dir = work
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOVCS=*:off", "TMPDIR="+work)
+	// XCADDY_GO_BUILD_FLAGS replaces xcaddy's -trimpath and build tags,
+	// which would share nothing with the builds of the other tests: so the
+	// packages that TestBinary compiled (CGO_ENABLED=0) are reused, and a
+	// cold build costs seconds rather than minutes (binary_test.go runs
+	// first). What is built is the same; only xcaddy's -s goes, which its
+	// flags variable cannot pass to go get, where it lands too.
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOVCS=*:off", "TMPDIR="+work, "XCADDY_GO_BUILD_FLAGS=-ldflags=-w")
 	start := time.Now()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", cmd, err, out)
