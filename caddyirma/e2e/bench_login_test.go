@@ -271,7 +271,10 @@ func startIRMAServer(b *testing.B, scheme *demoscheme.Scheme) (string, int) {
 	_, port, _ := net.SplitHostPort(addr)
 	cmd := exec.Command(yiviBinary(b), "irma", "server", "--no-tls", "--no-auth",
 		"--schemes-path", scheme.SchemesPath, "--privkeys", scheme.PrivateKeysPath, "--schemes-update", "0",
-		"--listen-addr", "127.0.0.1", "--port", port, "--url", "http://"+addr)
+		"--listen-addr", "127.0.0.1", "--port", port, "--url", "http://"+addr,
+		// The demo scheme's revocable type: irma server starts only when it
+		// knows where its revocation server is (no login here needs it).
+		"--revocation-settings", `{"caddy-demo.gateway.staff":{"revocation_server_url":"https://127.0.0.1:1/"}}`)
 	cmd.Dir = b.TempDir()
 	cmd.Env = append(os.Environ(), "HOME="+cmd.Dir)
 	startProcess(b, "irma server", cmd, regexp.MustCompile(`Server listening at (\S+)`))

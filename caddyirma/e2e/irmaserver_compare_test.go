@@ -118,6 +118,10 @@ func startComparedIRMAServer(t *testing.T, gw *callbackAPI) *comparedServer {
 		"requestors": map[string]any{"app": map[string]any{"auth_method": "token", "key": callbackToken,
 			"disclose_perms": []string{"caddy-demo.gateway.person.*"}, "issue_perms": []string{"caddy-demo.gateway.person"}}},
 		"static_sessions": static,
+		// The demo scheme's revocable type: irma server starts only when
+		// it knows where its revocation server is (none of this test's
+		// sessions needs it).
+		"revocation_settings": map[string]any{"caddy-demo.gateway.staff": map[string]string{"revocation_server_url": "https://127.0.0.1:1/"}},
 	})
 	if err != nil {
 		t.Fatal(err)
