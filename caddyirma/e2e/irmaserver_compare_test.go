@@ -107,7 +107,7 @@ func startComparedIRMAServer(t *testing.T, gw *callbackAPI) *comparedServer {
 		withCallback(s.callback), s.next.url+"/email", emailDisclosure)), &static); err != nil {
 		t.Fatal(err)
 	}
-	conf, err := json.Marshal(map[string]any{
+	runIRMAServer(t, s.api, map[string]any{
 		"url": s.api + "/", "no_auth": false, "listen_addr": "127.0.0.1", "port": port, "no_tls": true,
 		"schemes_path": gw.gateway.scheme.SchemesPath, "privkeys": gw.gateway.scheme.PrivateKeysPath, "schemes_update": 0,
 		"jwt_privkey_file": testkeys.WriteRSA(t),
@@ -123,20 +123,9 @@ func startComparedIRMAServer(t *testing.T, gw *callbackAPI) *comparedServer {
 		// sessions needs it).
 		"revocation_settings": map[string]any{"caddy-demo.gateway.staff": map[string]string{"revocation_server_url": "https://127.0.0.1:1/"}},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(t.TempDir(), "irmaserver.yml") // YAML reads JSON
-	if err := os.WriteFile(file, conf, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(yiviBinary(t), "irma", "server", "--config", file)
-	cmd.Dir = t.TempDir()
-	cmd.Env = append(os.Environ(), "HOME="+cmd.Dir)
-	startProcess(t, "irma server", cmd, regexp.MustCompile(`Server listening at (\S+)`))
-	caddytest.WaitHTTP(t, s.api+"/health")
 	s.sessions = s.api + "/irma/session/"
 	_, pub := s.c.get(t, "/publickey")
+	var err error
 	if s.pk, err = jwt.ParseRSAPublicKeyFromPEM(pub); err != nil {
 		t.Fatalf("irma server's publickey: %v: %s", err, pub)
 	}
@@ -253,4 +242,24 @@ func comparedStatic(t *testing.T, s *comparedServer) []string {
 		}
 	}
 	return append(out, fmt.Sprintf("%d sessions", len(tokens)), fmt.Sprintf("%d posts to the next-session URL", len(s.next.posted("/email"))))
+}
+
+// runIRMAServer runs irma server (yivi v1.3.0, built for the test) with
+// conf as its configuration file until the test ends, and waits until it
+// answers at url.
+func runIRMAServer(t *testing.T, url string, conf map[string]any) {
+	t.Helper()
+	b, err := json.Marshal(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "irmaserver.yml") // YAML reads JSON
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(yiviBinary(t), "irma", "server", "--config", file)
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(os.Environ(), "HOME="+cmd.Dir)
+	startProcess(t, "irma server", cmd, regexp.MustCompile(`Server listening at (\S+)`))
+	caddytest.WaitHTTP(t, url+"/health")
 }
