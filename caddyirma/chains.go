@@ -4,9 +4,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"net"
+	"net/url"
 	"strings"
 	"sync"
 
+	"github.com/caddyserver/caddy/v2"
 	irma "github.com/privacybydesign/irmago/irma"
 
 	"github.com/caddy-irma/caddy-irma/caddyirma/requestor"
@@ -107,4 +110,23 @@ func (h *RequestorAPI) Cleanup() error {
 		h.releaseChains()
 	}
 	return nil
+}
+
+// adminTarget says whether u points at Caddy's default admin endpoint
+// (localhost:2019, or CADDY_ADMIN's), where a requestor's callback or
+// next-session URL could post to /load or /config: a requestor is trusted
+// with its own results, not with the gateway's configuration. An admin
+// endpoint configured elsewhere is the operator's to keep from requestors
+// (SECURITY.md).
+func adminTarget(u *url.URL) bool {
+	_, port, err := net.SplitHostPort(caddy.DefaultAdminListen)
+	if err != nil || u.Port() != port {
+		return false
+	}
+	host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && (ip.IsLoopback() || ip.IsUnspecified())
 }

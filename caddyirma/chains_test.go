@@ -1,6 +1,7 @@
 package caddyirma
 
 import (
+	"net/url"
 	"strings"
 	"testing"
 
@@ -68,5 +69,29 @@ func TestChainRegistry(t *testing.T) {
 	reloaded()
 	if got := ask(key + "/app"); !strings.Contains(got, "no longer configured") {
 		t.Errorf("after the last handler's cleanup: %q", got)
+	}
+}
+
+func TestAdminTarget(t *testing.T) {
+	for raw, want := range map[string]bool{
+		"http://localhost:2019/load":     true,
+		"http://LOCALHOST.:2019/config/": true,
+		"http://127.0.0.1:2019/config/":  true,
+		"http://127.1.2.3:2019/":         true,
+		"http://[::1]:2019/":             true,
+		"http://0.0.0.0:2019/":           true,
+		"http://admin.localhost:2019/":   true,
+		"http://localhost:2020/cb":       false,
+		"http://localhost/cb":            false,
+		"https://app.example:2019/cb":    false,
+		"http://10.0.0.5:2019/cb":        false,
+	} {
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := adminTarget(u); got != want {
+			t.Errorf("adminTarget(%s) = %v, want %v", raw, got, want)
+		}
 	}
 }

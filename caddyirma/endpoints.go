@@ -162,6 +162,12 @@ func (e *Endpoints) serveIRMA(w http.ResponseWriter, r *http.Request, rest strin
 // the checks of the posts that it would not make.
 func (e *Endpoints) passIRMA(w http.ResponseWriter, r *http.Request, rest string, rs *runningServer) error {
 	h := http.StripPrefix(strings.TrimSuffix(e.app.prefix, "/"), rs.handler)
+	if r.Method == http.MethodPost && (strings.HasSuffix(rest, "/proofs") || strings.HasSuffix(rest, "/commitments")) {
+		// Where a session ends and the next of a chain starts.
+		nw := &nextErrorWriter{ResponseWriter: w}
+		defer nw.finish()
+		w = nw
+	}
 	if tok, ok := proofsClientToken(rest); ok && r.Method == http.MethodPost {
 		check := func(body []byte) (gabi.ProofList, error) {
 			return proofbounds.CheckPostedDisclosure(rs.conf.Load(), body)

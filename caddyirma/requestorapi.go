@@ -133,6 +133,7 @@ func (h *RequestorAPI) Provision(ctx caddy.Context) error {
 		Logger:                 ctx.Logger(),
 		SignedCallbacks:        app.resultKey != nil,
 		AllowUnsignedCallbacks: app.AllowUnsignedCallbacks,
+		RefuseTarget:           adminTarget,
 	}
 	if cfg.JWTKey, cfg.JWTIssuer, err = h.resultJWT(app, repl, cfg.Logger); err != nil {
 		return err

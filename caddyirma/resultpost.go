@@ -25,8 +25,11 @@ import (
 // left unanswered would be posted again at every sweep (10 s) while the
 // receiver fails, each post over a new connection that then idles for 90
 // s: a flood of scans became a flood of posts and open files. The gateway
-// posts each result once, over one shared client, a few at a time, and
-// lets go of what it cannot post within bounds, saying so.
+// posts each result once, over a shared client, a few at a time, and
+// lets go of what it cannot post within bounds, saying so. Done results
+// wait in a line of their own: each took a real wallet's proofs, while
+// anyone can leave scans to time out, which must not hold them up. A
+// result is signed when its turn comes, so that it arrives valid.
 
 const (
 	// resultPostConcurrency is how many results are posted at once.
@@ -36,6 +39,8 @@ const (
 	resultPostBacklog = 1000
 	// resultPostTimeout bounds one post, answer included.
 	resultPostTimeout = 10 * time.Second
+	// resultPostMaxWait bounds how long a result waits for its turn.
+	resultPostMaxWait = time.Minute
 	// resultPostAnswerLimit is how much of the receiver's answer is read
 	// (and thrown away) so that its connection can serve the next post.
 	resultPostAnswerLimit = 64 << 10
@@ -50,7 +55,12 @@ type resultPoster struct {
 	timeout time.Duration
 }
 
-var staticResults = newResultPoster(resultPostConcurrency, resultPostBacklog, resultPostTimeout)
+// staticDone posts the results of static sessions that ended done,
+// staticEnded those that were cancelled or timed out.
+var (
+	staticDone  = newResultPoster(resultPostConcurrency, resultPostBacklog, resultPostTimeout)
+	staticEnded = newResultPoster(resultPostConcurrency, resultPostBacklog, resultPostTimeout)
+)
 
 func newResultPoster(concurrency, backlog int, timeout time.Duration) *resultPoster {
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
@@ -93,28 +103,35 @@ func resultBody(res *server.SessionResult, issuer string, validity int, key *rsa
 // errResultBacklog says that a result was not posted: too many wait.
 var errResultBacklog = errors.New("too many session results wait to be posted")
 
-// post posts body to target once, as irmaserver would: to the URL with a
-// "/" added to its path if it has none at the end. It waits its turn
-// while fewer than its backlog of others do, and until ctx ends.
-func (p *resultPoster) post(ctx context.Context, target string, body []byte, contentType string) error {
+// post posts the body that body makes to target once, as irmaserver
+// would: to the URL with a "/" added to its path if it has none at the end.
+// It waits its turn while fewer than its backlog of others do, for at most
+// resultPostMaxWait and until ctx ends, and makes the body then.
+func (p *resultPoster) post(ctx context.Context, target string, body func() ([]byte, string, error)) error {
 	if p.waiting.Add(1) > p.backlog {
 		p.waiting.Add(-1)
 		return errResultBacklog
 	}
+	wait, cancelWait := context.WithTimeout(ctx, resultPostMaxWait)
+	defer cancelWait()
 	select {
 	case p.slots <- struct{}{}:
 		p.waiting.Add(-1)
-	case <-ctx.Done():
+	case <-wait.Done():
 		p.waiting.Add(-1)
-		return ctx.Err()
+		return fmt.Errorf("waited for a turn: %w", wait.Err())
 	}
 	defer func() { <-p.slots }()
+	b, contentType, err := body()
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	if !strings.HasSuffix(target, "/") {
 		target += "/"
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(string(body)))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(string(b)))
 	if err != nil {
 		return err
 	}
@@ -141,12 +158,11 @@ func (a *App) postStaticResult(rs *runningServer, name string, token irma.Reques
 	if err == nil && res == nil {
 		err = errors.New("no result")
 	}
-	var body []byte
-	var contentType string
 	if err == nil {
-		body, contentType, err = resultBody(res, a.JWTIssuer, s.resultValidity, a.resultKey)
-	}
-	if err == nil {
+		poster := staticEnded
+		if res.Status == irma.ServerStatusDone {
+			poster = staticDone
+		}
 		ctx, cancel := context.WithCancel(context.Background())
 		go func() {
 			select {
@@ -155,7 +171,9 @@ func (a *App) postStaticResult(rs *runningServer, name string, token irma.Reques
 			}
 			cancel()
 		}()
-		err = staticResults.post(ctx, s.callback, body, contentType)
+		err = poster.post(ctx, s.callback, func() ([]byte, string, error) {
+			return resultBody(res, a.JWTIssuer, s.resultValidity, a.resultKey)
+		})
 		cancel()
 	}
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,18 +44,18 @@ func TestResultPoster(t *testing.T) {
 	p := newResultPoster(1, 1, 200*time.Millisecond)
 	ctx := context.Background()
 
-	if err := p.post(ctx, srv.URL+"/cb", []byte("a.b.c"), "text/plain; charset=UTF-8"); err != nil {
+	if err := p.post(ctx, srv.URL+"/cb", bodyOf("a.b.c", "text/plain; charset=UTF-8")); err != nil {
 		t.Fatalf("a working receiver: %v", err)
 	}
 	if got := <-posts; got != (post{"/cb/", "text/plain; charset=UTF-8", "a.b.c"}) {
 		t.Errorf("posted %+v", got)
 	}
-	if err := p.post(ctx, srv.URL+"/huge", []byte("{}"), "application/json"); err != nil {
+	if err := p.post(ctx, srv.URL+"/huge", bodyOf("{}", "application/json")); err != nil {
 		t.Errorf("a receiver that answers at length: %v", err)
 	}
 	<-posts
 	for _, path := range []string{"/redirect", "/broken", "/hang"} {
-		err := p.post(ctx, strings.Replace(srv.URL, "//", "//user:s3cret@", 1)+path, []byte("{}"), "application/json")
+		err := p.post(ctx, strings.Replace(srv.URL, "//", "//user:s3cret@", 1)+path, bodyOf("{}", "application/json"))
 		if err == nil {
 			t.Errorf("%s: no error", path)
 		} else if err = redactURL(err); strings.Contains(err.Error(), "s3cret") {
@@ -67,21 +68,30 @@ func TestResultPoster(t *testing.T) {
 	if len(posts) != 0 {
 		t.Error("a redirect was followed")
 	}
-	if err := redactURL(p.post(ctx, "http://user:s3cret@"+caddytest.RefusedAddr(t)+"/cb", nil, "application/json")); err == nil || strings.Contains(err.Error(), "s3cret") {
+	if err := redactURL(p.post(ctx, "http://user:s3cret@"+caddytest.RefusedAddr(t)+"/cb", bodyOf("", "application/json"))); err == nil || strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("a receiver that is down: %v", err)
 	}
 
 	// One posting (holding the only slot), one waiting: the third is dropped at once.
 	slow := newResultPoster(1, 1, time.Minute)
 	done := make(chan error, 2)
-	go func() { done <- slow.post(ctx, srv.URL+"/hold", nil, "application/json") }()
-	<-posts // the first holds the slot
-	go func() { done <- slow.post(ctx, srv.URL+"/cb", nil, "application/json") }()
+	go func() { done <- slow.post(ctx, srv.URL+"/hold", bodyOf("", "application/json")) }()
+	<-posts              // the first holds the slot
+	var made atomic.Bool // the waiting result's body is made (signed) when its turn comes
+	go func() {
+		done <- slow.post(ctx, srv.URL+"/cb", func() ([]byte, string, error) {
+			made.Store(true)
+			return nil, "application/json", nil
+		})
+	}()
 	for slow.waiting.Load() != 1 {
 		time.Sleep(time.Millisecond)
 	}
-	if err := slow.post(ctx, srv.URL+"/cb", nil, "application/json"); !errors.Is(err, errResultBacklog) {
+	if err := slow.post(ctx, srv.URL+"/cb", bodyOf("", "application/json")); !errors.Is(err, errResultBacklog) {
 		t.Errorf("beyond the backlog: %v", err)
+	}
+	if made.Load() {
+		t.Error("the waiting result's body was made before its turn")
 	}
 	release <- struct{}{}
 	for range 2 {
@@ -96,4 +106,9 @@ type zeros struct{}
 func (zeros) Read(b []byte) (int, error) {
 	clear(b)
 	return len(b), nil
+}
+
+// bodyOf is a result body, made when its turn comes.
+func bodyOf(body, contentType string) func() ([]byte, string, error) {
+	return func() ([]byte, string, error) { return []byte(body), contentType, nil }
 }

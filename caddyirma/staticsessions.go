@@ -116,6 +116,9 @@ func (a *App) checkStaticSession(name string, raw json.RawMessage) (staticSessio
 		if u, err := url.Parse(target); target != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
 			return staticSession{}, fmt.Errorf("%s %q: want an absolute http or https URL", field, target)
 		}
+		if strings.ContainsAny(target, "?#") {
+			return staticSession{}, fmt.Errorf("%s %q: a URL with a query (?) or a fragment (#) is not posted where it says (a \"/\" is added at its end)", field, target)
+		}
 	}
 	if a.resultKey == nil && !a.AllowUnsignedCallbacks {
 		return staticSession{}, fmt.Errorf("its result is posted: it needs jwt_privkey_file to sign it (or allow_unsigned_callbacks)")

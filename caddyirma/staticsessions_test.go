@@ -33,6 +33,8 @@ func TestStaticSessionLoadErrors(t *testing.T) {
 		{"next session URL", "allow_unsigned_callbacks\n\t\tstatic_session door " + disclosure(`"nextSession": {"url": "/next"}, `), []string{`static_sessions "door"`, `nextSession "/next"`, "absolute http or https URL"}},
 		{"next session without result key", "static_session door " + disclosure(`"nextSession": {"url": "http://127.0.0.1:1/next"}, `), []string{`static_sessions "door"`, "jwt_privkey_file", "allow_unsigned_callbacks"}},
 		{"callback URL", "allow_unsigned_callbacks\n\t\tstatic_session door " + disclosure(`"callbackUrl": "ftp://example.com/cb", `), []string{`static_sessions "door"`, `callbackUrl "ftp://example.com/cb"`}},
+		{"fragment", "allow_unsigned_callbacks\n\t\tstatic_session door " + disclosure(`"callbackUrl": "http://localhost:2019/stop#", `), []string{`static_sessions "door"`, `callbackUrl "http://localhost:2019/stop#"`, "fragment"}},
+		{"query", "allow_unsigned_callbacks\n\t\tstatic_session door " + disclosure(`"nextSession": {"url": "http://localhost:2019/stop?x"}, `), []string{`static_sessions "door"`, `nextSession "http://localhost:2019/stop?x"`, "query"}},
 		{"no result key", "static_session door " + disclosure(callback), []string{`static_sessions "door"`, "jwt_privkey_file", "allow_unsigned_callbacks"}},
 		{"timeout", "allow_unsigned_callbacks\n\t\tstatic_session door " + disclosure(callback+`"timeout": 3600, `), []string{`static_sessions "door"`, "timeout 3600 s", "max_session_lifetime (15m0s)"}},
 		{"issuance", "allow_unsigned_callbacks\n\t\tstatic_session door `{" + callback + `"request": {"@context": "https://irma.app/ld/request/issuance/v2", "credentials": [{"credential": "caddy-demo.gateway.person", "attributes": {"email": "a@example.com"}}]}}` + "`",

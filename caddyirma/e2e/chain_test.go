@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -160,6 +161,12 @@ func testChains(t *testing.T, irmaExtra string) {
 			token, res, err := c.chain(t, tc.url)
 			if err == nil || res.Outcome == wallet.Success || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("the wallet: %+v, %v; want an error with %q", res, err, tc.want)
+			}
+			// The app learns that the next session failed, not where: the
+			// requestor's URL stays in the gateway's log.
+			u, _ := url.Parse(tc.url)
+			if strings.Contains(err.Error(), u.Host) || strings.Contains(err.Error(), u.Path) {
+				t.Errorf("the wallet's error names the next-session URL: %v", err)
 			}
 			// The app cancels the session it could not go on with.
 			var result server.SessionResult

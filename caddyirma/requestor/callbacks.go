@@ -2,6 +2,7 @@ package requestor
 
 import (
 	"net/url"
+	"strings"
 
 	irma "github.com/privacybydesign/irmago/irma"
 	"github.com/privacybydesign/irmago/irma/server"
@@ -43,6 +44,15 @@ func (h *Handler) checkResultPost(requestor, field, target string) *irma.RemoteE
 	u, err := url.Parse(target)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return server.RemoteError(server.ErrorInvalidRequest, field+": want an absolute http or https URL")
+	}
+	if strings.ContainsAny(target, "?#") {
+		// irmaserver posts to the URL with a "/" added at its end, which
+		// lands in the query or the fragment (never sent): the POST would
+		// go to the exact path before it, such as Caddy's admin /stop.
+		return server.RemoteError(server.ErrorInvalidRequest, field+": a URL with a query (?) or a fragment (#) is not posted where it says: irma server adds a \"/\" at its end")
+	}
+	if h.cfg.RefuseTarget != nil && h.cfg.RefuseTarget(u) {
+		return server.RemoteError(server.ErrorInvalidRequest, field+": the gateway does not post results there")
 	}
 	return nil
 }

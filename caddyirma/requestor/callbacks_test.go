@@ -1,6 +1,8 @@
 package requestor
 
 import (
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -71,5 +73,26 @@ func TestAuthorizeNext(t *testing.T) {
 				t.Fatalf("AuthorizeNext = %v, %q; want refused for %q", ok, reason, tt.want)
 			}
 		})
+	}
+}
+
+// TestRefuseTarget: a callbackUrl or nextSession URL that Config.RefuseTarget
+// refuses gets 400, before any session starts.
+func TestRefuseTarget(t *testing.T) {
+	ts, _ := setup(t, func(c *Config) {
+		c.SignedCallbacks = true
+		c.RefuseTarget = func(u *url.URL) bool { return u.Host == "localhost:2019" }
+	})
+	for _, body := range []string{
+		`{"callbackUrl":"http://localhost:2019/load","request":` + discloseFullname + `}`,
+		`{"nextSession":{"url":"http://localhost:2019/config/"},"request":` + discloseFullname + `}`,
+	} {
+		r := do(t, http.MethodPost, ts.URL+"/session", jsonHeaders(testToken), body)
+		if rerr := checkError(t, r, 400, "INVALID_REQUEST"); !strings.Contains(rerr.Message, "the gateway does not post results there") {
+			t.Errorf("%s: %+v", body, rerr)
+		}
+	}
+	if r := do(t, http.MethodPost, ts.URL+"/session", jsonHeaders(testToken), `{"callbackUrl":"http://localhost:2020/cb","request":`+discloseFullname+`}`); r.status != 200 {
+		t.Errorf("another port: %d %s", r.status, r.body)
 	}
 }

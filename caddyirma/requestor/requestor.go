@@ -10,6 +10,7 @@ import (
 	"crypto/rsa"
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -63,6 +64,9 @@ type Config struct {
 	// AllowUnsignedCallbacks accepts a callbackUrl although the IRMA server posts the result unsigned,
 	// as irma server's allow_unsigned_callbacks.
 	AllowUnsignedCallbacks bool
+	// RefuseTarget, if set, says which URLs a session result may not be posted to (a callbackUrl or a
+	// nextSession URL), such as the admin API of the server itself; such a request gets 400.
+	RefuseTarget func(*url.URL) bool
 	// MaxRequestAge is how old (by its `iat`) a requestor JWT may be. Default DefaultMaxRequestAge.
 	MaxRequestAge time.Duration
 	// MaxBodySize limits the POST body in bytes. Default DefaultMaxBodySize.

@@ -138,12 +138,19 @@ func isError(v any) bool {
 var (
 	sessionPath = regexp.MustCompile(`(/session/)([A-Za-z0-9]+)`)
 	namedToken  = regexp.MustCompile(`(?i)(\b(?:client|requestor)?token[ :=]+)([A-Za-z0-9]{8,})`)
+	// userInfo is the user name and password in a URL, such as a
+	// callback's or a next-session URL that a requestor gave.
+	userInfo = regexp.MustCompile(`(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#@\s"\\]+@`)
 )
 
 // RedactPaths replaces the session tokens in s by their fingerprints: those
 // in IRMA session paths, and those that s names as tokens. A client token
-// lets whoever holds it answer the session.
+// lets whoever holds it answer the session. It leaves out the user info of
+// URLs too.
 func RedactPaths(s string) string {
+	if strings.Contains(s, "@") {
+		s = userInfo.ReplaceAllString(s, "${1}(user info not logged)@")
+	}
 	if strings.Contains(s, "/session/") {
 		s = sessionPath.ReplaceAllStringFunc(s, func(m string) string {
 			return "/session/" + Fingerprint(strings.TrimPrefix(m, "/session/"))

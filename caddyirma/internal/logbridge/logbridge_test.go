@@ -97,16 +97,18 @@ func TestRedactsSecrets(t *testing.T) {
 	b.logger.Info(`Session request (purged of attribute values): {"validity":120,"request":{"@context":"https://irma.app/ld/request/signature/v2","message":"I, \"alice@example.com\", owe Bob 100","disclose":[[["a.b.c.d"]]]}}`)
 	b.logger.Infof("unknown session with requestorToken=%s", token)
 	b.logger.Info(`Session request (purged of attribute values): {"validity":120,"request":{"@context":"https://irma.app/ld/request/issuance/v2","credentials":[{"credential":"a.b.c","attributes":null,"revocationKey":"alice-\"pass"}]}}`)
+	b.logger.Info(`Session request (purged of attribute values): {"nextSession":{"url":"http://nsuser:nsSECRETpw@10.0.0.9:8099/next"},"request":{}}`)
+	b.logger.WithField("callbackUrl", "https://cbuser:cbSECRET@app.example/cb").WithError(errors.New(`Post "http://u:errSECRET@10.0.0.9/next": refused`)).Warn("failed to POST session result to callback URL")
 	var all strings.Builder
 	for _, e := range logs.AllUntimed() {
 		fmt.Fprintf(&all, "%s %v\n", e.Message, e.ContextMap())
 	}
-	for _, secret := range []string{token, "alice@example.com", "owe Bob", "alice-"} {
+	for _, secret := range []string{token, "alice@example.com", "owe Bob", "alice-", "nsuser", "nsSECRETpw", "cbSECRET", "errSECRET"} {
 		if strings.Contains(all.String(), secret) {
 			t.Errorf("the log holds %q:\n%s", secret, all.String())
 		}
 	}
-	for _, kept := range []string{Fingerprint(token), `"disclose":[[["a.b.c.d"]]]`, "signature/v2"} {
+	for _, kept := range []string{Fingerprint(token), `"disclose":[[["a.b.c.d"]]]`, "signature/v2", "(user info not logged)@10.0.0.9:8099/next", "(user info not logged)@app.example/cb"} {
 		if !strings.Contains(all.String(), kept) {
 			t.Errorf("the log lost %q:\n%s", kept, all.String())
 		}
