@@ -164,6 +164,10 @@ func TestCORSHeaders(t *testing.T) {
 		{"preflight logout", "OPTIONS", g.base() + "/irma/logout", app, preflight("POST", ""), want{http.StatusMethodNotAllowed, false, false}},
 		{"preflight login", "OPTIONS", g.base() + "/irma/login?policy=x", app, preflight("GET", ""), want{http.StatusMethodNotAllowed, false, false}},
 		{"preflight auth", "OPTIONS", g.base() + "/irma/auth?policy=x", app, preflight("GET", ""), want{http.StatusNotFound, false, false}},
+		{"preflight jwks", "OPTIONS", g.base() + "/irma/jwks.json", app, preflight("GET", ""), want{http.StatusMethodNotAllowed, false, false}},
+		{"preflight verify", "OPTIONS", g.base() + "/irma/verify", app, preflight("POST", "content-type"), want{http.StatusMethodNotAllowed, false, false}},
+		{"preflight health", "OPTIONS", g.base() + "/irma/health", app, preflight("GET", ""), want{http.StatusMethodNotAllowed, false, false}},
+		{"preflight timestamp", "OPTIONS", g.base() + "/irma/timestamp/", app, preflight("POST", "content-type"), want{http.StatusMethodNotAllowed, false, false}},
 		{"preflight outside the prefix", "OPTIONS", g.base() + "/page", app, preflight("GET", ""), want{http.StatusOK, false, false}},
 		{"status", "GET", session + "/frontend/status", app, withAuth, want{http.StatusOK, true, true}},
 		{"legacy status", "GET", session + "/status", app, nil, want{http.StatusOK, true, true}},
@@ -248,6 +252,21 @@ func TestCORSHeaders(t *testing.T) {
 		if tc.method == "OPTIONS" && strings.HasPrefix(tc.url, session) && resp.StatusCode != http.StatusNotFound {
 			t.Errorf("%s without cors_origins: %d, want 404", tc.name, resp.StatusCode)
 		}
+	}
+	// Nor the status stream (irmaserver's own would say *).
+	if srv, err = caddytest.App[*App](t, "irma").Server(); err != nil {
+		t.Fatal(err)
+	}
+	if qr, _, frontend, err = srv.StartSession(irma.NewDisclosureRequest(g.scheme.Attribute(demoscheme.CredentialPerson, demoscheme.AttributeEmail)), nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ = http.NewRequestWithContext(ctx, "GET", qr.URL+"/frontend/statusevents", nil)
+	req.Header.Set("Origin", app)
+	req.Header.Set("Authorization", string(frontend.Authorization))
+	if resp := doCORS(t, req); resp.StatusCode != http.StatusOK || resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("statusevents without cors_origins: %d %v", resp.StatusCode, resp.Header)
 	}
 }
 
