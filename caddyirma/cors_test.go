@@ -158,6 +158,7 @@ func TestCORSHeaders(t *testing.T) {
 		{"preflight another header", "OPTIONS", session + "/frontend/options", app, preflight("POST", "authorization,x-irma-identity"), refusedPreflight},
 		{"preflight cookie header", "OPTIONS", session + "/frontend/options", app, preflight("POST", "cookie"), refusedPreflight},
 		{"preflight the app's session request", "OPTIONS", session, app, preflight("GET", ""), refusedPreflight},
+		{"preflight a static session's start", "OPTIONS", g.base() + "/irma/session/ticket", app, preflight("POST", "content-type"), refusedPreflight},
 		{"preflight proofs", "OPTIONS", session + "/proofs", app, preflight("POST", "content-type"), want{http.StatusNotFound, false, false}},
 		{"preflight commitments", "OPTIONS", session + "/commitments", app, preflight("POST", "content-type"), want{http.StatusNotFound, false, false}},
 		{"preflight request", "OPTIONS", session + "/request", app, preflight("GET", ""), want{http.StatusNotFound, false, false}},
