@@ -1,6 +1,7 @@
 package caddyirma
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -84,20 +85,20 @@ func newCORSPolicy(origins []string) (*corsPolicy, error) {
 // anything else would never match, or match more than meant.
 func checkCORSOrigin(o string) error {
 	switch {
-	case o == "*" || strings.Contains(o, "*"):
-		return fmt.Errorf("no wildcards: list each origin whose pages may follow sessions (irma server's * would let every site read them)")
+	case strings.Contains(o, "*"):
+		return errors.New("no wildcards: list each origin whose pages may follow sessions (irma server's * would let every site read them)")
 	case o == "null":
-		return fmt.Errorf("not the null origin, which sandboxed pages and files of any site send")
+		return errors.New("not the null origin, which sandboxed pages and files of any site send")
 	}
 	u, err := url.Parse(o)
 	if err != nil {
 		return err
 	}
 	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" || u.Opaque != "" {
-		return fmt.Errorf("want an http or https origin, such as https://app.example.com")
+		return errors.New("want an http or https origin, such as https://app.example.com")
 	}
 	if u.User != nil || u.Path != "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
-		return fmt.Errorf("an origin is scheme://host[:port], without user, path, query or fragment")
+		return errors.New("an origin is scheme://host[:port], without user, path, query or fragment")
 	}
 	host := strings.ToLower(u.Hostname())
 	if strings.Contains(host, ":") {
@@ -105,7 +106,7 @@ func checkCORSOrigin(o string) error {
 	}
 	for _, c := range []byte(host) {
 		if c >= 0x80 {
-			return fmt.Errorf("write an international host name in its ASCII form (xn--), as browsers send it")
+			return errors.New("write an international host name in its ASCII form (xn--), as browsers send it")
 		}
 	}
 	canonical := u.Scheme + "://" + host
