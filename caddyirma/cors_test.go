@@ -169,6 +169,7 @@ func TestCORSHeaders(t *testing.T) {
 		{"preflight verify", "OPTIONS", g.base() + "/irma/verify", app, preflight("POST", "content-type"), want{http.StatusMethodNotAllowed, false, false}},
 		{"preflight health", "OPTIONS", g.base() + "/irma/health", app, preflight("GET", ""), want{http.StatusMethodNotAllowed, false, false}},
 		{"preflight timestamp", "OPTIONS", g.base() + "/irma/timestamp/", app, preflight("POST", "content-type"), want{http.StatusMethodNotAllowed, false, false}},
+		{"preflight revocation", "OPTIONS", g.base() + "/irma/revocation/caddy-demo.gateway.person/events/0/0/1", app, preflight("GET", ""), want{http.StatusNotFound, false, false}},
 		{"preflight outside the prefix", "OPTIONS", g.base() + "/page", app, preflight("GET", ""), want{http.StatusOK, false, false}},
 		{"status", "GET", session + "/frontend/status", app, withAuth, want{http.StatusOK, true, true}},
 		{"legacy status", "GET", session + "/status", app, nil, want{http.StatusOK, true, true}},
