@@ -16,8 +16,9 @@
 //     the app's prefix (/irma/) are the gateway's own (the Yivi app's
 //     protocol, the session pages' status and pairing, the JWKS, login,
 //     forward auth, and logout in logout.go; a store that fails
-//     is a 503 there too, unavailable.go); it passes every other request
-//     on, through the shield.
+//     is a 503 there too, unavailable.go; CORS for the session pages of
+//     the origins in cors_origins, and their preflights, cors.go); it
+//     passes every other request on, through the shield.
 //   - shield.go: headers of the gateway's namespace (X-Irma-*, the identity
 //     header, plain attribute headers) that a client sent are removed, in
 //     every spelling, and a request that declares one as a trailer is

@@ -50,7 +50,18 @@ func init() {
 // default /irma/) and passes every other request on, so it can stand at the
 // top of a site that it shares with the content it protects.
 type Endpoints struct {
-	app *App
+	// CORSOrigins are the origins (scheme://host[:port], exactly as
+	// browsers send them in Origin) whose pages may follow their sessions
+	// here across origins, as with a Yivi frontend on another site: the
+	// frontend's status, statusevents, options and pairingcompleted
+	// routes and the cancelling DELETE of a session answer their
+	// preflights and carry Access-Control-Allow-Origin for them; no other
+	// route, and never with credentials. No wildcards. Default: none, no
+	// CORS headers at all.
+	CORSOrigins []string `json:"cors_origins,omitempty"`
+
+	app  *App
+	cors *corsPolicy
 }
 
 // CaddyModule returns the Caddy module information.
@@ -61,14 +72,15 @@ func (Endpoints) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision finds the irma app.
+// Provision finds the irma app and checks cors_origins.
 func (e *Endpoints) Provision(ctx caddy.Context) error {
 	app, err := irmaApp(ctx, "irma_endpoints")
 	if err != nil {
 		return err
 	}
 	e.app = app
-	return nil
+	e.cors, err = newCORSPolicy(e.CORSOrigins)
+	return err
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
@@ -88,11 +100,14 @@ func (e *Endpoints) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 		}
 		return next.ServeHTTP(w, r)
 	}
+	prefix := a.prefix
+	rest := r.URL.Path[len(prefix)-1:] // keeps the leading slash
+	if e.cors != nil && e.cors.serve(w, r, rest, a.logger) {
+		return nil // a preflight, answered whether the IRMA server runs or not
+	}
 	if err := a.waitStarted(r.Context()); err != nil {
 		return e.notRunning(w, r, err)
 	}
-	prefix := a.prefix
-	rest := r.URL.Path[len(prefix)-1:] // keeps the leading slash
 	switch {
 	case a.timestamps != nil && (rest == "/timestamp" || strings.HasPrefix(rest, "/timestamp/")):
 		http.StripPrefix(prefix+"timestamp", a.timestamps).ServeHTTP(w, r)
@@ -315,9 +330,12 @@ func allowedIRMAPath(method, rest string) bool {
 
 // parseEndpoints sets up the handler from Caddyfile tokens. Syntax:
 //
-//	irma_endpoints
+//	irma_endpoints {
+//		cors_origins <origin...>
+//	}
 //
 // It takes no arguments: the path prefix is the path of the irma app's url.
+// The block is optional.
 func parseEndpoints(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	e := new(Endpoints)
 	if err := e.UnmarshalCaddyfile(h.Dispenser); err != nil {
@@ -332,8 +350,20 @@ func (e *Endpoints) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.Errf("irma_endpoints takes no arguments; the path prefix comes from the url of the irma global option, got %q", d.Val())
 	}
-	if d.NextBlock(0) {
-		return d.Errf("irma_endpoints takes no block, got %q", d.Val())
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "cors_origins":
+			if e.CORSOrigins != nil {
+				return d.Err("cors_origins given twice")
+			}
+			origins, err := unmarshalCORSOrigins(d)
+			if err != nil {
+				return err
+			}
+			e.CORSOrigins = origins
+		default:
+			return d.Errf("irma_endpoints: unknown setting %q", d.Val())
+		}
 	}
 	return nil
 }

@@ -223,19 +223,7 @@ func frontendStatus(t testing.TB, b *browser, base string, info *sessionpage.Inf
 // posts pairingcompleted. It returns the code the wallet showed.
 func runPaired(ctx context.Context, t testing.TB, b *browser, base string, w *wallet.Wallet, info *sessionpage.Info, codes <-chan string) string {
 	t.Helper()
-	done := make(chan error, 1)
-	go func() {
-		_, err := w.Run(ctx, info.SessionPtr, wallet.Accept)
-		done <- err
-	}()
-	var code string
-	select {
-	case code = <-codes:
-	case err := <-done:
-		t.Fatalf("the session ended without the wallet showing a pairing code: %v", err)
-	case <-ctx.Done():
-		t.Fatal("the wallet never showed a pairing code")
-	}
+	code, done := runUntilPairingCode(ctx, t, w, info.SessionPtr, codes)
 	if status := frontendStatus(t, b, base, info); status != "PAIRING" {
 		t.Errorf("while the app shows the code, the page sees %s, want PAIRING", status)
 	}
@@ -243,6 +231,36 @@ func runPaired(ctx context.Context, t testing.TB, b *browser, base string, w *wa
 	if resp.StatusCode/100 != 2 {
 		t.Fatalf("pairingcompleted: %d %s", resp.StatusCode, body)
 	}
+	awaitPaired(ctx, t, done)
+	return code
+}
+
+// runUntilPairingCode has w perform the session of ptr in the background,
+// and returns once the wallet shows a pairing code (through codes, which its
+// OnPairingCode feeds): the code, and where the session's end arrives after
+// the person typed it into the page.
+func runUntilPairingCode(ctx context.Context, t testing.TB, w *wallet.Wallet, ptr *irma.Qr, codes <-chan string) (string, <-chan error) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		_, err := w.Run(ctx, ptr, wallet.Accept)
+		done <- err
+	}()
+	select {
+	case code := <-codes:
+		return code, done
+	case err := <-done:
+		t.Fatalf("the session ended without the wallet showing a pairing code: %v", err)
+	case <-ctx.Done():
+		t.Fatal("the wallet never showed a pairing code")
+	}
+	return "", nil
+}
+
+// awaitPaired waits for the end of a session that runUntilPairingCode runs,
+// which must succeed.
+func awaitPaired(ctx context.Context, t testing.TB, done <-chan error) {
+	t.Helper()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -251,7 +269,6 @@ func runPaired(ctx context.Context, t testing.TB, b *browser, base string, w *wa
 	case <-ctx.Done():
 		t.Fatal("the paired session did not finish")
 	}
-	return code
 }
 
 // runUnpaired has w perform the session ptr points at, which must not ask

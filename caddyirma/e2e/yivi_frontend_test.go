@@ -122,22 +122,80 @@ func TestYiviFrontend(t *testing.T) {
 
 	// What the frontend asks of the gateway, and what it says in the console.
 	browser := newChromium(t)
-	var mu sync.Mutex
-	var requests, console []string
-	statuses := map[network.RequestID]string{}
+	watch := watchBrowser(t, browser, strings.NewReplacer(base, ""))
+
+	if err := chromedp.Run(browser, network.Enable()); err != nil {
+		t.Fatal(err)
+	}
+
+	// The page starts the session; its answer holds the pointer the QR code shows.
+	wait, cancelWait := context.WithTimeout(browser, 30*time.Second)
+	defer cancelWait()
+	started := startFrontendSession(t, wait, base+"/page/index.html")
+	var session struct {
+		FrontendRequest struct {
+			PairingHint bool `json:"pairingHint"`
+		} `json:"frontendRequest"`
+	}
+	if err := json.Unmarshal([]byte(started.raw), &session); err != nil || session.FrontendRequest.PairingHint {
+		t.Errorf("a plain disclosure asks for pairing: %s (%v)", started.raw, err)
+	}
+
+	// The QR code the frontend draws is the pointer the gateway handed out.
+	scanned := frontendQR(t, wait, started.ptr)
+	screenshot(t, browser, "yivi-frontend-qr.png")
+
+	// The wallet discloses; the frontend sees the session end and fetches the result.
+	if result, done := discloseEmailInFrontend(ctx, t, wait, w, scanned); string(result.Token) != started.id {
+		t.Fatalf("the frontend's result is of another session: %s", done)
+	}
+	screenshot(t, browser, "yivi-frontend-done.png")
+
+	// How it followed the session: with the server-sent events of
+	// frontend/statusevents, as from irma server with SSE on, which brought
+	// it DONE; it never fell back to polling frontend/status. No pairing.
+	watch.followedToDone(t, "/frontend/statusevents -> 200", "/api/irma/session/"+started.id+"/result -> 200")
+	seen, _ := watch.seen()
+	if strings.Contains(seen, "/frontend/status -> ") {
+		t.Error("the frontend polled frontend/status: it did not follow the session with statusevents")
+	}
+	for _, unwanted := range []string{"/frontend/options", "/frontend/pairingcompleted"} {
+		if strings.Contains(seen, unwanted) {
+			t.Errorf("the frontend asked %q for a session without pairing", unwanted)
+		}
+	}
+}
+
+// browserWatch keeps what a page asks (each request with its answer, or why
+// it failed, CORS errors included) and what it says in the console.
+type browserWatch struct {
+	mu                sync.Mutex
+	requests, console []string
+}
+
+// watchBrowser starts watching browser; trim shortens the URLs it records
+// (the test's origins to names). It logs what it saw when the test fails,
+// or ends verbose.
+func watchBrowser(t *testing.T, browser context.Context, trim *strings.Replacer) *browserWatch {
+	b := &browserWatch{}
+	requests := map[network.RequestID]string{}
 	chromedp.ListenTarget(browser, func(ev any) {
-		mu.Lock()
-		defer mu.Unlock()
+		b.mu.Lock()
+		defer b.mu.Unlock()
 		switch ev := ev.(type) {
 		case *network.EventRequestWillBeSent:
-			statuses[ev.RequestID] = ev.Request.Method + " " + strings.TrimPrefix(ev.Request.URL, base)
+			requests[ev.RequestID] = ev.Request.Method + " " + trim.Replace(ev.Request.URL)
 		case *network.EventResponseReceived:
 			if strings.HasPrefix(ev.Response.URL, "data:") {
 				break
 			}
-			requests = append(requests, fmt.Sprintf("%s -> %d", statuses[ev.RequestID], ev.Response.Status))
+			b.requests = append(b.requests, fmt.Sprintf("%s -> %d", requests[ev.RequestID], ev.Response.Status))
 		case *network.EventLoadingFailed:
-			requests = append(requests, fmt.Sprintf("%s -> failed: %s", statuses[ev.RequestID], ev.ErrorText))
+			failure := fmt.Sprintf("%s -> failed: %s", requests[ev.RequestID], ev.ErrorText)
+			if ev.CorsErrorStatus != nil {
+				failure += fmt.Sprintf(" (CORS %s %s)", ev.CorsErrorStatus.CorsError, ev.CorsErrorStatus.FailedParameter)
+			}
+			b.requests = append(b.requests, failure)
 		case *runtime.EventConsoleAPICalled:
 			var args []string
 			for _, a := range ev.Args {
@@ -147,61 +205,74 @@ func TestYiviFrontend(t *testing.T) {
 					args = append(args, a.Description)
 				}
 			}
-			console = append(console, string(ev.Type)+": "+strings.Join(args, " "))
+			b.console = append(b.console, string(ev.Type)+": "+strings.Join(args, " "))
 		case *runtime.EventExceptionThrown:
-			console = append(console, "exception: "+ev.ExceptionDetails.Error())
+			b.console = append(b.console, "exception: "+ev.ExceptionDetails.Error())
 		}
 	})
-	logBrowser := func() {
-		mu.Lock()
-		defer mu.Unlock()
-		t.Logf("requests:\n  %s", strings.Join(requests, "\n  "))
-		t.Logf("console:\n  %s", strings.Join(console, "\n  "))
-	}
-	defer func() {
-		if t.Failed() {
-			logBrowser()
+	t.Cleanup(func() {
+		if t.Failed() || testing.Verbose() {
+			requests, console := b.seen()
+			t.Logf("requests:\n  %s", strings.ReplaceAll(requests, "\n", "\n  "))
+			t.Logf("console:\n  %s", strings.ReplaceAll(console, "\n", "\n  "))
 		}
-	}()
+	})
+	return b
+}
 
-	// The page starts the session; its answer holds the pointer the QR code shows.
-	wait, cancelWait := context.WithTimeout(browser, 30*time.Second)
-	defer cancelWait()
-	var started string
-	if err := chromedp.Run(wait,
-		network.Enable(),
-		chromedp.Navigate(base+"/page/index.html"),
-		chromedp.Poll(`(window.__error && JSON.stringify({error: window.__error})) || (window.__session && JSON.stringify(window.__session))`, &started, chromedp.WithPollingInterval(100*time.Millisecond)),
-	); err != nil {
-		t.Fatalf("the frontend did not start a session: %v", err)
-	}
-	var session struct {
-		Error           string              `json:"error"`
-		SessionPtr      json.RawMessage     `json:"sessionPtr"`
-		Token           irma.RequestorToken `json:"token"`
-		FrontendRequest struct {
-			Authorization string `json:"authorization"`
-			PairingHint   bool   `json:"pairingHint"`
-		} `json:"frontendRequest"`
-	}
-	if err := json.Unmarshal([]byte(started), &session); err != nil || session.Error != "" || len(session.SessionPtr) == 0 {
-		t.Fatalf("the frontend's session: %s (%v)", started, err)
-	}
-	if session.FrontendRequest.PairingHint {
-		t.Errorf("a plain disclosure asks for pairing: %s", started)
-	}
-	ptr, err := wallet.ParsePointer(string(session.SessionPtr))
-	if err != nil {
-		t.Fatalf("sessionPtr %s: %v", session.SessionPtr, err)
-	}
+// seen returns the requests and the console lines so far, one a line.
+func (b *browserWatch) seen() (requests, console string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Join(b.requests, "\n"), strings.Join(b.console, "\n")
+}
 
-	// The QR code the frontend draws is the pointer the gateway handed out.
-	// It is read from the canvas's pixels, not from a screenshot: capturing
-	// an element resizes Chromium's viewport for a moment, the frontend
-	// answers every resize by drawing its QR code anew (checkUserAgent), and
-	// a loop of screenshots could then catch an empty canvas forever. The
-	// canvas is not there at once, nor drawn on at once: look again until
-	// a code is there (as a camera would), for as long as wait lasts.
+// await returns the first request recorded that starts with prefix (its
+// method and URL, say), waiting for one while wait lasts; "" if none came.
+func (b *browserWatch) await(wait context.Context, prefix string) string {
+	for {
+		b.mu.Lock()
+		for _, r := range b.requests {
+			if strings.HasPrefix(r, prefix) {
+				b.mu.Unlock()
+				return r
+			}
+		}
+		b.mu.Unlock()
+		select {
+		case <-wait.Done():
+			return ""
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// followedToDone checks that the page asked each of asked (a request with
+// its answer, as seen records it), and that its frontend learnt of DONE
+// from a server event.
+func (b *browserWatch) followedToDone(t *testing.T, asked ...string) {
+	t.Helper()
+	seen, said := b.seen()
+	for _, want := range asked {
+		if !strings.Contains(seen, want) {
+			t.Errorf("the frontend never asked %q", want)
+		}
+	}
+	if !strings.Contains(said, "Server event: Remote state changed to 'DONE'") {
+		t.Error("the frontend did not learn of DONE from a server event")
+	}
+}
+
+// frontendQR returns the session pointer of the QR code that the frontend
+// shows in #yivi, which must be want. It is read from the canvas's pixels, not from a
+// screenshot: capturing an element resizes Chromium's viewport for a
+// moment, the frontend answers every resize by drawing its QR code anew
+// (checkUserAgent), and a loop of screenshots could then catch an empty
+// canvas forever. The canvas is not there at once, nor drawn on at once:
+// it looks again until a code is there (as a camera would), for as long as
+// wait lasts.
+func frontendQR(t *testing.T, wait context.Context, want *irma.Qr) *irma.Qr {
+	t.Helper()
 	if err := chromedp.Run(wait, chromedp.WaitVisible(`#yivi canvas`, chromedp.ByQuery)); err != nil {
 		t.Fatalf("the frontend shows no QR code: %v", err)
 	}
@@ -217,23 +288,24 @@ func TestYiviFrontend(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	screenshot(t, browser, "yivi-frontend-qr.png")
-	scanned, err := wallet.ParsePointer(text)
-	if err != nil || *scanned != *ptr {
-		t.Fatalf("the QR code holds %+v (%v), the session %+v", scanned, err, ptr)
+	ptr, err := wallet.ParsePointer(text)
+	if err != nil || *ptr != *want {
+		t.Fatalf("the QR code holds %q (%v), the session %+v", text, err, want)
 	}
+	return ptr
+}
 
-	// The wallet discloses; the frontend sees the session end and fetches the result.
-	if res, err := w.Run(ctx, scanned, wallet.Accept); err != nil {
-		t.Fatalf("disclosure: %+v, %v", res, err)
-	}
+// frontendResult waits until the page's frontend has its result
+// (window.__result), and returns it with its JSON; a frontend that failed
+// (window.__error) fails the test.
+func frontendResult(t *testing.T, wait context.Context) (server.SessionResult, string) {
+	t.Helper()
 	var done string
 	if err := chromedp.Run(wait,
 		chromedp.Poll(`(window.__error && JSON.stringify({error: window.__error})) || (window.__result && JSON.stringify(window.__result))`, &done, chromedp.WithPollingInterval(100*time.Millisecond)),
 	); err != nil {
 		t.Fatalf("the frontend did not finish: %v", err)
 	}
-	screenshot(t, browser, "yivi-frontend-done.png")
 	var result struct {
 		Error string `json:"error"`
 		server.SessionResult
@@ -241,37 +313,23 @@ func TestYiviFrontend(t *testing.T) {
 	if err := json.Unmarshal([]byte(done), &result); err != nil || result.Error != "" {
 		t.Fatalf("the frontend's result: %s (%v)", done, err)
 	}
-	if result.Status != irma.ServerStatusDone || result.ProofStatus != irma.ProofStatusValid || result.Token != session.Token ||
-		len(result.Disclosed) != 1 || len(result.Disclosed[0]) != 1 || result.Disclosed[0][0].RawValue == nil || *result.Disclosed[0][0].RawValue != "alice@example.com" {
+	return result.SessionResult, done
+}
+
+// discloseEmailInFrontend has w disclose alice@example.com in the session
+// of ptr, and returns the result that the page's frontend then gets, which
+// must be that: done, valid.
+func discloseEmailInFrontend(ctx context.Context, t *testing.T, wait context.Context, w *wallet.Wallet, ptr *irma.Qr) (server.SessionResult, string) {
+	t.Helper()
+	if res, err := w.Run(ctx, ptr, wallet.Accept); err != nil {
+		t.Fatalf("disclosure: %+v, %v", res, err)
+	}
+	result, done := frontendResult(t, wait)
+	if result.Status != irma.ServerStatusDone || result.ProofStatus != irma.ProofStatusValid || len(result.Disclosed) != 1 ||
+		len(result.Disclosed[0]) != 1 || result.Disclosed[0][0].RawValue == nil || *result.Disclosed[0][0].RawValue != "alice@example.com" {
 		t.Fatalf("the frontend's result: %s", done)
 	}
-
-	// How it followed the session: with the server-sent events of
-	// frontend/statusevents, as from irma server with SSE on, which brought
-	// it DONE; it never fell back to polling frontend/status. No pairing.
-	mu.Lock()
-	seen := strings.Join(requests, "\n")
-	said := strings.Join(console, "\n")
-	mu.Unlock()
-	for _, want := range []string{"/frontend/statusevents -> 200", "/api/irma/session/" + string(session.Token) + "/result -> 200"} {
-		if !strings.Contains(seen, want) {
-			t.Errorf("the frontend never asked %q", want)
-		}
-	}
-	if strings.Contains(seen, "/frontend/status -> ") {
-		t.Error("the frontend polled frontend/status: it did not follow the session with statusevents")
-	}
-	if !strings.Contains(said, "Server event: Remote state changed to 'DONE'") {
-		t.Error("the frontend did not learn of DONE from a server event")
-	}
-	for _, unwanted := range []string{"/frontend/options", "/frontend/pairingcompleted"} {
-		if strings.Contains(seen, unwanted) {
-			t.Errorf("the frontend asked %q for a session without pairing", unwanted)
-		}
-	}
-	if testing.Verbose() {
-		logBrowser()
-	}
+	return result, done
 }
 
 // canvasPNG returns what a canvas on the page holds, as a PNG at twice its
