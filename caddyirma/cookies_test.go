@@ -2,6 +2,7 @@ package caddyirma
 
 import (
 	"net/http"
+	"regexp"
 	"testing"
 )
 
@@ -18,6 +19,15 @@ func TestGatewayCookieNames(t *testing.T) {
 		c := newGatewayCookies("irma_session", tc.domain, tc.secure)
 		if c.name != tc.want || c.pendingName("r")[:len(tc.want)] != tc.want {
 			t.Errorf("secure %v, domain %q: names %q and %q, want %q...", tc.secure, tc.domain, c.name, c.pendingName("r"), tc.want)
+		}
+	}
+	// The README's name of the pending cookies: <cookie_name>_pending_<8 hex
+	// digits>, one per route.
+	pending := regexp.MustCompile(`^(__Host-)?irma_session_pending_[0-9a-f]{8}$`)
+	for _, secure := range []bool{false, true} {
+		c := newGatewayCookies("irma_session", "", secure)
+		if a, b := c.pendingName("policy:members"), c.pendingName("policy:adults"); !pending.MatchString(a) || !pending.MatchString(b) || a == b {
+			t.Errorf("secure %v: pending cookies %q and %q, want irma_session_pending_<8 hex digits>, one per route", secure, a, b)
 		}
 	}
 	c := newGatewayCookies("irma_session", "", true)

@@ -110,7 +110,9 @@ func TestLoadErrors(t *testing.T) {
 		{"no schemes_path, and no network for the default schemes", replace("schemes_path "+g.scheme.SchemesPath, "default_schemes_path "+emptyDir), []string{"no copy of scheme", emptyDir, "caddy irma schemes"}},
 		{"no schemes at all", replace("schemes_path "+g.scheme.SchemesPath, "default_schemes off"), []string{"default_schemes off", "no schemes_path"}},
 		{"missing schemes_path", replace("schemes_path "+g.scheme.SchemesPath, "schemes_path /nonexistent/schemes"), []string{`schemes_path "/nonexistent/schemes"`}},
-		{"empty schemes_path", replace("schemes_path "+g.scheme.SchemesPath, "schemes_path "+emptyDir), []string{emptyDir, "no schemes found"}},
+		// The hint fits the mode: the demo scheme is for development only.
+		{"empty schemes_path", replace("schemes_path "+g.scheme.SchemesPath, "schemes_path "+emptyDir), []string{emptyDir, "no schemes found", "'caddy irma demo-scheme --dir <dir>'", "<dir>/schemes"}},
+		{"production: empty schemes_path", inProduction("schemes_path "+g.scheme.SchemesPath, "schemes_path "+emptyDir), []string{emptyDir, "no schemes found", "pk.pem", "'caddy irma schemes'", "!demo"}},
 		{"tampered scheme", replace("schemes_path "+g.scheme.SchemesPath, "schemes_path "+tampered), []string{tampered, "caddy-demo", "does not match"}},
 		{"bad scheme signature", replace("schemes_path "+g.scheme.SchemesPath, "schemes_path "+badSig), []string{badSig, "caddy-demo"}},
 		{"unreadable keys", replace("issuer_private_keys_path "+g.scheme.PrivateKeysPath, "issuer_private_keys_path "+badKeys), []string{`issuer_private_keys_path "` + badKeys + `"`}},
@@ -171,7 +173,8 @@ func TestLoadErrors(t *testing.T) {
 }
 
 // loadFails asserts that config does not load, with an error that names
-// each of want, and that it leaves no IRMA server running.
+// each of want (and not those of want that start with "!"), and that it
+// leaves no IRMA server running.
 func loadFails(t *testing.T, config string, want ...string) {
 	t.Helper()
 	err := caddytest.Load(config)
@@ -180,7 +183,11 @@ func loadFails(t *testing.T, config string, want ...string) {
 		t.Fatalf("config loaded; want an error with %q", want)
 	}
 	for _, w := range want {
-		if !strings.Contains(err.Error(), w) {
+		if absent, ok := strings.CutPrefix(w, "!"); ok {
+			if strings.Contains(err.Error(), absent) {
+				t.Errorf("error %q names %q", err, absent)
+			}
+		} else if !strings.Contains(err.Error(), w) {
 			t.Errorf("error %q does not name %q", err, w)
 		}
 	}

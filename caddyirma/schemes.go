@@ -27,6 +27,8 @@ type schemeSources struct {
 	Remotes  []schemecache.Remote `json:"remotes,omitempty"`
 	KeysPath string               `json:"keys,omitempty"`
 	DemoKeys bool                 `json:"demo_keys,omitempty"` // use the keys demo schemes publish
+	// Production: the irma app's production mode, for hints that fit it.
+	Production bool `json:"production,omitempty"`
 }
 
 // schemeSource is where the default schemes come from: irmago's pinned
@@ -85,7 +87,7 @@ func (a *App) findSchemeSources(repl *caddy.Replacer) error {
 	}
 	// Issuer private keys that a demo scheme publishes are for development:
 	// in production only issuer_private_keys_path issues.
-	a.sources = schemeSources{Local: a.SchemesPath, KeysPath: a.IssuerPrivateKeysPath, DemoKeys: !a.Production}
+	a.sources = schemeSources{Local: a.SchemesPath, KeysPath: a.IssuerPrivateKeysPath, DemoKeys: !a.Production, Production: a.Production}
 	if defaults {
 		if a.DefaultSchemesPath == "" {
 			a.DefaultSchemesPath = defaultSchemesDir()

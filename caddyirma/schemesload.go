@@ -76,7 +76,7 @@ func (s *schemeSources) loadWith(logger *zap.Logger, opts irma.ConfigurationOpti
 	dirs := map[irma.SchemeManagerIdentifier]string{}
 	var fetches []schemeFetch
 	if s.Local != "" {
-		if err := checkLocalSchemes(conf, s.Local, dirs); err != nil {
+		if err := checkLocalSchemes(conf, s.Local, dirs, s.Production); err != nil {
 			return nil, err
 		}
 		fetches = localFetches(conf, dirs, s.Local)
@@ -97,8 +97,9 @@ func (s *schemeSources) loadWith(logger *zap.Logger, opts irma.ConfigurationOpti
 }
 
 // checkLocalSchemes checks that every folder of schemes_path loaded as a
-// valid scheme, and notes where each is.
-func checkLocalSchemes(conf *irma.Configuration, local string, dirs map[irma.SchemeManagerIdentifier]string) error {
+// valid scheme, and notes where each is. In production, an empty
+// schemes_path is not met with the demo scheme's hint.
+func checkLocalSchemes(conf *irma.Configuration, local string, dirs map[irma.SchemeManagerIdentifier]string, production bool) error {
 	// irmago skips a scheme that fails to parse or whose signature does not
 	// verify, with only a log line; a gateway must not run without it.
 	for id, serr := range conf.DisabledSchemeManagers {
@@ -117,9 +118,19 @@ func checkLocalSchemes(conf *irma.Configuration, local string, dirs map[irma.Sch
 		dirs[id] = filepath.Join(local, d.Name())
 	}
 	if len(conf.SchemeManagers) == 0 {
-		return fmt.Errorf("irma: schemes_path %q: no schemes found (create the demo scheme with 'caddy irma demo-scheme')", local)
+		return fmt.Errorf("irma: schemes_path %q: no schemes found (%s)", local, noSchemesHint(production))
 	}
 	return nil
+}
+
+// noSchemesHint says what to do about an empty schemes_path: in production,
+// install the schemes to trust; in development, the demo scheme does.
+func noSchemesHint(production bool) string {
+	if production {
+		return "put each scheme to trust there, one folder per scheme as its publisher signs it, with its pk.pem; " +
+			"or, for the Yivi schemes (pbdf), leave schemes_path out and fetch the default schemes with 'caddy irma schemes'"
+	}
+	return "for development, create the demo scheme with 'caddy irma demo-scheme --dir <dir>' and set schemes_path to <dir>/schemes"
 }
 
 // addDefaultSchemes parses the default schemes from the cache beside the

@@ -34,18 +34,25 @@ var exampleUpstreams = []exampleUpstream{
 	{"go", startGoExample},
 	{"python", startPythonExample},
 	{"node", startNodeExample},
+	{"django", startDjangoExample},
+	{"express", startExpressExample},
 }
 
 // TestExampleUpstreams runs the example upstream apps (examples/upstream in
-// Go, examples/python with Debian's PyJWT, examples/node with jose from npm)
-// as their own processes behind a real gateway, logs in with the wallet, and
-// checks that each app verifies the gateway's identity JWT against the
-// gateway's JWKS with its own JWT library and shows what was disclosed, and
-// that each refuses a missing, doubled, tampered or forged token sent to it
-// directly, and a good token on a path that requires another policy, on a
-// path under no route, or on a path that is not canonical.
+// Go, examples/python with Debian's PyJWT, examples/node with jose from npm,
+// the middlewares of examples/django with Debian's Django and PyJWT and of
+// examples/express with Express and jose from npm) as their own processes
+// behind a real gateway, logs in with the wallet, and checks that each app
+// verifies the gateway's identity JWT against the gateway's JWKS with its
+// own JWT library and shows what was disclosed, and that each refuses a
+// missing, doubled, tampered or forged token sent to it directly; a token
+// signed with the gateway's own key (its key_file) that has expired, is not
+// valid yet, or is for another audience, issuer or policy; and a good token
+// on a path that requires another policy, on a path under no route, or on a
+// path that is not canonical.
 func TestExampleUpstreams(t *testing.T) {
 	g := newGateway(t)
+	gatewayKey, gatewayKeyFile := writeEd25519Key(t)
 	addrs := map[string]string{}
 	var site strings.Builder
 	for _, ex := range exampleUpstreams {
@@ -61,9 +68,23 @@ func TestExampleUpstreams(t *testing.T) {
 	}
 	`, ex.name, addrs[ex.name])
 	}
+	// Two routes with requirements of their own, which echo the identity
+	// JWT: its policy claim is a generated name.
+	for _, r := range []struct{ path, attr string }{{"/inline-email/", "email"}, {"/inline-name/", "fullname"}, {"/inline-email2/", "email"}} {
+		fmt.Fprintf(&site, `irma_auth %[1]s* {
+		require caddy-demo.gateway.person.%[2]s
+	}
+	handle %[1]s* {
+		respond "{http.request.header.X-Irma-Identity} {irma.policy}"
+	}
+	`, r.path, r.attr)
+	}
 	site.WriteString("respond 404")
 	app := g.start(t, `policy members {
 			require caddy-demo.gateway.person.email and caddy-demo.gateway.person.fullname
+		}
+		login {
+			key_file `+gatewayKeyFile+`
 		}`, site.String())
 
 	// A name that HTML must escape.
@@ -79,6 +100,7 @@ func TestExampleUpstreams(t *testing.T) {
 		t.Fatalf("after the login: %d %q", resp.StatusCode, body)
 	}
 	wantAttrs := map[string]string{"caddy-demo.gateway.person.email": email, "caddy-demo.gateway.person.fullname": name}
+	checkInlinePolicyNames(t, b, g.base, "/inline-email/", "/inline-name/", "/inline-email2/")
 
 	for _, ex := range exampleUpstreams {
 		t.Run(ex.name, func(t *testing.T) {
@@ -121,6 +143,7 @@ func TestExampleUpstreams(t *testing.T) {
 				// else does.
 				token := gatewayToken(t, b, g.base)
 				page := "/" + ex.name + "/page"
+				now := time.Now().Unix()
 				for _, c := range []struct {
 					name   string
 					path   string
@@ -136,6 +159,16 @@ func TestExampleUpstreams(t *testing.T) {
 					{"alg none", page, []string{forgedNone(t, token)}, http.StatusUnauthorized, "alg"},
 					{"not a JWT", page, []string{"not-a-jwt"}, http.StatusUnauthorized, "malformed"},
 					// The token is good, but for members: not for a route of adults.
+					// Signed with the gateway's key, published at its JWKS endpoint.
+					{"expired", page, []string{resigned(t, gatewayKey, token, map[string]any{"iat": now - 120, "nbf": now - 120, "exp": now - 60})}, http.StatusUnauthorized, "has expired"},
+					{"not valid yet", page, []string{resigned(t, gatewayKey, token, map[string]any{"nbf": now + 120, "exp": now + 180})}, http.StatusUnauthorized, "not valid yet"},
+					{"another audience", page, []string{resigned(t, gatewayKey, token, map[string]any{"aud": "other-app"})}, http.StatusUnauthorized, "another audience"},
+					{"another issuer", page, []string{resigned(t, gatewayKey, token, map[string]any{"iss": "https://elsewhere.example"})}, http.StatusUnauthorized, "another issuer"},
+					{"another policy", page, []string{resigned(t, gatewayKey, token, map[string]any{"policy": "adults"})}, http.StatusForbidden, `not "members"`},
+					{"the gateway's own token, resigned", page, []string{resigned(t, gatewayKey, token, nil)}, http.StatusOK, email},
+					{"an unknown kid", page, []string{signedByNewKeyAs(t, token, "no-such-kid")}, http.StatusUnauthorized, "unknown key"},
+					// As WSGI servers and Node.js join a header sent twice.
+					{"two tokens in one header", page, []string{token + "," + token}, http.StatusUnauthorized, ""},
 					{"a members token on /adults/", "/adults/page", []string{token}, http.StatusForbidden, `not "adults"`},
 					{"a members token on a path under no route", "/club/page", []string{token}, http.StatusForbidden, "no policy"},
 					{"dot segments", "/" + ex.name + "/../adults/page", []string{token}, http.StatusBadRequest, "not canonical"},
@@ -288,17 +321,27 @@ const debianPython = "/usr/bin/python3"
 // and cryptography (which .ci/run installs).
 func startPythonExample(t *testing.T, gateway string, flags ...string) string {
 	t.Helper()
-	check := exec.Command(debianPython, "-c", "import jwt, cryptography; print(jwt.__version__, cryptography.__version__)")
+	return startDebianPythonScript(t, "examples/python", "app.py",
+		"import jwt, cryptography; print('PyJWT', jwt.__version__, 'cryptography', cryptography.__version__)",
+		"python3-jwt python3-cryptography", gateway, flags...)
+}
+
+// startDebianPythonScript runs script of the example in dir on Debian's
+// Python, once probe (Python that prints the versions of what the script
+// imports) has found the Debian packages apt that .ci/run installs.
+func startDebianPythonScript(t *testing.T, dir, script, probe, apt, gateway string, flags ...string) string {
+	t.Helper()
+	check := exec.Command(debianPython, "-c", probe)
 	check.Env = debianPythonEnv()
 	out, err := check.CombinedOutput()
 	if err != nil {
-		t.Fatalf("examples/python needs Debian's %s with PyJWT and cryptography (apt-get install python3-jwt python3-cryptography; .ci/run does): %v\n%s",
-			debianPython, err, out)
+		t.Fatalf("%s needs Debian's %s with its packages (apt-get install %s; .ci/run does): %v\n%s", dir, debianPython, apt, err, out)
 	}
-	t.Logf("examples/python on PyJWT and cryptography %s", strings.TrimSpace(string(out)))
-	cmd := exec.Command(debianPython, append(append([]string{filepath.Join(repoRoot(t), "examples", "python", "app.py")}, exampleFlags(gateway)...), flags...)...)
+	t.Logf("%s on %s", dir, strings.TrimSpace(string(out)))
+	path := filepath.Join(repoRoot(t), filepath.FromSlash(dir), script)
+	cmd := exec.Command(debianPython, append(append([]string{path}, exampleFlags(gateway)...), flags...)...)
 	cmd.Env = debianPythonEnv()
-	addr, _ := startProcess(t, "examples/python", cmd, listeningLine)
+	addr, _ := startProcess(t, dir, cmd, listeningLine)
 	return addr
 }
 
@@ -312,7 +355,9 @@ func debianPythonEnv() []string {
 			env = append(env, kv)
 		}
 	}
-	return append(env, "PYTHONNOUSERSITE=1")
+	// PYTHONDONTWRITEBYTECODE: no __pycache__ of examples/django's package
+	// in the repository.
+	return append(env, "PYTHONNOUSERSITE=1", "PYTHONDONTWRITEBYTECODE=1")
 }
 
 // startNodeExample installs examples/node's dependencies (jose) with npm
@@ -321,36 +366,45 @@ func debianPythonEnv() []string {
 // repository.
 func startNodeExample(t *testing.T, gateway string, flags ...string) string {
 	t.Helper()
+	return startNpmExample(t, "examples/node", []string{"package.json", "server.js"}, "server.js", gateway, flags...)
+}
+
+// startNpmExample copies files of the example in dir into a directory of
+// the test's, installs its dependencies there with npm, and runs main with
+// Node.js (which .ci/run installs). Nothing is installed into the
+// repository.
+func startNpmExample(t *testing.T, dir string, files []string, main, gateway string, flags ...string) string {
+	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Fatalf("examples/node needs Node.js (apt-get install nodejs npm; .ci/run does): %v", err)
+		t.Fatalf("%s needs Node.js (apt-get install nodejs npm; .ci/run does): %v", dir, err)
 	}
 	npm, err := exec.LookPath("npm")
 	if err != nil {
-		t.Fatalf("examples/node needs npm to install jose (apt-get install npm; .ci/run does): %v", err)
+		t.Fatalf("%s needs npm to install its packages (apt-get install npm; .ci/run does): %v", dir, err)
 	}
-	dir := t.TempDir()
-	for _, f := range []string{"package.json", "server.js"} {
-		data, err := os.ReadFile(filepath.Join(repoRoot(t), "examples", "node", f))
+	tmp := t.TempDir()
+	for _, f := range files {
+		data, err := os.ReadFile(filepath.Join(repoRoot(t), filepath.FromSlash(dir), f))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(tmp, f), data, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	install := exec.CommandContext(ctx, npm, "install", "--no-audit", "--no-fund")
-	install.Dir = dir
+	install.Dir = tmp
 	if out, err := install.CombinedOutput(); err != nil {
-		t.Fatalf("npm install in a copy of examples/node failed (the npm registry must be reachable): %v\n%s", err, out)
+		t.Fatalf("npm install in a copy of %s failed (the npm registry must be reachable): %v\n%s", dir, err, out)
 	}
 	version, _ := exec.Command(node, "--version").Output()
-	t.Logf("examples/node on Node.js %s", strings.TrimSpace(string(version)))
-	cmd := exec.Command(node, append(append([]string{"server.js"}, exampleFlags(gateway)...), flags...)...)
-	cmd.Dir = dir
-	addr, _ := startProcess(t, "examples/node", cmd, listeningLine)
+	t.Logf("%s on Node.js %s", dir, strings.TrimSpace(string(version)))
+	cmd := exec.Command(node, append(append([]string{main}, exampleFlags(gateway)...), flags...)...)
+	cmd.Dir = tmp
+	addr, _ := startProcess(t, dir, cmd, listeningLine)
 	return addr
 }
 
