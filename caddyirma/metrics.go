@@ -66,8 +66,8 @@ func newMetrics() {
 	}, []string{"type"})
 	metrics.logins = counter("logins_total", "Logins granted, by policy and kind (login, step_up).", "policy", "kind")
 	metrics.requests = counter("requests_total", "Requests through irma_auth, by policy and decision (allowed, denied).", "policy", "decision")
-	metrics.jwts = counter("jwts_minted_total", "Identity JWTs signed, by policy.", "policy")
-	metrics.requestorCalls = counter("requestor_calls_total", "Calls of the requestor API, by requestor and outcome (ok, refused, error).", "requestor", "outcome")
+	metrics.jwts = counter("jwts_minted_total", "Identity JWTs handed out (signed, or reused while fresh), by policy.", "policy")
+	metrics.requestorCalls = counter("requestor_calls_total", "Session requests of the requestor API, by requestor (\"\" when unauthenticated) and outcome (started, unauthenticated, refused, limited, error).", "requestor", "outcome")
 	metrics.storeErrors = counter("store_errors_total", "Errors of the stores (marks: the one-use marks; sessions: the IRMA sessions).", "store")
 	metrics.sessionsLimited = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 		Name: "sessions_limited_total", Help: "Sessions refused with 429 by session_limits."})
