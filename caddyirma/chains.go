@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -120,7 +121,13 @@ func (h *RequestorAPI) Cleanup() error {
 // (SECURITY.md).
 func adminTarget(u *url.URL) bool {
 	_, port, err := net.SplitHostPort(caddy.DefaultAdminListen)
-	if err != nil || u.Port() != port {
+	if err != nil {
+		return false
+	}
+	// As numbers: "02019" dials port 2019 too.
+	admin, err1 := strconv.Atoi(port)
+	target, err2 := strconv.Atoi(u.Port())
+	if err1 != nil || err2 != nil || admin != target {
 		return false
 	}
 	host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))

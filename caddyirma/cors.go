@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -109,6 +112,9 @@ func checkCORSOrigin(o string) error {
 			return errors.New("write an international host name in its ASCII form (xn--), as browsers send it")
 		}
 	}
+	if err := checkOriginHost(host, u.Port()); err != nil {
+		return err
+	}
 	canonical := u.Scheme + "://" + host
 	if port := u.Port(); port != "" && !(u.Scheme == "http" && port == "80") && !(u.Scheme == "https" && port == "443") {
 		canonical += ":" + port
@@ -191,4 +197,40 @@ func unmarshalCORSOrigins(d *caddyfile.Dispenser) ([]string, error) {
 		return nil, d.Errf("%v", err)
 	}
 	return origins, nil
+}
+
+// dnsName is a host name as browsers send it in an origin: ASCII labels of
+// letters, digits and hyphens (punycode included).
+var dnsName = regexp.MustCompile(`^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// checkOriginHost checks that an origin's host and port are ones a browser
+// sends: a host name or an IP address in its canonical form, and a port
+// from 1 to 65535 without leading zeros. Any other spelling would never
+// match, which is safe but surely not what was meant.
+func checkOriginHost(host, port string) error {
+	if port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
+			return fmt.Errorf("port %q: want a number from 1 to 65535, as browsers write it", port)
+		}
+	}
+	if ip, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
+		want := ip.String()
+		if ip.Is6() {
+			want = "[" + want + "]"
+		}
+		if ip.Is4In6() || want != host {
+			return fmt.Errorf("host %q: write the address as browsers do, such as %s", host, ip.Unmap())
+		}
+		return nil
+	}
+	if !dnsName.MatchString(host) || allDigitsAndDots(host) {
+		return fmt.Errorf("host %q: not a host name or an address as browsers send it", host)
+	}
+	return nil
+}
+
+// allDigitsAndDots is a host that browsers would read as a (shortened or
+// numeric) IPv4 address, such as 127.1 or 2130706433.
+func allDigitsAndDots(host string) bool {
+	return strings.Trim(host, "0123456789.") == "" || strings.HasPrefix(host, "0x") || strings.Contains(host, ".0x")
 }

@@ -47,6 +47,15 @@ func TestCORSOrigins(t *testing.T) {
 		"http://app.example.com:80":   "write it as browsers send it: http://app.example.com",
 		"https://app.example.com:":    "write it as browsers send it: https://app.example.com",
 		"https://bücher.example":      "ASCII form",
+		"http://localhost:09000":      `port "09000"`,
+		"http://localhost:0":          `port "0"`,
+		"http://localhost:99999":      `port "99999"`,
+		"http://127.1:8080":           `host "127.1"`,
+		"http://2130706433":           `host "2130706433"`,
+		"http://0x7f.0.0.1":           `host "0x7f.0.0.1"`,
+		"http://[::ffff:127.0.0.1]":   "write the address as browsers do, such as 127.0.0.1",
+		"http://[2001:db8:0::1]":      "write the address as browsers do, such as 2001:db8::1",
+		"https://under_score.example": `host "under_score.example"`,
 		"https://[::1":                "missing ']'",
 	} {
 		_, err := newCORSPolicy([]string{"https://ok.example", bad})

@@ -43,8 +43,9 @@ func (c *CredentialSpec) setRevocationKey(cr *irma.CredentialRequest, repl *cadd
 	switch {
 	case key == "":
 		return fmt.Errorf("irma_issue: credential %q: the revocation key has no value for this request", c.Type)
-	case len(key) > requestor.MaxRevocationKeyLength:
-		return fmt.Errorf("irma_issue: credential %q: the revocation key is longer than %d bytes", c.Type, requestor.MaxRevocationKeyLength)
+	}
+	if err := requestor.CheckRevocationKey(key); err != nil {
+		return fmt.Errorf("irma_issue: credential %q: the revocation key: %w", c.Type, err)
 	}
 	cr.RevocationKey = key
 	return nil

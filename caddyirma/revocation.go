@@ -206,9 +206,14 @@ func (a *App) openRevocation() (*irma.Configuration, error) {
 		RevocationSettings:  a.serverConf.RevocationSettings,
 	})
 	if err != nil {
-		// irmago's errors name the database type and the failure, not the
-		// connection string.
-		return nil, fmt.Errorf("revocation database (%s): %w", a.Revocation.DBType, err)
+		// irmago's errors name the database type and the failure; the
+		// driver's may quote parts of a connection string that it could
+		// not parse, which are left out.
+		// The scheme loader names the folder it was loading: the database
+		// is what failed.
+		msg := schemesLabel.ReplaceAllString(err.Error(), "")
+		return nil, fmt.Errorf("irma: revocation database (%s): %s", a.Revocation.DBType,
+			redactConnString(msg, a.serverConf.RevocationDBConnStr))
 	}
 	sharedRevocations.Store(l.conf.Revocation, struct{}{})
 	a.logger.Info("revocation database ready",

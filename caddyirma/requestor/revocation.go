@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 	irma "github.com/privacybydesign/irmago/irma"
@@ -122,11 +124,13 @@ func checkRevocationRequest(req *irma.RevocationRequest) error {
 	if parts := strings.Split(req.CredentialType.String(), "."); len(parts) != 3 || slices.Contains(parts, "") {
 		return errors.New("type: want a credential type, scheme.issuer.credential")
 	}
-	switch {
-	case req.Key == "":
+	if req.Key == "" {
 		return errors.New("revocationKey is required")
-	case len(req.Key) > MaxRevocationKeyLength:
-		return errors.New("revocationKey is too long")
+	}
+	if err := CheckRevocationKey(req.Key); err != nil {
+		return err
+	}
+	switch {
 	case req.Issued < 0:
 		return errors.New("issued: want a time in Unix nanoseconds")
 	}
@@ -136,6 +140,25 @@ func checkRevocationRequest(req *irma.RevocationRequest) error {
 // MaxRevocationKeyLength is the longest revocation key, in bytes, that the
 // API takes in an issuance or a revocation request.
 const MaxRevocationKeyLength = 256
+
+// CheckRevocationKey checks a revocation key as the gateway takes it, at
+// issuance and at revocation: at most MaxRevocationKeyLength bytes of
+// UTF-8 without control characters (nor U+FFFD, which stands for invalid
+// UTF-8). The database would store a NUL or
+// invalid UTF-8 otherwise only after the wallet consented, or fold two
+// keys into one. The key is not in the error.
+func CheckRevocationKey(key string) error {
+	switch {
+	case len(key) > MaxRevocationKeyLength:
+		return errors.New("revocationKey is too long")
+	case !utf8.ValidString(key) || strings.ContainsRune(key, utf8.RuneError):
+		// JSON decoding turns invalid UTF-8 into U+FFFD, folding keys.
+		return errors.New("revocationKey is not UTF-8")
+	case strings.IndexFunc(key, unicode.IsControl) >= 0:
+		return errors.New("revocationKey holds a control character")
+	}
+	return nil
+}
 
 // canRevoke says whether perms allow revoking cred, with irma server's
 // wildcards; the reason of a refusal is irma server's.
@@ -159,8 +182,8 @@ func canRevoke(perms []string, cred irma.CredentialTypeIdentifier) (bool, string
 // that is not revocable).
 func (h *Handler) canIssueRevocable(creds []*irma.CredentialRequest) (bool, string) {
 	for _, cred := range creds {
-		if len(cred.RevocationKey) > MaxRevocationKeyLength {
-			return false, "revocationKey is too long"
+		if err := CheckRevocationKey(cred.RevocationKey); err != nil {
+			return false, err.Error()
 		}
 		if h.cfg.Revocable == nil {
 			continue

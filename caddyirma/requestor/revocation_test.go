@@ -100,6 +100,8 @@ func TestRevocationRequests(t *testing.T) {
 		{"attribute, not credential type", "application/json", testToken, strings.Replace(revokeAlice, "staff", "staff.name", 1), 400, "INVALID_REQUEST"},
 		{"jwt of unknown requestor", "text/plain", "", revocationJWT(t, "nobody", time.Now(), revokeAlice), 400, "INVALID_REQUEST"},
 		{"old jwt", "text/plain", "", revocationJWT(t, "hm", time.Now().Add(-time.Hour), revokeAlice), 403, "UNAUTHORIZED"},
+		{"NUL in the key", "application/json", testToken, strings.Replace(revokeAlice, "alice-1", `alice\u0000`, 1), 400, "INVALID_REQUEST"},
+		{"invalid UTF-8 in the key", "application/json", testToken, strings.Replace(revokeAlice, "alice-1", "alice\xff", 1), 400, "INVALID_REQUEST"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := postRevocation(h, c.ctype, c.auth, c.body)
@@ -153,6 +155,8 @@ func TestIssueRevocable(t *testing.T) {
 		{issue("staff", ""), 403},
 		{issue("staff", strings.Repeat("k", MaxRevocationKeyLength+1)), 403},
 		{issue("badge", "alice-1"), 403},
+		{issue("staff", `alice\u0000`), 403},
+		{issue("staff", "alice\x01"), 400}, // a raw control character is not JSON
 		{issue("membership", ""), 200},
 	} {
 		req := httptest.NewRequest(http.MethodPost, "/session", strings.NewReader(c.body))
