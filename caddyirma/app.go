@@ -143,20 +143,19 @@ type App struct {
 
 	// JWTPrivateKeyFile is a PEM RSA private key (PKCS #1 or PKCS #8) that
 	// signs session results as JWTs (RS256), as irma server's
-	// jwt_privkey_file: the results that irmaserver posts to a session
-	// request's callbackUrl, and those of irma_requestor_api's
-	// /result-jwt and /getproof, whose /publickey serves its public key.
-	// Default: none; then callbacks are refused unless
-	// AllowUnsignedCallbacks, and those routes answer as irma server
-	// without a key.
+	// jwt_privkey_file: the results posted to a callbackUrl or a
+	// nextSession URL, and those of irma_requestor_api's /result-jwt and
+	// /getproof, whose /publickey serves its public key. Default: none;
+	// then such posts are refused unless AllowUnsignedCallbacks, and those
+	// routes answer as irma server without a key.
 	JWTPrivateKeyFile string `json:"jwt_privkey_file,omitempty"`
 
 	// JWTIssuer is the iss of the session result JWTs. Default:
 	// "irmaserver", as irma server's jwt_issuer.
 	JWTIssuer string `json:"jwt_issuer,omitempty"`
 
-	// AllowUnsignedCallbacks lets requestors ask for a callbackUrl without
-	// JWTPrivateKeyFile: irmaserver then posts the result as plain JSON,
+	// AllowUnsignedCallbacks allows a callbackUrl or nextSession without
+	// JWTPrivateKeyFile: the result is then posted as plain JSON,
 	// which the receiver cannot tell from a forgery. As irma server's
 	// allow_unsigned_callbacks. Default: off.
 	AllowUnsignedCallbacks bool `json:"allow_unsigned_callbacks,omitempty"`
@@ -168,8 +167,9 @@ type App struct {
 
 	// StaticSessions are session requests by name, as irma server's
 	// static_sessions: a disclosure or signature request with a callbackUrl
-	// (nextSession is not supported), which needs jwt_privkey_file or
-	// allow_unsigned_callbacks. The pointer
+	// (posted by the gateway, once) or a nextSession (which chains
+	// disclosures and signatures only), either of which needs
+	// jwt_privkey_file or allow_unsigned_callbacks. The pointer
 	// {"irmaqr":"redirect","u":"<url>session/<name>"} starts a fresh session
 	// of it whenever the Yivi app scans it, within session_limits; one
 	// without a timeout waits scan_timeout for the app. Names: letters,

@@ -56,11 +56,16 @@
 // logouts leave: in the Redis of the sessions, else in the process).
 // irma_issue (issue.go) and irma_sign (sign.go, signresult.go) use the same
 // session path; the static sessions of the app (staticsessions.go), which
-// the Yivi app starts at the endpoints, pass the session limits as well;
+// the Yivi app starts at the endpoints, pass the session limits as well,
+// and the gateway posts their results itself, bounded (resultpost.go);
 // irma_requestor_api (requestorapi.go) wires package
 // requestor to the server, with the app's key and issuer of result JWTs,
 // which irmaserver signs callbacks with too (resultjwt.go), and answers
-// the server's question whether a chained session may start (chains.go). What the
+// the server's question whether a chained session may start (chains.go);
+// where a chain fails, the Yivi app hears no next-session URL
+// (nexterrors.go). Revocation (revocation.go, revocationroutes.go,
+// loginrevocation.go) makes the app the authority of revocable credential
+// types, with a SQL database. What the
 // handlers decide goes to the metrics (metrics.go) and the audit log
 // (audit.go); sessionwatch.go follows an
 // issuance, a requestor's or a static session, which no browser brings

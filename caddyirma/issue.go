@@ -223,7 +223,7 @@ func (h *Issue) serve(w http.ResponseWriter, r *http.Request) error {
 		auditEntry{decision: decisionIssuance, outcome: auditRefused, reason: "the request does not make the credentials", err: err}.log(h.app.audit)
 		return caddyhttp.Error(http.StatusBadRequest, err)
 	}
-	page := sessionpage.Page{Kind: sessionpage.KindIssue, DoneURL: h.Redirect, Asks: sessionpage.DescribeRequest(h.app.Configuration(), req)}
+	page := sessionpage.Page{Kind: sessionpage.KindIssue, DoneURL: h.Redirect, Request: req, Schemes: h.app.Configuration()}
 	if deferred, err := deferStart(w, r, h.app.serverURL, http.StatusOK, page); deferred {
 		return err
 	}

@@ -337,7 +337,7 @@ func (f *loginFlow) page(s sessionpage.Session, dest destination, req *irma.Disc
 		conf = f.schemes()
 	}
 	return sessionpage.Page{Kind: sessionpage.KindLogin, Session: s, DoneURL: dest.done, RetryURL: dest.done,
-		Asks: sessionpage.DescribeRequest(conf, req)}
+		Request: req, Schemes: conf}
 }
 
 // Why a finished login does not count, as the JSON answer says it.
@@ -388,6 +388,6 @@ func (a *App) newLoginFlow(p policy.Policy, route, name, pairing, audience strin
 		maxSession: time.Duration(a.MaxSessionLifetime), scanTimeout: time.Duration(a.ScanTimeout),
 		proofsWait: defaultProofsWait, now: a.now, logger: logger, audit: a.audit,
 		limiter: a.limiter, counters: newFlowCounters(name), schemes: a.Configuration,
-		revocable: a.revocableTypes(p),
+		revocable: revocableTypes(p, a.Configuration()),
 	}
 }

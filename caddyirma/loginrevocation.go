@@ -48,13 +48,13 @@ func (a *App) SetClock(now func() time.Time) {
 	a.clock.Store(&now)
 }
 
-// revocableTypes are the credential types whose non-revocation p asks:
+// revocableTypes are the credential types of conf whose non-revocation p asks:
 // none without its revocation option.
-func (a *App) revocableTypes(p policy.Policy) []irma.CredentialTypeIdentifier {
+func revocableTypes(p policy.Policy, conf *irma.Configuration) []irma.CredentialTypeIdentifier {
 	if p.Revocation == nil {
 		return nil
 	}
-	return p.RevocableTypes(a.Configuration())
+	return p.RevocableTypes(conf)
 }
 
 // checkPolicyRevocation checks that the app is the revocation authority of
@@ -64,7 +64,7 @@ func (a *App) revocableTypes(p policy.Policy) []irma.CredentialTypeIdentifier {
 func (a *App) checkPolicyRevocation() error {
 	var errs []error
 	for _, name := range sortedKeys(a.Policies) {
-		for _, id := range a.revocableTypes(a.Policies[name]) {
+		for _, id := range revocableTypes(a.Policies[name], a.Configuration()) {
 			if err := a.revocationAuthority(id); err != nil {
 				errs = append(errs, fmt.Errorf("irma: policy %q: revocation: %w", name, err))
 			}

@@ -186,11 +186,7 @@ func (c *policyChecker) add(where string, rr routeReport, p policy.Policy, pairi
 	}
 	// What a login flow asks a visitor without a login: it uses the policy
 	// only, with the non-revocation proofs that the policy asks.
-	var revocable []irma.CredentialTypeIdentifier
-	if p.Revocation != nil {
-		revocable = p.RevocableTypes(c.conf)
-	}
-	req := (&loginFlow{policy: p, revocable: revocable}).request(nil, time.Time{})
+	req := (&loginFlow{policy: p, revocable: revocableTypes(p, c.conf)}).request(nil, time.Time{})
 	rreq, err := withScanTimeout(req, time.Duration(c.app.ScanTimeout))
 	if err == nil {
 		rr.SessionRequest, err = json.Marshal(rreq)

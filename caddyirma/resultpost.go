@@ -52,17 +52,18 @@ type resultPoster struct {
 	slots   chan struct{}
 	waiting atomic.Int64
 	backlog int64
-	timeout time.Duration
+	timeout time.Duration // of one post
+	maxWait time.Duration // for a turn
 }
 
 // staticDone posts the results of static sessions that ended done,
 // staticEnded those that were cancelled or timed out.
 var (
-	staticDone  = newResultPoster(resultPostConcurrency, resultPostBacklog, resultPostTimeout)
-	staticEnded = newResultPoster(resultPostConcurrency, resultPostBacklog, resultPostTimeout)
+	staticDone  = newResultPoster(resultPostConcurrency, resultPostBacklog, resultPostTimeout, resultPostMaxWait)
+	staticEnded = newResultPoster(resultPostConcurrency, resultPostBacklog, resultPostTimeout, resultPostMaxWait)
 )
 
-func newResultPoster(concurrency, backlog int, timeout time.Duration) *resultPoster {
+func newResultPoster(concurrency, backlog int, timeout, maxWait time.Duration) *resultPoster {
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	return &resultPoster{
 		client: &http.Client{
@@ -83,6 +84,7 @@ func newResultPoster(concurrency, backlog int, timeout time.Duration) *resultPos
 		slots:   make(chan struct{}, concurrency),
 		backlog: int64(backlog),
 		timeout: timeout,
+		maxWait: maxWait,
 	}
 }
 
@@ -106,13 +108,13 @@ var errResultBacklog = errors.New("too many session results wait to be posted")
 // post posts the body that body makes to target once, as irmaserver
 // would: to the URL with a "/" added to its path if it has none at the end.
 // It waits its turn while fewer than its backlog of others do, for at most
-// resultPostMaxWait and until ctx ends, and makes the body then.
+// its maxWait and until ctx ends, and makes the body then.
 func (p *resultPoster) post(ctx context.Context, target string, body func() ([]byte, string, error)) error {
 	if p.waiting.Add(1) > p.backlog {
 		p.waiting.Add(-1)
 		return errResultBacklog
 	}
-	wait, cancelWait := context.WithTimeout(ctx, resultPostMaxWait)
+	wait, cancelWait := context.WithTimeout(ctx, p.maxWait)
 	defer cancelWait()
 	select {
 	case p.slots <- struct{}{}:

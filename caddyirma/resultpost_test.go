@@ -41,7 +41,7 @@ func TestResultPoster(t *testing.T) {
 	}))
 	defer srv.Close()
 	defer close(release)
-	p := newResultPoster(1, 1, 200*time.Millisecond)
+	p := newResultPoster(1, 1, 200*time.Millisecond, time.Minute)
 	ctx := context.Background()
 
 	if err := p.post(ctx, srv.URL+"/cb", bodyOf("a.b.c", "text/plain; charset=UTF-8")); err != nil {
@@ -73,7 +73,7 @@ func TestResultPoster(t *testing.T) {
 	}
 
 	// One posting (holding the only slot), one waiting: the third is dropped at once.
-	slow := newResultPoster(1, 1, time.Minute)
+	slow := newResultPoster(1, 1, time.Minute, time.Minute)
 	done := make(chan error, 2)
 	go func() { done <- slow.post(ctx, srv.URL+"/hold", bodyOf("", "application/json")) }()
 	<-posts              // the first holds the slot
@@ -98,6 +98,18 @@ func TestResultPoster(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Errorf("a post within the bounds: %v", err)
 		}
+	}
+	// A result that cannot have its turn within maxWait is not posted.
+	impatient := newResultPoster(1, 5, time.Minute, 50*time.Millisecond)
+	go func() { done <- impatient.post(ctx, srv.URL+"/hold", bodyOf("", "application/json")) }()
+	for got := <-posts; got.path != "/hold/"; got = <-posts { // it holds the slot
+	}
+	if err := impatient.post(ctx, srv.URL+"/cb", bodyOf("", "application/json")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a result that waited too long: %v", err)
+	}
+	release <- struct{}{}
+	if err := <-done; err != nil {
+		t.Errorf("the post that held the slot: %v", err)
 	}
 }
 

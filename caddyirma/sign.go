@@ -277,11 +277,8 @@ func (h *Sign) respond(w http.ResponseWriter, r *http.Request, s sessionpage.Ses
 // page is the signature page of session s, which returns to ret and asks
 // what req does (nil: the page says so in general words).
 func (h *Sign) page(s sessionpage.Session, ret string, req irma.SessionRequest) sessionpage.Page {
-	p := sessionpage.Page{Kind: sessionpage.KindSign, Session: s, DoneURL: ret, RetryURL: ret}
-	if req != nil {
-		p.Asks = sessionpage.DescribeRequest(h.app.Configuration(), req)
-	}
-	return p
+	return sessionpage.Page{Kind: sessionpage.KindSign, Session: s, DoneURL: ret, RetryURL: ret,
+		Request: req, Schemes: h.app.Configuration()}
 }
 
 // parseSign sets up irma_sign from Caddyfile tokens. Syntax:

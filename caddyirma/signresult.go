@@ -37,7 +37,11 @@ func (h *Sign) resume(w http.ResponseWriter, r *http.Request, p *pendingSession,
 	case err != nil:
 		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("irma_sign: %w", err))
 	case state == pendingRunning:
-		return h.respond(w, r, p.session(irma.ActionSigning, h.app.PathPrefix()), ret, h.runningRequest(p))
+		var req irma.SessionRequest
+		if sessionpage.WantsPage(r) { // a script's JSON lists nothing: no look-up for it
+			req = h.runningRequest(p)
+		}
+		return h.respond(w, r, p.session(irma.ActionSigning, h.app.PathPrefix()), ret, req)
 	case state == pendingGone:
 		cookies.clear(w, pending)
 		return caddyhttp.Error(http.StatusGone, errors.New("irma_sign: the signature session is gone; start again"))

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"github.com/privacybydesign/irmago/irma/server"
 	"go.uber.org/zap"
 
+	"github.com/caddy-irma/caddy-irma/caddyirma/requestor"
 	"github.com/caddy-irma/caddy-irma/caddyirma/sessionpage"
 )
 
@@ -113,11 +113,8 @@ func (a *App) checkStaticSession(name string, raw json.RawMessage) (staticSessio
 		return staticSession{}, fmt.Errorf("it has no callbackUrl and no nextSession URL: the result of a static session goes there, since no requestor holds its token")
 	}
 	for field, target := range map[string]string{"callbackUrl": base.CallbackURL, "nextSession": nextURL(base)} {
-		if u, err := url.Parse(target); target != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
-			return staticSession{}, fmt.Errorf("%s %q: want an absolute http or https URL", field, target)
-		}
-		if strings.ContainsAny(target, "?#") {
-			return staticSession{}, fmt.Errorf("%s %q: a URL with a query (?) or a fragment (#) is not posted where it says (a \"/\" is added at its end)", field, target)
+		if _, err := requestor.CheckResultURL(target); target != "" && err != nil {
+			return staticSession{}, fmt.Errorf("%s %q: %w", field, target, err)
 		}
 	}
 	if a.resultKey == nil && !a.AllowUnsignedCallbacks {

@@ -212,7 +212,15 @@ func TestRequestorAPI(t *testing.T) {
 // an Authorization header unless auth is "".
 func postSession(t *testing.T, api, body, contentType, auth string) (int, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", api+"/session", strings.NewReader(body))
+	return postAs(t, api+"/session", body, contentType, auth)
+}
+
+// postAs POSTs body to url with the content type and, if not empty, the
+// Authorization header auth, as a requestor does; it returns the status and
+// the answer.
+func postAs(t *testing.T, url, body, contentType, auth string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
 	req.Header.Set("Content-Type", contentType)
 	if auth != "" {
 		req.Header.Set("Authorization", auth)

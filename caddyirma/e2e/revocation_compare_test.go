@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -85,36 +84,20 @@ func revocationTranscript(t *testing.T, g *gateway, api string, staff irma.Crede
 	t.Helper()
 	post := func(path, token, body string) string {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, api+path, strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
+		code, b := postAs(t, api+path, body, "application/json", token)
 		var e irma.RemoteError
-		if resp.StatusCode != http.StatusOK && json.Unmarshal(b, &e) == nil {
-			return fmt.Sprintf("%d %s %s: %s", resp.StatusCode, e.ErrorName, e.Description, e.Message)
+		if code != http.StatusOK && json.Unmarshal(b, &e) == nil {
+			return fmt.Sprintf("%d %s %s: %s", code, e.ErrorName, e.Description, e.Message)
 		}
-		return fmt.Sprintf("%d %.0s", resp.StatusCode, b)
+		return fmt.Sprint(code)
 	}
 	issuance := fmt.Sprintf(`{"@context":"https://irma.app/ld/request/issuance/v2","credentials":[{"credential":"%s","attributes":{"name":"alice","role":"admin"},"revocationKey":"alice-pass"}]}`, staff)
-	req, _ := http.NewRequest(http.MethodPost, api+"/session", strings.NewReader(issuance))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "hr-token")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	code, b := postSession(t, api, issuance, "application/json", "hr-token")
 	var started struct {
 		SessionPtr *irma.Qr `json:"sessionPtr"`
 	}
-	err = json.NewDecoder(resp.Body).Decode(&started)
-	resp.Body.Close()
-	if err != nil || started.SessionPtr == nil {
-		t.Fatalf("%s: POST /session: %d %v", api, resp.StatusCode, err)
+	if err := json.Unmarshal(b, &started); err != nil || started.SessionPtr == nil {
+		t.Fatalf("%s: POST /session: %d %s", api, code, b)
 	}
 	w, err := wallet.Open(wallet.Options{Dir: t.TempDir(), SchemesPath: g.scheme.SchemesPath})
 	if err != nil {

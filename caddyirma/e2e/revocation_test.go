@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -124,16 +123,8 @@ func runRevocation(t *testing.T, dbStr, store string) {
 	revoke := func(token, key string) (int, string) {
 		t.Helper()
 		body := fmt.Sprintf(`{"@context":"https://irma.app/ld/request/revocation/v1","type":"%s","revocationKey":"%s"}`, staff, key)
-		req, _ := http.NewRequest(http.MethodPost, g.base+"/api/revocation", strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		code, b := postAs(t, g.base+"/api/revocation", body, "application/json", token)
+		return code, string(b)
 	}
 	if code, body := revoke("other-token", "alice-pass"); code != http.StatusForbidden || !strings.Contains(body, "UNAUTHORIZED") {
 		t.Fatalf("a requestor without revoke permission: %d %s, want 403 as irma server", code, body)
@@ -193,16 +184,7 @@ func issueByAPI(ctx context.Context, t *testing.T, g *gateway, name string) *wal
 	t.Helper()
 	post := func(key string) (int, []byte) {
 		body := fmt.Sprintf(`{"@context":"https://irma.app/ld/request/issuance/v2","credentials":[{"credential":"caddy-demo.gateway.staff","attributes":{"name":"%s","role":"admin"}%s}]}`, name, key)
-		req, _ := http.NewRequest(http.MethodPost, g.base+"/api/session", strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "hr-token")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, b
+		return postSession(t, g.base+"/api", body, "application/json", "hr-token")
 	}
 	if code, body := post(""); code != http.StatusForbidden || !strings.Contains(string(body), "revocationKey is required") {
 		t.Fatalf("an issuance without a revocationKey: %d %s", code, body)

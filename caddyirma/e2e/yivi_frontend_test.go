@@ -5,8 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -101,20 +99,12 @@ func TestYiviFrontend(t *testing.T) {
 
 	// Alice gets her person credential through the requestor API.
 	issuance := `{"@context":"https://irma.app/ld/request/issuance/v2","credentials":[{"credential":"caddy-demo.gateway.person","attributes":{"fullname":"Alice","email":"alice@example.com","over18":"yes"}}]}`
-	req, _ := http.NewRequest("POST", base+"/api/irma/session", strings.NewReader(issuance))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "s3cret-token")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	code, body := postSession(t, base+"/api/irma", issuance, "application/json", "s3cret-token")
 	var issued struct {
 		SessionPtr *irma.Qr `json:"sessionPtr"`
 	}
-	if err := json.Unmarshal(body, &issued); err != nil || resp.StatusCode != 200 || issued.SessionPtr == nil {
-		t.Fatalf("POST /session (issuance): %d %s", resp.StatusCode, body)
+	if err := json.Unmarshal(body, &issued); err != nil || code != 200 || issued.SessionPtr == nil {
+		t.Fatalf("POST /session (issuance): %d %s", code, body)
 	}
 	if res, err := w.Run(ctx, issued.SessionPtr, wallet.Accept); err != nil {
 		t.Fatalf("issuance: %+v, %v", res, err)

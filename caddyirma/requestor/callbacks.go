@@ -1,6 +1,7 @@
 package requestor
 
 import (
+	"errors"
 	"net/url"
 	"strings"
 
@@ -41,20 +42,31 @@ func (h *Handler) checkResultPost(requestor, field, target string) *irma.RemoteE
 		// irma server's words and status (501 UNSUPPORTED).
 		return server.RemoteError(server.ErrorUnsupported, field+" provided but no JWT private key is installed: either install JWT or enable allow_unsigned_callbacks in configuration")
 	}
-	u, err := url.Parse(target)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return server.RemoteError(server.ErrorInvalidRequest, field+": want an absolute http or https URL")
-	}
-	if strings.ContainsAny(target, "?#") {
-		// irmaserver posts to the URL with a "/" added at its end, which
-		// lands in the query or the fragment (never sent): the POST would
-		// go to the exact path before it, such as Caddy's admin /stop.
-		return server.RemoteError(server.ErrorInvalidRequest, field+": a URL with a query (?) or a fragment (#) is not posted where it says: irma server adds a \"/\" at its end")
+	u, err := CheckResultURL(target)
+	if err != nil {
+		return server.RemoteError(server.ErrorInvalidRequest, field+": "+err.Error())
 	}
 	if h.cfg.RefuseTarget != nil && h.cfg.RefuseTarget(u) {
 		return server.RemoteError(server.ErrorInvalidRequest, field+": the gateway does not post results there")
 	}
 	return nil
+}
+
+// CheckResultURL checks a URL to which a session's result is posted (a
+// callbackUrl or a nextSession URL), and returns it parsed: an absolute
+// http or https URL without a query or fragment. irmaserver posts to the
+// URL with a "/" added at its end, which would land in the query or the
+// fragment (never sent): the POST would go to the exact path before it,
+// such as Caddy's admin /stop.
+func CheckResultURL(target string) (*url.URL, error) {
+	u, err := url.Parse(target)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, errors.New("want an absolute http or https URL")
+	}
+	if strings.ContainsAny(target, "?#") {
+		return nil, errors.New(`a URL with a query (?) or a fragment (#) is not posted where it says: irma server adds a "/" at its end`)
+	}
+	return u, nil
 }
 
 // AuthorizeNext says whether requestor may start request as the next

@@ -23,28 +23,15 @@ var (
 )
 
 func (h *Handler) handleCreateSession(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodySize))
-	if err != nil {
-		server.WriteError(w, server.ErrorInvalidRequest, err.Error())
+	body, ok := h.readBody(w, r)
+	if !ok {
 		return
 	}
-
 	applies, rrequest, requestor, rerr := h.authenticate(r.Context(), r.Header, body)
-	if rerr != nil {
-		h.log.Info("session request refused", zap.String("error", rerr.ErrorName), zap.String("message", rerr.Message))
-		h.observe("", "unauthenticated", "")
-		server.WriteResponse(w, nil, rerr)
-		return
-	}
-	if !applies {
-		ctype := r.Header.Get("Content-Type")
-		if !jsonType.MatchString(ctype) && !plainType.MatchString(ctype) {
-			server.WriteError(w, server.ErrorInvalidRequest, "Unsupported Content-Type: "+ctype)
-			return
+	if refusal := h.refuse(w, r, applies, rerr, "session request"); refusal != "" {
+		if refusal == refusedUnauthenticated {
+			h.observe("", "unauthenticated", "")
 		}
-		h.log.Info("session request refused: unknown authentication method")
-		h.observe("", "unauthenticated", "")
-		server.WriteError(w, server.ErrorInvalidRequest, "request could not be authenticated")
 		return
 	}
 
@@ -95,6 +82,44 @@ func (h *Handler) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 	h.observe(requestor, "started", action)
 	h.log.Debug("session started", zap.String("requestor", requestor), zap.String("type", string(action)))
 	server.WriteJson(w, server.SessionPackage{SessionPtr: qr, Token: token, FrontendRequest: frontend})
+}
+
+// readBody reads the body of a requestor's POST, at most MaxBodySize
+// bytes; if it cannot, it answers 400 and returns false.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodySize))
+	if err != nil {
+		server.WriteError(w, server.ErrorInvalidRequest, err.Error())
+		return nil, false
+	}
+	return body, true
+}
+
+// Why refuse answered a request.
+const (
+	refusedUnauthenticated = "unauthenticated"
+	refusedContentType     = "content type"
+)
+
+// refuse answers a request (what, for the log) that its authentication
+// refused (rerr), or that no authentication method applied to, as irma
+// server does, and says why; "" if it may go on.
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, applies bool, rerr *irma.RemoteError, what string) string {
+	if rerr != nil {
+		h.log.Info(what+" refused", zap.String("error", rerr.ErrorName), zap.String("message", rerr.Message))
+		server.WriteResponse(w, nil, rerr)
+		return refusedUnauthenticated
+	}
+	if applies {
+		return ""
+	}
+	if ctype := r.Header.Get("Content-Type"); !jsonType.MatchString(ctype) && !plainType.MatchString(ctype) {
+		server.WriteError(w, server.ErrorInvalidRequest, "Unsupported Content-Type: "+ctype)
+		return refusedContentType
+	}
+	h.log.Info(what + " refused: unknown authentication method")
+	server.WriteError(w, server.ErrorInvalidRequest, "request could not be authenticated")
+	return refusedUnauthenticated
 }
 
 // observe tells Config.Observe how a session request ended.

@@ -57,12 +57,12 @@ type Config struct {
 	// at /publickey. Without it those routes answer as irma server without a JWT key does.
 	JWTKey *rsa.PrivateKey
 	// SignedCallbacks says that the IRMA server signs the results it posts to a session request's
-	// callbackUrl (it has a JWT private key). Session requests with a callbackUrl are accepted with it
-	// or AllowUnsignedCallbacks, from authenticated requestors only; otherwise refused as irma server
-	// refuses them without a key.
+	// callbackUrl or nextSession URL (it has a JWT private key). Session requests with either are
+	// accepted with it or AllowUnsignedCallbacks, from authenticated requestors only; otherwise
+	// refused as irma server refuses them without a key.
 	SignedCallbacks bool
-	// AllowUnsignedCallbacks accepts a callbackUrl although the IRMA server posts the result unsigned,
-	// as irma server's allow_unsigned_callbacks.
+	// AllowUnsignedCallbacks accepts a callbackUrl or nextSession although the IRMA server posts the
+	// result unsigned, as irma server's allow_unsigned_callbacks.
 	AllowUnsignedCallbacks bool
 	// RefuseTarget, if set, says which URLs a session result may not be posted to (a callbackUrl or a
 	// nextSession URL), such as the admin API of the server itself; such a request gets 400.

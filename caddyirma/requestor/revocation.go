@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -30,24 +29,12 @@ type Revoker func(credType irma.CredentialTypeIdentifier, key string, issued tim
 // "revrequest"); the requestor needs a revoke permission for the credential
 // type. It answers "OK" (text/plain) once the credential is revoked.
 func (h *Handler) handleRevocation(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodySize))
-	if err != nil {
-		server.WriteError(w, server.ErrorInvalidRequest, err.Error())
+	body, ok := h.readBody(w, r)
+	if !ok {
 		return
 	}
 	applies, req, requestor, rerr := h.authenticateRevocation(r.Context(), r.Header, body)
-	if rerr != nil {
-		h.log.Info("revocation request refused", zap.String("error", rerr.ErrorName), zap.String("message", rerr.Message))
-		server.WriteResponse(w, nil, rerr)
-		return
-	}
-	if !applies {
-		ctype := r.Header.Get("Content-Type")
-		if !jsonType.MatchString(ctype) && !plainType.MatchString(ctype) {
-			server.WriteError(w, server.ErrorInvalidRequest, "Unsupported Content-Type: "+ctype)
-			return
-		}
-		server.WriteError(w, server.ErrorInvalidRequest, "request could not be authenticated")
+	if h.refuse(w, r, applies, rerr, "revocation request") != "" {
 		return
 	}
 	ok, reason := canRevoke(h.perms[requestor].Revoke, req.CredentialType)

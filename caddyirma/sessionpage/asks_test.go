@@ -77,7 +77,7 @@ func TestPageListsWhatItAsks(t *testing.T) {
 			"Uw &lt;b&gt;naam&lt;/b&gt;",
 		}},
 	} {
-		intro, items := listed(t, Page{Kind: KindLogin, Lang: tc.lang, Site: "example.com", Asks: DescribeRequest(conf, login)})
+		intro, items := listed(t, Page{Kind: KindLogin, Lang: tc.lang, Site: "example.com", Request: login, Schemes: conf})
 		if intro != tc.intro || strings.Join(items, "\n") != strings.Join(tc.items, "\n") {
 			t.Errorf("%s: %q\n  %s", tc.lang, intro, strings.Join(items, "\n  "))
 		}
@@ -88,7 +88,7 @@ func TestPageListsWhatItAsks(t *testing.T) {
 		Attributes:       map[string]string{"club": "<Chess & Go>", "level": "gold"},
 	}})
 	issue.Disclose = irma.AttributeConDisCon{{{{Type: id("person.email")}}}}
-	intro, items := listed(t, Page{Kind: KindIssue, Lang: "en", Site: "example.com", Asks: DescribeRequest(conf, issue)})
+	intro, items := listed(t, Page{Kind: KindIssue, Lang: "en", Site: "example.com", Request: issue, Schemes: conf})
 	want := []string{"Demo membership (Caddy IRMA demo issuer)", "Club: &lt;Chess &amp; Go&gt;", "Level: gold", "Email address (Demo person, Caddy IRMA demo issuer)"}
 	if intro != "example.com gives you these cards for your Yivi app:" || strings.Join(items, "\n") != strings.Join(want, "\n") {
 		t.Errorf("issuance: %q\n  %s", intro, strings.Join(items, "\n  "))
@@ -96,7 +96,7 @@ func TestPageListsWhatItAsks(t *testing.T) {
 
 	sign := irma.NewSignatureRequest("I agree to <all> terms.", id("person.email"))
 	w := httptest.NewRecorder()
-	if err := RenderStart(w, 200, Page{Kind: KindSign, Lang: "nl", Site: "example.com", Asks: DescribeRequest(conf, sign)}); err != nil {
+	if err := RenderStart(w, 200, Page{Kind: KindSign, Lang: "nl", Site: "example.com", Request: sign, Schemes: conf}); err != nil {
 		t.Fatal(err)
 	}
 	for _, part := range []string{
@@ -109,12 +109,12 @@ func TestPageListsWhatItAsks(t *testing.T) {
 	}
 
 	// Without a site, or without what it asks, the page says it in general words.
-	if intro, items := listed(t, Page{Kind: KindLogin, Lang: "en", Asks: DescribeRequest(conf, login)}); intro != "" || len(items) != 0 {
+	if intro, items := listed(t, Page{Kind: KindLogin, Lang: "en", Request: login, Schemes: conf}); intro != "" || len(items) != 0 {
 		t.Errorf("without a site: %q %v", intro, items)
 	}
 	// An attribute the schemes do not know is named by its identifier.
 	unknown := irma.NewDisclosureRequest(irma.NewAttributeTypeIdentifier("other.issuer.cred.attr"))
-	if _, items := listed(t, Page{Kind: KindLogin, Lang: "en", Site: "example.com", Asks: DescribeRequest(conf, unknown)}); len(items) != 1 || items[0] != "other.issuer.cred.attr" {
+	if _, items := listed(t, Page{Kind: KindLogin, Lang: "en", Site: "example.com", Request: unknown, Schemes: conf}); len(items) != 1 || items[0] != "other.issuer.cred.attr" {
 		t.Errorf("an unknown attribute: %v", items)
 	}
 }

@@ -206,10 +206,12 @@ type Page struct {
 	// Site is the host name of the site that asks, as the visitor sees it
 	// in the address bar; see SiteName.
 	Site string
-	// Asks is what the session asks and gives, which the page lists
-	// (DescribeRequest). Without it, or without Site, the page says in
-	// general words what it asks.
-	Asks *Asks
+	// Request is the session's request, whose asks and gifts the page lists
+	// in the words of Schemes (DescribeRequest), when it renders: a client
+	// that gets JSON needs none of it. Without it, or without Site, the page
+	// says in general words what it asks.
+	Request irma.SessionRequest
+	Schemes *irma.Configuration
 }
 
 // SiteName is the name of the site of host (a request's Host): without a
@@ -263,7 +265,7 @@ type pageData struct {
 	Action string
 	// ReferrerPolicy is the page's; default no-referrer.
 	ReferrerPolicy string
-	// What the session asks and gives (Page.Asks): the sentence that
+	// What the session asks and gives (Page.Request): the sentence that
 	// introduces it, the items to show and the credentials to receive.
 	AsksIntro string
 	Disclose  []askLine
@@ -313,10 +315,11 @@ func renderPage(w http.ResponseWriter, code int, p Page, info *Info) error {
 		Text:   text,
 		Config: map[string]string{"doneUrl": p.DoneURL, "retryUrl": p.RetryURL},
 	}
-	if p.Asks != nil && p.Site != "" {
+	if p.Request != nil && p.Site != "" {
+		asks := DescribeRequest(p.Schemes, p.Request)
 		data.AsksIntro = fmt.Sprintf(text["asks"], p.Site)
-		data.Disclose, data.Issue = p.Asks.lines(lang)
-		data.Message = p.Asks.Message
+		data.Disclose, data.Issue = asks.lines(lang)
+		data.Message = asks.Message
 	}
 	if info == nil {
 		data.Config["start"] = "1"
